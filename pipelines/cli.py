@@ -1,0 +1,83 @@
+"""The `colorize` command line: run the pipeline, colorize photos, inspect lineage, go to the cloud.
+
+Heavy imports (TensorFlow, TFX) happen inside the commands so `colorize --help` is instant.
+"""
+import click
+
+from pipelines import config as config_lib
+from pipelines import quiet
+
+
+def _config_options(f):
+  """Flags shared by the commands that run the pipeline; they override the config file."""
+  options = [
+      click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                   help="JSON or YAML config file (keys as in pipelines/config.py)."),
+      click.option("--data-root", "ingest.data_root",
+                   help="COCO root (train2017/, val2017/, annotations/) or a folder of images; local or gs://. "
+                   "Default: the bundled demo data."),
+      click.option("--output-root", "output_root",
+                   help=f"Where pipeline outputs, metadata and pushed models go (default {config_lib.DEFAULT_OUTPUT_ROOT})."),
+      click.option("--pipeline-name", "pipeline_name"),
+      click.option("--max-images", "ingest.max_images", type=int, help="Ingest at most this many images (0 = all)."),
+      click.option("--categories", "ingest.categories",
+                   help="Comma-separated COCO category names; keep only images containing one of them."),
+      click.option("--test-images", "ingest.test_images", type=int, help="Size of the held-out test split (default 1000)."),
+      click.option("--keep-grayscale/--drop-grayscale", "ingest.keep_grayscale", default=None,
+                   help="Keep genuinely black-and-white photos in the training splits (default: drop)."),
+      click.option("--epochs", "train.epochs", type=int),
+      click.option("--steps-per-epoch", "train.steps_per_epoch", type=int, help="0 = one pass over the train split."),
+      click.option("--batch-size", "train.batch_size", type=int, help="Per replica."),
+      click.option("--learning-rate", "train.learning_rate", type=float),
+      click.option("--weights", "train.weights",
+                   help="Inception-ResNet-v2 weights: imagenet (downloads once), none (random, offline) or a local file."),
+      click.option("--strategy", "train.strategy",
+                   type=click.Choice(["auto", "cpu", "one_device", "mirrored", "multi_worker"])),
+      click.option("--seed", "train.seed", type=int),
+      click.option("--mse-upper-bound", "evaluate.mse_upper_bound", type=float,
+                   help="Bless only models whose test MSE is below this."),
+      click.option("--beam-arg", "beam_pipeline_args", multiple=True,
+                   help="A Beam pipeline argument, e.g. --beam-arg=--direct_running_mode=multi_processing (repeatable)."),
+      click.option("--cache/--no-cache", "enable_cache", default=None, help="Reuse outputs of unchanged steps (default on)."),
+  ]
+  for option in reversed(options):
+    f = option(f)
+  return f
+
+
+def _load_config(config_path, overrides) -> config_lib.PipelineConfig:
+  overrides = {k: v for k, v in overrides.items() if v is not None and v != ()}
+  try:
+    return config_lib.load(config_path, overrides)
+  except config_lib.ConfigError as e:
+    raise click.UsageError(str(e)) from e
+
+
+@click.group()
+def main():
+  """Colorize black-and-white photographs with a TFX pipeline (Deep Koalarization)."""
+  quiet.install()
+
+
+@main.command()
+@_config_options
+@click.option("--until", "last_stage", type=click.Choice(["ingest", "train", "evaluate", "push"]), default="push",
+              show_default=True, help="Run the pipeline up to this stage.")
+@click.option("--cpu-replicas", type=int, default=0,
+              help="Split the CPU into N logical devices so MirroredStrategy trains N replicas without a GPU.")
+def run(config_path, last_stage, cpu_replicas, **overrides):
+  """Run the pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata)."""
+  cfg = _load_config(config_path, overrides)
+  from pipelines import local_runner, summary  # pylint: disable=g-import-not-at-top
+  local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
+  summary.print_run_summary(cfg)
+
+
+@main.command()
+@_config_options
+def ingest(config_path, **overrides):
+  """Run only the ingestion stage: COCO -> TFRecords (an Examples artifact) + skip report."""
+  cfg = _load_config(config_path, overrides)
+  from pipelines import local_runner, summary  # pylint: disable=g-import-not-at-top
+  local_runner.run(cfg, last_stage="ingest")
+  summary.print_run_summary(cfg)

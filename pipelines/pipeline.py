@@ -1,0 +1,70 @@
+"""The colorization pipeline: ingest -> train -> evaluate -> push.
+
+One `create_pipeline` serves every runner (local, Kubeflow, Vertex AI): runners only
+build configuration and call it. Code is referenced by import path (`run_fn`,
+executor classes), never by `module_file`, so the same definition runs from the
+installed package locally and from the project image in the cloud.
+"""
+import dataclasses
+import os
+from typing import List, Optional, Sequence
+
+from tfx import v1 as tfx
+
+from components.ingest.component import CocoIngest
+from pipelines import config as config_lib
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
+STAGES = ("ingest", "train", "evaluate", "push")
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    ingest: config_lib.IngestConfig,
+    train: config_lib.TrainConfig,
+    evaluate: config_lib.EvalConfig,
+    serving_model_dir: str,
+    metadata_connection_config=None,
+    beam_pipeline_args: Sequence[str] = (),
+    enable_cache: bool = True,
+    last_stage: str = "push",
+) -> tfx.dsl.Pipeline:
+  """Builds the pipeline up to and including `last_stage` (one of STAGES)."""
+  if last_stage not in STAGES:
+    raise ValueError(f"last_stage must be one of {STAGES}, got {last_stage!r}")
+  stages = STAGES[:STAGES.index(last_stage) + 1]
+
+  ingest_component = CocoIngest(
+      input_base=data_root,
+      max_images=ingest.max_images,
+      categories=",".join(ingest.categories),
+      test_images=ingest.test_images,
+      test_fraction=ingest.test_fraction,
+      eval_fraction=ingest.eval_fraction,
+      keep_grayscale=ingest.keep_grayscale,
+  )
+  components: List = [ingest_component]
+
+  if "train" in stages:
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt"))
+    trainer = tfx.components.Trainer(
+        run_fn="trainer.task.run_fn",
+        examples=ingest_component.outputs["examples"],
+        schema=schema_importer.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={"train": dataclasses.asdict(train)},
+    )
+    components += [schema_importer, trainer]
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=pipeline_name,
+      pipeline_root=pipeline_root,
+      components=components,
+      enable_cache=enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(beam_pipeline_args),
+  )

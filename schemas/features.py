@@ -1,0 +1,121 @@
+"""The one definition of what an example holds: keys, shapes, encodings, scales.
+
+The ingestion writer, the trainer's input pipeline, the Evaluator and the serving
+signatures all import this module; nothing else states these facts.
+
+Encodings (raw bytes in a tf.Example, row-major, height x width x channels):
+  l     uint8, 224x224x1. L* (CIELAB, D65) in [0, 100] stored as round(L * 255 / 100).
+  ab    uint8, 224x224x2. a*, b* clipped to [-128, 127] stored as round(ab) + 128.
+  gray  uint8, 299x299x1. The sRGB grey level with the same L* (a = b = 0): the
+        colourless photo Inception-ResNet-v2 sees, at its own input size.
+
+Model-facing scales (what `parse_examples` returns and the network consumes):
+  l     float32 in [-1, 1]  = L / 50 - 1
+  ab    float32 in [-1, 1)  = ab / 128        (the regression target; MSE is on this)
+  gray  float32 in [-1, 1]  = grey / 127.5 - 1 (Inception-ResNet-v2's preprocess_input)
+
+Resize policy (training and evaluation): the largest centred square of the photo is
+resized to 224 (L, ab) and 299 (gray), i.e. shorter side resized then centre-cropped,
+so the network never sees distorted shapes. Colorizing a whole photo at serving time
+cannot crop, so it resizes the full frame to 224x224, predicts ab, and resizes ab back
+to the original size before merging it with the original full-resolution L.
+"""
+import numpy as np
+import tensorflow as tf
+
+IMAGE_SIZE = 224
+GLOBAL_SIZE = 299
+L_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
+AB_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 2)
+GRAY_SHAPE = (GLOBAL_SIZE, GLOBAL_SIZE, 1)
+
+IMAGE_ID_KEY = "image_id"
+SOURCE_KEY = "source"
+LICENSE_KEY = "license"
+L_KEY = "l"
+AB_KEY = "ab"
+GRAY_KEY = "gray"
+
+L_BYTES_PER_UNIT = 255.0 / 100.0
+AB_OFFSET = 128.0
+AB_SCALE = 128.0
+
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
+TEST_SPLIT = "test"
+SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
+
+
+def encode_l(l_star: np.ndarray) -> bytes:
+  """L* in [0, 100], HxW or HxWx1 -> the stored bytes."""
+  return np.clip(np.rint(l_star * L_BYTES_PER_UNIT), 0, 255).astype(np.uint8).tobytes()
+
+
+def encode_ab(ab: np.ndarray) -> bytes:
+  """a*b* HxWx2 -> the stored bytes."""
+  return np.clip(np.rint(ab) + AB_OFFSET, 0, 255).astype(np.uint8).tobytes()
+
+
+def encode_gray(gray: np.ndarray) -> bytes:
+  """sRGB grey levels in [0, 255], HxW or HxWx1 -> the stored bytes."""
+  return np.clip(np.rint(gray), 0, 255).astype(np.uint8).tobytes()
+
+
+def decode_l_numpy(data: bytes) -> np.ndarray:
+  """Stored bytes -> L* in [0, 100], 224x224x1 float32."""
+  return np.frombuffer(data, np.uint8).reshape(L_SHAPE).astype(np.float32) / L_BYTES_PER_UNIT
+
+
+def decode_ab_numpy(data: bytes) -> np.ndarray:
+  """Stored bytes -> a*b* 224x224x2 float32."""
+  return np.frombuffer(data, np.uint8).reshape(AB_SHAPE).astype(np.float32) - AB_OFFSET
+
+
+def decode_gray_numpy(data: bytes) -> np.ndarray:
+  """Stored bytes -> sRGB grey 299x299x1 uint8."""
+  return np.frombuffer(data, np.uint8).reshape(GRAY_SHAPE)
+
+
+def feature_spec():
+  """tf.io.parse_example spec of a stored example."""
+  return {
+      IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.int64),
+      SOURCE_KEY: tf.io.FixedLenFeature([], tf.string),
+      LICENSE_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+      L_KEY: tf.io.FixedLenFeature([], tf.string),
+      AB_KEY: tf.io.FixedLenFeature([], tf.string),
+      GRAY_KEY: tf.io.FixedLenFeature([], tf.string),
+  }
+
+
+def _decode_raw(data, shape):
+  return tf.reshape(tf.io.decode_raw(data, tf.uint8), (-1,) + shape)
+
+
+def l_to_model(l_uint8):
+  """Stored L bytes decoded to uint8 -> model scale [-1, 1]."""
+  return tf.cast(l_uint8, tf.float32) / (50.0 * L_BYTES_PER_UNIT) - 1.0
+
+
+def ab_to_model(ab_uint8):
+  return (tf.cast(ab_uint8, tf.float32) - AB_OFFSET) / AB_SCALE
+
+
+def gray_to_model(gray_uint8):
+  return tf.cast(gray_uint8, tf.float32) / 127.5 - 1.0
+
+
+def parse_examples(serialized):
+  """A batch of serialized tf.Examples -> model-scale tensors.
+
+  Returns a dict with `l` [B,224,224,1], `gray` [B,299,299,1] (the model inputs),
+  `ab` [B,224,224,2] (the target), plus `image_id` and `source`.
+  """
+  parsed = tf.io.parse_example(serialized, feature_spec())
+  return {
+      L_KEY: l_to_model(_decode_raw(parsed[L_KEY], L_SHAPE)),
+      GRAY_KEY: gray_to_model(_decode_raw(parsed[GRAY_KEY], GRAY_SHAPE)),
+      AB_KEY: ab_to_model(_decode_raw(parsed[AB_KEY], AB_SHAPE)),
+      IMAGE_ID_KEY: parsed[IMAGE_ID_KEY],
+      SOURCE_KEY: parsed[SOURCE_KEY],
+  }
