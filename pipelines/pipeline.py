@@ -6,15 +6,14 @@ executor classes), never by `module_file`, so the same definition runs from the
 installed package locally and from the project image in the cloud.
 """
 import dataclasses
-import os
 from typing import List, Optional, Sequence
 
 from tfx import v1 as tfx
 
 from components.ingest.component import CocoIngest
 from pipelines import config as config_lib
+from schemas import features
 
-SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
 STAGES = ("ingest", "train", "evaluate", "push")
 
 
@@ -49,7 +48,7 @@ def create_pipeline(
   components: List = [ingest_component]
 
   if "train" in stages:
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt"))
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
     trainer = tfx.components.Trainer(
         run_fn="trainer.task.run_fn",
         examples=ingest_component.outputs["examples"],

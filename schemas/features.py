@@ -20,8 +20,13 @@ so the network never sees distorted shapes. Colorizing a whole photo at serving 
 cannot crop, so it resizes the full frame to 224x224, predicts ab, and resizes ab back
 to the original size before merging it with the original full-resolution L.
 """
+import os
+
 import numpy as np
 import tensorflow as tf
+
+# The same features as a TFMD schema (for ImportSchemaGen and TFMA); a test pins the two.
+SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.pbtxt")
 
 IMAGE_SIZE = 224
 GLOBAL_SIZE = 299
