@@ -1,0 +1,67 @@
+"""sRGB <-> CIELAB (D65) in TensorFlow ops, for the serving signatures and TensorBoard.
+
+The TF twin of `components/color.py` (numpy, used by ingestion); tests pin both to
+each other and to `skimage.color`. Pure TF ops, so a SavedModel holding them loads with
+plain TensorFlow. Conventions: RGB float in [0, 1] (channels last), L* in [0, 100],
+a*b* unbounded (about [-128, 127]).
+"""
+import tensorflow as tf
+
+# sRGB (linear) -> XYZ, D65 white point, as in skimage.color.
+_RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423),
+               (0.212671, 0.715160, 0.072169),
+               (0.019334, 0.119193, 0.950227))
+_WHITE = (0.95047, 1.0, 1.08883)
+_EPSILON = 0.008856
+_KAPPA = 7.787
+
+
+def _linearize(srgb):
+  return tf.where(srgb > 0.04045, tf.pow((tf.maximum(srgb, 0.04045) + 0.055) / 1.055, 2.4), srgb / 12.92)
+
+
+def _gamma(linear):
+  return tf.where(linear > 0.0031308,
+                  1.055 * tf.pow(tf.maximum(linear, 0.0031308), 1.0 / 2.4) - 0.055, linear * 12.92)
+
+
+def _f(t):
+  return tf.where(t > _EPSILON, tf.pow(tf.maximum(t, _EPSILON), 1.0 / 3.0), _KAPPA * t + 16.0 / 116.0)
+
+
+def _f_inverse(f):
+  cube = tf.pow(f, 3.0)
+  return tf.where(cube > _EPSILON, cube, (f - 16.0 / 116.0) / _KAPPA)
+
+
+def rgb_to_lab(rgb):
+  """[..., 3] sRGB in [0, 1] -> [..., 3] L*a*b*."""
+  rgb = tf.convert_to_tensor(rgb, tf.float32)
+  xyz = tf.tensordot(_linearize(rgb), tf.transpose(tf.constant(_RGB_TO_XYZ)), 1) / tf.constant(_WHITE)
+  fx, fy, fz = tf.unstack(_f(xyz), axis=-1)
+  return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+
+
+def rgb_to_l(rgb):
+  """[..., 3] sRGB in [0, 1] -> [..., 1] L* (cheaper than the full conversion)."""
+  rgb = tf.convert_to_tensor(rgb, tf.float32)
+  y = tf.tensordot(_linearize(rgb), tf.constant(_RGB_TO_XYZ[1]), 1)
+  return 116.0 * _f(y)[..., tf.newaxis] - 16.0
+
+
+def lab_to_rgb(lab):
+  """[..., 3] L*a*b* -> [..., 3] sRGB in [0, 1] (out-of-gamut colours clipped)."""
+  lab = tf.convert_to_tensor(lab, tf.float32)
+  l, a, b = tf.unstack(lab, axis=-1)
+  fy = (l + 16.0) / 116.0
+  # z < 0 is outside any real colour; skimage clips it the same way.
+  f = tf.stack([fy + a / 500.0, fy, tf.maximum(fy - b / 200.0, 0.0)], axis=-1)
+  xyz = _f_inverse(f) * tf.constant(_WHITE)
+  xyz_to_rgb = tf.cast(tf.linalg.inv(tf.constant(_RGB_TO_XYZ, tf.float64)), tf.float32)
+  return tf.clip_by_value(_gamma(tf.tensordot(xyz, tf.transpose(xyz_to_rgb), 1)), 0.0, 1.0)
+
+
+def l_to_gray(l):
+  """[..., 1] L* -> [..., 1] the sRGB grey level in [0, 1] with that lightness (a* = b* = 0)."""
+  l = tf.convert_to_tensor(l, tf.float32)
+  return tf.clip_by_value(_gamma(_f_inverse((l + 16.0) / 116.0)), 0.0, 1.0)
