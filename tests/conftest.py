@@ -35,3 +35,29 @@ def historical() -> pathlib.Path:
   if not HISTORICAL.is_dir():
     pytest.fail(f"historical photos missing: {HISTORICAL} (shared/ must sit beside the repo)")
   return HISTORICAL
+
+
+@pytest.fixture(scope="session")
+def coco128_examples(coco128, tmp_path_factory):
+  """The real coco128 photos ingested by CocoIngest's executor (in-process Beam): an Examples artifact.
+
+  Splits with the default IngestConfig: train 89, eval 9, test 25 (the 5 black-and-white
+  photos skipped). For tests of the stages that read examples.
+  """
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  from components.ingest import executor  # pylint: disable=g-import-not-at-top
+  from pipelines import config  # pylint: disable=g-import-not-at-top
+
+  ingest = config.IngestConfig()
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path_factory.mktemp("coco128_examples"))
+  executor.Executor().Do({}, {executor.EXAMPLES_KEY: [examples]}, {
+      "input_base": str(coco128),
+      "max_images": ingest.max_images,
+      "categories": ",".join(ingest.categories),
+      "test_images": ingest.test_images,
+      "test_fraction": ingest.test_fraction,
+      "eval_fraction": ingest.eval_fraction,
+      "keep_grayscale": int(ingest.keep_grayscale),
+  })
+  return examples
