@@ -60,6 +60,8 @@ class PipelineConfig:
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
   evaluate: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+  # pipelines/cloud_config.CloudConfig: the `cloud:` section, only read by compile/submit/schedule.
+  cloud: Optional[Any] = None
 
   @property
   def pipeline_root(self) -> str:
@@ -111,6 +113,10 @@ def from_dict(values: Dict[str, Any]) -> PipelineConfig:
   kwargs = {}
   for name, cls in sections.items():
     kwargs[name] = _build(cls, values.pop(name, None) or {}, name)
+  cloud = values.pop("cloud", None)
+  if cloud is not None:
+    from pipelines import cloud_config  # pylint: disable=g-import-not-at-top
+    kwargs["cloud"] = cloud_config.from_dict(cloud)
   top = _build(PipelineConfig, values, "")
   return dataclasses.replace(top, **kwargs).validate()
 

@@ -6,7 +6,7 @@ executor classes), never by `module_file`, so the same definition runs from the
 installed package locally and from the project image in the cloud.
 """
 import dataclasses
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
@@ -30,8 +30,14 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = True,
     last_stage: str = "push",
+    vertex_training_args: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
-  """Builds the pipeline up to and including `last_stage` (one of STAGES)."""
+  """Builds the pipeline up to and including `last_stage` (one of STAGES).
+
+  vertex_training_args: custom_config entries (built by pipelines/cloud_config.py) that run
+  the Trainer as a Vertex AI Training job on the project image (GPUs, worker pools), as
+  TFX's penguin example does; None trains inside the pipeline's own process/container.
+  """
   if last_stage not in STAGES:
     raise ValueError(f"last_stage must be one of {STAGES}, got {last_stage!r}")
   stages = STAGES[:STAGES.index(last_stage) + 1]
@@ -49,13 +55,15 @@ def create_pipeline(
 
   if "train" in stages:
     schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
-    trainer = tfx.components.Trainer(
+    trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training_args
+                   else tfx.components.Trainer)
+    trainer = trainer_cls(
         run_fn="trainer.task.run_fn",
         examples=ingest_component.outputs["examples"],
         schema=schema_importer.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={"train": dataclasses.asdict(train)},
+        custom_config={"train": dataclasses.asdict(train), **(vertex_training_args or {})},
     )
     components += [schema_importer, trainer]
 

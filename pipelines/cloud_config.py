@@ -1,0 +1,258 @@
+"""The `cloud` section of the one config: where and how the pipeline runs on Vertex AI / Kubeflow.
+
+It lives in the same config file as everything else (`cloud:` key, see pipelines/config.py)
+and turns into the three things the cloud needs, all built here so nothing is spelled twice:
+Beam arguments for Dataflow (ingestion and evaluation), the Vertex Training custom job for
+the Trainer (GPUs, multi-worker pools) and per-step container resources.
+
+Values are checked twice: shape and ranges when the file is read (`from_dict`), and the
+cross-section rules that only matter in the cloud (gs:// paths, an image) in `require`,
+which the compile/submit/schedule commands call.
+"""
+import dataclasses
+import os
+import re
+from typing import Any, Dict, List, Optional
+
+from pipelines import config as config_lib
+from pipelines.config import ConfigError
+
+# GPUs attach only to some machine families; Vertex rejects other pairs when the job starts,
+# which is an hour too late. A family not listed here is not checked.
+_GPUS_BY_MACHINE_FAMILY = {
+    "n1": ("NVIDIA_TESLA_K80", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P4",
+           "NVIDIA_TESLA_T4"),
+    "g2": ("NVIDIA_L4",),
+    "a2": ("NVIDIA_TESLA_A100", "NVIDIA_A100_80GB"),
+    "a3": ("NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB"),
+}
+# Where the Dockerfile puts the project inside the image (WORKDIR); tests/test_dockerfile.py
+# pins the two together.
+IMAGE_PROJECT_ROOT = "/pipeline"
+# The same tree on this machine: paths inside it are rewritten to IMAGE_PROJECT_ROOT at compile time.
+LOCAL_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+@dataclasses.dataclass
+class DataflowConfig:
+  """Beam runner for the Beam steps (ingestion, evaluation)."""
+  runner: str = "DataflowRunner"         # DataflowRunner | DirectRunner (runs inside the step's container)
+  region: str = ""                       # default: cloud.region
+  temp_location: str = ""                # gs://; default: <output_root>/tmp/dataflow
+  machine_type: str = "n1-standard-4"
+  max_workers: int = 8
+  disk_size_gb: int = 0                  # 0 = Dataflow's default
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+  """The Trainer as a Vertex AI Training custom job (the project image, GPUs)."""
+  enabled: bool = True                   # false = train inside the pipeline step's own container
+  machine_type: str = "g2-standard-8"
+  accelerator_type: str = "NVIDIA_L4"    # "" = CPU only
+  accelerator_count: int = 1             # GPUs per replica (ignored without a type); MirroredStrategy uses them all
+  replica_count: int = 1                 # > 1: a chief + (n-1) workers -> MultiWorkerMirroredStrategy
+
+
+@dataclasses.dataclass
+class StepResources:
+  cpu: float = 4.0                       # vCPUs
+  memory_gb: float = 16.0
+
+
+@dataclasses.dataclass
+class CloudConfig:
+  project: str = ""
+  region: str = "us-central1"
+  image: str = ""                        # the project image (Dockerfile), e.g. us-central1-docker.pkg.dev/P/colorize/colorize:0.1.0
+  service_account: str = ""              # runs the pipeline, Dataflow workers and the training job; "" = the default one
+  labels: Dict[str, str] = dataclasses.field(default_factory=dict)
+  dataflow: DataflowConfig = dataclasses.field(default_factory=DataflowConfig)
+  training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+  resources: StepResources = dataclasses.field(default_factory=StepResources)  # every container step
+  step_resources: Dict[str, StepResources] = dataclasses.field(default_factory=dict)  # by component id
+
+  def validate(self) -> "CloudConfig":
+    _check(not self.project or bool(_PROJECT.match(self.project)),
+           f"cloud.project must be a GCP project id (6-30 lowercase letters, digits, '-'), got {self.project!r}")
+    _check(bool(_REGION.match(self.region)), f"cloud.region must look like 'us-central1', got {self.region!r}")
+    _check(not self.service_account or self.service_account.endswith(".gserviceaccount.com"),
+           f"cloud.service_account must be a service account email (...gserviceaccount.com), got {self.service_account!r}")
+    for key, value in self.labels.items():
+      _check(bool(_LABEL.match(str(key))),
+             f"cloud.labels: key {key!r} must start with a lowercase letter and hold only a-z 0-9 _ - (max 63)")
+      _check(bool(_LABEL_VALUE.match(str(value))),
+             f"cloud.labels: value {value!r} of {key!r} may hold only a-z 0-9 _ - (max 63)")
+    d, t = self.dataflow, self.training
+    _check(d.runner in ("DataflowRunner", "DirectRunner"),
+           f"cloud.dataflow.runner must be DataflowRunner or DirectRunner, got {d.runner!r}")
+    _check(not d.region or bool(_REGION.match(d.region)), f"cloud.dataflow.region must look like 'us-central1', got {d.region!r}")
+    _check(not d.temp_location or d.temp_location.startswith("gs://"),
+           f"cloud.dataflow.temp_location must be a gs:// path, got {d.temp_location!r}")
+    _check(d.max_workers >= 1, f"cloud.dataflow.max_workers must be >= 1, got {d.max_workers}")
+    _check(d.disk_size_gb >= 0, f"cloud.dataflow.disk_size_gb must be >= 0, got {d.disk_size_gb}")
+    _check(bool(d.machine_type), "cloud.dataflow.machine_type must be set")
+    _check(bool(t.machine_type), "cloud.training.machine_type must be set")
+    _check(t.replica_count >= 1, f"cloud.training.replica_count must be >= 1, got {t.replica_count}")
+    if t.accelerator_type:
+      _check(t.accelerator_count >= 1,
+             f"cloud.training.accelerator_count must be >= 1 with accelerator_type {t.accelerator_type}")
+    for name, r in [("resources", self.resources)] + [(f"step_resources.{k}", v) for k, v in self.step_resources.items()]:
+      _check(r.cpu > 0, f"cloud.{name}.cpu must be > 0, got {r.cpu}")
+      _check(r.memory_gb > 0, f"cloud.{name}.memory_gb must be > 0, got {r.memory_gb}")
+    return self
+
+
+def from_dict(values: Dict[str, Any]) -> CloudConfig:
+  """The `cloud:` mapping of a config file (or flags) -> a checked CloudConfig; unknown keys are errors."""
+  if not isinstance(values, dict):
+    raise ConfigError(f"cloud must be a mapping, got {type(values).__name__}")
+  values = dict(values)
+  nested = {
+      "dataflow": _build(DataflowConfig, values.pop("dataflow", None) or {}, "cloud.dataflow"),
+      "training": _build(TrainingConfig, values.pop("training", None) or {}, "cloud.training"),
+      "resources": _build(StepResources, values.pop("resources", None) or {}, "cloud.resources"),
+  }
+  steps = values.pop("step_resources", None) or {}
+  if not isinstance(steps, dict):
+    raise ConfigError(f"cloud.step_resources must map component ids to {{cpu, memory_gb}}, got {steps!r}")
+  nested["step_resources"] = {
+      str(k): _build(StepResources, v or {}, f"cloud.step_resources.{k}") for k, v in steps.items()}
+  labels = values.pop("labels", None) or {}
+  if isinstance(labels, (list, tuple)):
+    labels = _parse_labels(labels)
+  if not isinstance(labels, dict):
+    raise ConfigError(f"cloud.labels must be a mapping or KEY=VALUE strings, got {labels!r}")
+  nested["labels"] = {str(k): str(v) for k, v in labels.items()}
+  return dataclasses.replace(_build(CloudConfig, values, "cloud"), **nested).validate()
+
+
+def require(cfg) -> CloudConfig:
+  """The cloud section of `cfg` (a PipelineConfig), checked against the rest of it for a cloud run."""
+  cloud = getattr(cfg, "cloud", None)
+  if cloud is None:
+    raise ConfigError("running in the cloud needs a `cloud:` section in the config file "
+                      "(project, region, image) or the --project/--image flags")
+  _check(bool(cloud.project), "cloud.project must be set (the GCP project id)")
+  _check(bool(cloud.image), "cloud.image must be set: the project image built from the Dockerfile and pushed "
+         "to Artifact Registry, e.g. us-central1-docker.pkg.dev/PROJECT/colorize/colorize:0.1.0")
+  _check(cfg.output_root.startswith("gs://"),
+         f"output_root must be a gs:// prefix for a cloud run (pipeline root and pushed models go there), "
+         f"got {cfg.output_root!r}")
+  _check(cfg.ingest.data_root.startswith("gs://") or in_project(cfg.ingest.data_root),
+         f"ingest.data_root must be a gs:// COCO root for a cloud run (upload it with `colorize upload`) "
+         f"or lie inside the project (the image holds it), got {cfg.ingest.data_root!r}")
+  if cloud.training.enabled and cloud.training.accelerator_type:
+    known = accelerator_types()
+    _check(cloud.training.accelerator_type in known,
+           f"cloud.training.accelerator_type must be one of {', '.join(known)} (or '' for CPU), "
+           f"got {cloud.training.accelerator_type!r}")
+    family = cloud.training.machine_type.split("-")[0]
+    allowed = _GPUS_BY_MACHINE_FAMILY.get(family)
+    _check(allowed is None or cloud.training.accelerator_type in allowed,
+           f"cloud.training: {cloud.training.accelerator_type} cannot be attached to {cloud.training.machine_type}; "
+           f"{family}-* machines take {', '.join(allowed or ())}")
+  if cloud.training.enabled and cloud.training.replica_count > 1:
+    _check(cfg.train.strategy in ("auto", "multi_worker"),
+           f"cloud.training.replica_count={cloud.training.replica_count} trains on several machines: "
+           f"train.strategy must be auto or multi_worker, got {cfg.train.strategy!r}")
+  return cloud
+
+
+def beam_pipeline_args(cfg) -> List[str]:
+  """Beam arguments for every Beam step: Dataflow with the project image as SDK container."""
+  cloud = require(cfg)
+  d = cloud.dataflow
+  if d.runner == "DirectRunner":
+    return ["--runner=DirectRunner", f"--project={cloud.project}", *cfg.beam_pipeline_args]
+  temp = d.temp_location or cfg.output_root.rstrip("/") + "/tmp/dataflow"
+  args = [
+      "--runner=DataflowRunner",
+      f"--project={cloud.project}",
+      f"--region={d.region or cloud.region}",
+      f"--temp_location={temp}",
+      f"--machine_type={d.machine_type}",
+      f"--max_num_workers={d.max_workers}",
+      # Workers run the project image: same code and locked dependencies as the pipeline
+      # step that launched them, nothing staged or pip-installed at start-up.
+      f"--sdk_container_image={cloud.image}",
+      "--sdk_location=container",
+      "--experiments=use_runner_v2",
+  ]
+  if d.disk_size_gb:
+    args.append(f"--disk_size_gb={d.disk_size_gb}")
+  if cloud.service_account:
+    args.append(f"--service_account_email={cloud.service_account}")
+  args += [f"--labels={k}={v}" for k, v in sorted(cloud.labels.items())]
+  return args + list(cfg.beam_pipeline_args)
+
+
+def vertex_training_args(cfg) -> Optional[Dict[str, Any]]:
+  """custom_config entries that make the Trainer a Vertex AI Training custom job, or None."""
+  cloud = require(cfg)
+  t = cloud.training
+  if not t.enabled:
+    return None
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+
+  machine_spec = {"machine_type": t.machine_type}
+  if t.accelerator_type:
+    machine_spec.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
+  # The container command is set by TFX (python -m tfx.scripts.run_executor ...).
+  pool = {"machine_spec": machine_spec, "container_spec": {"image_uri": cloud.image}}
+  # Pool 0 is the chief; pool 1 holds the other workers. Vertex writes TF_CONFIG for both,
+  # which is how trainer/strategy.py picks MultiWorkerMirroredStrategy.
+  pools = [dict(pool, replica_count=1)]
+  if t.replica_count > 1:
+    pools.append(dict(pool, replica_count=t.replica_count - 1))
+  job_spec: Dict[str, Any] = {"worker_pool_specs": pools}
+  if cloud.service_account:
+    job_spec["service_account"] = cloud.service_account
+  job = {"project": cloud.project, "job_spec": job_spec}
+  if cloud.labels:
+    job["labels"] = dict(cloud.labels)
+  ext = tfx.extensions.google_cloud_ai_platform
+  return {
+      ext.ENABLE_VERTEX_KEY: True,
+      ext.VERTEX_REGION_KEY: cloud.region,
+      ext.TRAINING_ARGS_KEY: job,
+  }
+
+
+def in_project(path: str) -> bool:
+  return os.path.abspath(path).startswith(LOCAL_PROJECT_ROOT + os.sep)
+
+
+def accelerator_types() -> List[str]:
+  """GPU types Vertex AI Training accepts, from the aiplatform API definition itself."""
+  from google.cloud.aiplatform_v1.types import accelerator_type  # pylint: disable=g-import-not-at-top
+  return [a.name for a in accelerator_type.AcceleratorType if a.name.startswith("NVIDIA_")]
+
+
+def resources_for(cloud: CloudConfig, component_id: str) -> StepResources:
+  return cloud.step_resources.get(component_id, cloud.resources)
+
+
+def _parse_labels(items) -> Dict[str, str]:
+  labels = {}
+  for item in items:
+    key, sep, value = str(item).partition("=")
+    if not sep:
+      raise ConfigError(f"cloud.labels: {item!r} must be KEY=VALUE")
+    labels[key.strip()] = value.strip()
+  return labels
+
+
+def _build(cls, values: Any, section: str):
+  if not isinstance(values, dict):
+    raise ConfigError(f"{section} must be a mapping, got {values!r}")
+  return config_lib._build(cls, values, section)  # pylint: disable=protected-access
+
+
+def _check(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
