@@ -82,3 +82,9 @@ def ingest(config_path, **overrides):
   from pipelines import local_runner, summary  # pylint: disable=g-import-not-at-top
   local_runner.run(cfg, last_stage="ingest")
   summary.print_run_summary(cfg)
+
+
+from pipelines import cloud_cli  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+for _command in cloud_cli.commands(_config_options, _load_config):
+  main.add_command(_command)

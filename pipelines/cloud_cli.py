@@ -1,0 +1,146 @@
+"""`colorize compile | submit | schedule | upload | download-coco`: from this machine to the cloud.
+
+The pipeline commands take the same flags and config file as `colorize run`, plus the
+`cloud:` section (pipelines/cloud_config.py) or its flags. pipelines/cli.py registers them.
+"""
+import json
+import os
+import tempfile
+
+import click
+
+from pipelines import config as config_lib
+
+
+def _cloud_options(f):
+  """Flags for the `cloud:` config section; they override the config file."""
+  options = [
+      click.option("--project", "cloud__project", help="GCP project id."),
+      click.option("--region", "cloud__region", help="Vertex AI / Dataflow region (default us-central1)."),
+      click.option("--image", "cloud__image",
+                   help="The project image (see Dockerfile), e.g. us-central1-docker.pkg.dev/PROJECT/colorize/colorize:0.1.0."),
+      click.option("--service-account", "cloud__service_account",
+                   help="Service account email the pipeline, Dataflow and training run as."),
+      click.option("--label", "cloud__labels", multiple=True, help="KEY=VALUE label on every job (repeatable)."),
+      click.option("--dataflow-runner", "cloud__dataflow__runner", type=click.Choice(["DataflowRunner", "DirectRunner"]),
+                   help="Beam runner of the ingestion and evaluation steps (default DataflowRunner)."),
+      click.option("--dataflow-machine-type", "cloud__dataflow__machine_type"),
+      click.option("--dataflow-max-workers", "cloud__dataflow__max_workers", type=int),
+      click.option("--vertex-training/--no-vertex-training", "cloud__training__enabled", default=None,
+                   help="Run the Trainer as a Vertex AI Training job (default) or inside its pipeline step."),
+      click.option("--trainer-machine-type", "cloud__training__machine_type", help="Default g2-standard-8."),
+      click.option("--gpu-type", "cloud__training__accelerator_type",
+                   help="NVIDIA_L4 (default), NVIDIA_TESLA_A100, ... or '' for CPU only."),
+      click.option("--gpu-count", "cloud__training__accelerator_count", type=int, help="GPUs per training machine."),
+      click.option("--trainer-replicas", "cloud__training__replica_count", type=int,
+                   help="Training machines; > 1 trains with MultiWorkerMirroredStrategy."),
+  ]
+  for option in reversed(options):
+    f = option(f)
+  return f
+
+
+def commands(config_options, load_config):
+  """The cloud commands, built on the pipeline flags and config loader of pipelines/cli.py."""
+
+  def load(config_path, overrides):
+    cfg = load_config(config_path, overrides)
+    from pipelines import cloud_config  # pylint: disable=g-import-not-at-top
+    try:
+      cloud_config.require(cfg)
+    except config_lib.ConfigError as e:
+      raise click.UsageError(str(e)) from e
+    return cfg
+
+  def compile_to(cfg, target, output):
+    from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
+    try:
+      vertex_runner.compile_pipeline(cfg, target, output)
+    except vertex_runner.KfpMissingError as e:
+      raise click.ClickException(str(e)) from e
+    except config_lib.ConfigError as e:
+      raise click.UsageError(str(e)) from e
+
+  @click.command("compile")
+  @config_options
+  @_cloud_options
+  @click.option("--target", type=click.Choice(["vertex", "kubeflow"]), default="vertex", show_default=True,
+                help="vertex: a PipelineJob for Vertex AI Pipelines; kubeflow: the pipeline spec for Kubeflow Pipelines v2.")
+  @click.option("--output", type=click.Path(dir_okay=False), default="pipeline.json", show_default=True)
+  def compile_command(config_path, target, output, **overrides):
+    """Compile the pipeline to JSON for Vertex AI Pipelines or Kubeflow Pipelines v2 (offline)."""
+    cfg = load(config_path, overrides)
+    compile_to(cfg, target, output)
+    click.echo(f"wrote {output} ({target}); image {cfg.cloud.image}")
+
+  def job_options(f):
+    for option in reversed([
+        click.option("--template", type=click.Path(exists=True, dir_okay=False),
+                     help="A compiled pipeline JSON (colorize compile --target vertex); default: compile now."),
+        click.option("--param", "params", multiple=True,
+                     help="NAME=VALUE for a runtime parameter the compiled pipeline declares (repeatable)."),
+        click.option("--dry-run", is_flag=True, help="Print the request that would be sent and send nothing."),
+    ]):
+      f = option(f)
+    return f
+
+  def job_for(cfg, template, params, dry_run, job_id=None):
+    import google.auth  # pylint: disable=g-import-not-at-top
+    from google.auth import credentials as auth_credentials  # pylint: disable=g-import-not-at-top
+    from pipelines import vertex_jobs  # pylint: disable=g-import-not-at-top
+    values = {}
+    for item in params:
+      name, sep, value = item.partition("=")
+      if not sep:
+        raise click.UsageError(f"--param {item!r} must be NAME=VALUE")
+      values[name] = value
+    if template is None:
+      template = os.path.join(tempfile.mkdtemp(prefix="colorize-"), "pipeline.json")
+      compile_to(cfg, "vertex", template)
+    # A dry run sends nothing, so it needs no login.
+    credentials = auth_credentials.AnonymousCredentials() if dry_run else None
+    try:
+      return vertex_jobs.pipeline_job(cfg, template, values, job_id=job_id, credentials=credentials)
+    except config_lib.ConfigError as e:
+      raise click.UsageError(str(e)) from e
+    except google.auth.exceptions.DefaultCredentialsError as e:
+      raise click.ClickException(
+          f"no Google Cloud credentials: run `gcloud auth application-default login` "
+          f"(or set GOOGLE_APPLICATION_CREDENTIALS), or use --dry-run. ({e})") from e
+
+  @click.command("submit")
+  @config_options
+  @_cloud_options
+  @job_options
+  @click.option("--job-id", help="Vertex AI job id (default: <pipeline name>-<timestamp>).")
+  def submit_command(config_path, template, params, dry_run, job_id, **overrides):
+    """Run the pipeline once on Vertex AI Pipelines."""
+    from pipelines import vertex_jobs  # pylint: disable=g-import-not-at-top
+    cfg = load(config_path, overrides)
+    job = job_for(cfg, template, params, dry_run, job_id)
+    click.echo(json.dumps(vertex_jobs.submit(job, cfg, dry_run=dry_run), indent=2, sort_keys=True))
+
+  @click.command("schedule")
+  @config_options
+  @_cloud_options
+  @job_options
+  @click.option("--cron", required=True, help='When to run, e.g. "0 3 * * 1" (Mondays 03:00 UTC); "TZ=Europe/Paris 0 3 * * 1".')
+  @click.option("--schedule-name", help="Display name of the schedule (default: <pipeline name>-schedule).")
+  @click.option("--max-concurrent-runs", type=int, default=1, show_default=True)
+  def schedule_command(config_path, template, params, dry_run, cron, schedule_name, max_concurrent_runs, **overrides):
+    """Run the pipeline on a cron schedule on Vertex AI Pipelines."""
+    from pipelines import vertex_jobs  # pylint: disable=g-import-not-at-top
+    cfg = load(config_path, overrides)
+    try:
+      vertex_jobs.check_cron(cron)
+    except config_lib.ConfigError as e:
+      raise click.UsageError(str(e)) from e
+    job = job_for(cfg, template, params, dry_run)
+    try:
+      request = vertex_jobs.schedule(job, cfg, cron, schedule_name or f"{cfg.pipeline_name}-schedule",
+                                     max_concurrent_runs=max_concurrent_runs, dry_run=dry_run)
+    except config_lib.ConfigError as e:
+      raise click.UsageError(str(e)) from e
+    click.echo(json.dumps(request, indent=2, sort_keys=True))
+
+  return [compile_command, submit_command, schedule_command]

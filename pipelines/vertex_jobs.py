@@ -1,0 +1,115 @@
+"""Submits and schedules a compiled pipeline on Vertex AI Pipelines (google-cloud-aiplatform).
+
+Both build the request with aiplatform's own objects (PipelineJob, PipelineJobSchedule);
+a dry run stops just before the API call and returns the request that call would send.
+"""
+import json
+from typing import Any, Dict, Optional
+
+from google.protobuf import json_format
+
+from pipelines import cloud_config
+from pipelines import config as config_lib
+
+
+def template_parameters(template_path: str) -> Dict[str, Any]:
+  """The runtime parameters a compiled PipelineJob JSON declares (name -> definition)."""
+  with open(template_path) as f:
+    template = json.load(f)
+  if "pipelineSpec" not in template:
+    raise config_lib.ConfigError(
+        f"{template_path} is not a Vertex AI PipelineJob (no pipelineSpec); compile it with --target vertex")
+  return template["pipelineSpec"]["root"].get("inputDefinitions", {}).get("parameters", {})
+
+
+def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
+                 parameter_values: Optional[Dict[str, Any]] = None, job_id: Optional[str] = None,
+                 credentials=None, api_endpoint: Optional[str] = None, api_transport: Optional[str] = None):
+  """An aiplatform.PipelineJob for the compiled template; nothing is sent yet."""
+  cloud = cloud_config.require(cfg)
+  parameter_values = dict(parameter_values or {})
+  declared = template_parameters(template_path)
+  unknown = sorted(set(parameter_values) - set(declared))
+  if unknown:
+    raise config_lib.ConfigError(
+        f"the pipeline has no runtime parameter {unknown}; it declares {sorted(declared) or 'none'}")
+  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+
+  # Only what is given is set: aiplatform.init keeps earlier values for arguments passed as None.
+  init = {"project": cloud.project, "location": cloud.region}
+  if credentials is not None:
+    init["credentials"] = credentials
+  if api_endpoint:
+    init["api_endpoint"] = api_endpoint
+  if api_transport:
+    init["api_transport"] = api_transport
+  aiplatform.init(**init)
+  return aiplatform.PipelineJob(
+      display_name=cfg.pipeline_name,
+      template_path=template_path,
+      job_id=job_id,
+      pipeline_root=cfg.pipeline_root,
+      parameter_values=parameter_values,
+      enable_caching=cfg.enable_cache,
+      labels=dict(cloud.labels) or None,
+      project=cloud.project,
+      location=cloud.region,
+      credentials=credentials,
+  )
+
+
+def submit(job, cfg: config_lib.PipelineConfig, dry_run: bool = False) -> Dict[str, Any]:
+  """Creates the PipelineJob run (or, with dry_run, returns the request it would send)."""
+  cloud = cloud_config.require(cfg)
+  if dry_run:
+    # The same field PipelineJob.submit sets before it calls the API.
+    if cloud.service_account:
+      job._gca_resource.service_account = cloud.service_account  # pylint: disable=protected-access
+    return _request(cloud, "CreatePipelineJob", f"{job._parent}/pipelineJobs", {"pipelineJobId": job.job_id},  # pylint: disable=protected-access
+                    job._gca_resource)  # pylint: disable=protected-access
+  job.submit(service_account=cloud.service_account or None)
+  return {"name": job.resource_name, "console": job._dashboard_uri()}  # pylint: disable=protected-access
+
+
+def schedule(job, cfg: config_lib.PipelineConfig, cron: str, display_name: str,
+             max_concurrent_runs: int = 1, dry_run: bool = False) -> Dict[str, Any]:
+  """Creates a PipelineJobSchedule running `job` on `cron` (or returns the request, with dry_run)."""
+  cloud = cloud_config.require(cfg)
+  check_cron(cron)
+  if max_concurrent_runs < 1:
+    raise config_lib.ConfigError(f"--max-concurrent-runs must be >= 1, got {max_concurrent_runs}")
+  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+
+  schedule_ = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=display_name)
+  if dry_run:
+    # The fields PipelineJobSchedule.create sets before it calls the API.
+    resource = schedule_._gca_resource  # pylint: disable=protected-access
+    resource.cron = cron
+    resource.max_concurrent_run_count = max_concurrent_runs
+    if cloud.service_account:
+      resource.create_pipeline_job_request.pipeline_job.service_account = cloud.service_account
+    return _request(cloud, "CreateSchedule", f"{schedule_._parent}/schedules", {}, resource)  # pylint: disable=protected-access
+  schedule_.create(cron=cron, max_concurrent_run_count=max_concurrent_runs,
+                   service_account=cloud.service_account or None)
+  return {"name": schedule_.resource_name, "console": schedule_._dashboard_uri()}  # pylint: disable=protected-access
+
+
+def _request(cloud, method: str, path: str, query: Dict[str, str], resource) -> Dict[str, Any]:
+  """The REST form of the call: what goes over the wire (gRPC carries the same message)."""
+  query_string = "&".join(f"{k}={v}" for k, v in query.items())
+  return {
+      "method": f"google.cloud.aiplatform.v1.{'PipelineService' if method == 'CreatePipelineJob' else 'ScheduleService'}.{method}",
+      "http": f"POST https://{cloud.region}-aiplatform.googleapis.com/v1/{path}" + (f"?{query_string}" if query_string else ""),
+      # Serialised as the REST transport does (integers for enums, unset fields left out).
+      "body": json_format.MessageToDict(type(resource).pb(resource), use_integers_for_enums=True),
+  }
+
+
+def check_cron(cron: str) -> None:
+  fields = cron.split()
+  if fields and (fields[0].startswith("TZ=") or fields[0].startswith("CRON_TZ=")):
+    fields = fields[1:]
+  if len(fields) != 5:
+    raise config_lib.ConfigError(
+        f"--cron must have 5 fields (minute hour day-of-month month day-of-week), "
+        f"optionally prefixed with TZ=Area/City, got {cron!r}")
