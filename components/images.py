@@ -141,9 +141,10 @@ def square_resizes(image: Image.Image) -> Tuple[np.ndarray, np.ndarray]:
 
 def coloured_share(ab: np.ndarray) -> float:
   """Share of pixels whose a*b* lie more than BW_CHROMA from the photo's mean a*b*."""
-  deviation = ab.reshape(-1, 2) - ab.reshape(-1, 2).mean(axis=0)
-  far = np.einsum("ij,ij->i", deviation, deviation) > BW_CHROMA ** 2
-  return float(np.count_nonzero(far)) / far.size
+  a, b = ab[..., 0], ab[..., 1]
+  da, db = a - a.mean(), b - b.mean()
+  far = np.count_nonzero(da * da + db * db > BW_CHROMA ** 2)
+  return far / a.size
 
 
 def to_arrays(data: bytes) -> Arrays:

@@ -41,7 +41,7 @@ def historical() -> pathlib.Path:
 def coco128_examples(coco128, tmp_path_factory):
   """The real coco128 photos ingested by CocoIngest's executor (in-process Beam): an Examples artifact.
 
-  Splits with the default IngestConfig: train 89, eval 9, test 25 (the 5 black-and-white
+  Splits with the default IngestConfig: train 88, eval 9, test 26 (the 5 black-and-white
   photos skipped). For tests of the stages that read examples.
   """
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top

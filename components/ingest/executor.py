@@ -21,7 +21,7 @@ itself into /tmp (`setup.py sdist`, several seconds) on every run and stages it.
 """
 import json
 import posixpath
-from typing import Any, Dict, List, NamedTuple
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 from absl import logging
 import apache_beam as beam
@@ -36,6 +36,7 @@ from tfx.types import artifact_utils
 from components import images
 from components.ingest import sources
 from components.ingest import splits
+from components.ingest import tfrecord_gzip
 from schemas import features
 
 EXAMPLES_KEY = "examples"
@@ -45,6 +46,7 @@ SKIP_REPORT_FILE = "skip_report.json"
 SPLIT_COUNTS_PROPERTY = "split_counts"
 SKIP_COUNTS_PROPERTY = "skip_counts"
 SKIP_REPORT_PROPERTY = "skip_report"
+ROUTES = features.SPLITS + (splits.BOUNDARY,)
 
 
 class EmptyDatasetError(ValueError):
@@ -55,6 +57,7 @@ class _Kept(NamedTuple):
   image_id: int
   source: str
   colour: bool
+  test_rank: int
   example: bytes  # serialized tf.Example
 
 
@@ -92,7 +95,8 @@ class _ToExample(beam.DoFn):
     return beam.pvalue.TaggedOutput(self.SKIPPED, {
         "file": photo.source, "image_id": photo.image_id, "reason": reason.value, "detail": detail})
 
-  def process(self, photo: sources.Photo):
+  def process(self, ranked_photo: Tuple[int, sources.Photo]):
+    test_rank, photo = ranked_photo
     try:
       with tf.io.gfile.GFile(photo.path, "rb") as f:
         data = f.read()
@@ -108,7 +112,7 @@ class _ToExample(beam.DoFn):
       yield self._skip(photo, images.SkipReason.GRAYSCALE, _bw_detail(arrays))
       return
     self._examples.inc()
-    yield _Kept(photo.image_id, photo.source, not arrays.black_and_white, _make_example(photo, arrays))
+    yield _Kept(photo.image_id, photo.source, not arrays.black_and_white, test_rank, _make_example(photo, arrays))
 
 
 def _bw_detail(arrays: images.Arrays) -> str:
@@ -116,13 +120,25 @@ def _bw_detail(arrays: images.Arrays) -> str:
           f"a*b* units from the mean tint (colour photos: >= {images.BW_MAX_COLOURED_SHARE:.1%})")
 
 
-def _split_index(kept: _Kept, num_partitions: int, threshold: int, eval_fraction: float) -> int:
+def _route_index(kept: _Kept, num_partitions: int, k: int, eval_fraction: float) -> int:
+  """Index into ROUTES: a split name, or the test boundary (see splits.py)."""
   del num_partitions
-  return features.SPLITS.index(splits.assign(kept.image_id, kept.colour, threshold, eval_fraction))
+  route = splits.route(kept.test_rank, kept.colour, k)
+  if route == splits.DRAW:
+    route = splits.train_or_eval(kept.image_id, eval_fraction)
+  return ROUTES.index(route)
+
+
+def _settle_boundary(boundary: List[_Kept], test_count: int, k: int, eval_fraction: float):
+  by_id = {b.image_id: b for b in boundary}
+  for image_id, split in splits.settle_boundary([(b.test_rank, b.image_id) for b in boundary], test_count, k,
+                                                eval_fraction):
+    yield beam.pvalue.TaggedOutput(split, by_id[image_id].example)
 
 
 def _write_report(unused_trigger, path: str, settings: Dict[str, Any], split_counts: Dict[str, int],
                   skipped: List[dict], grayscale_kept: List[str]) -> None:
+  shortfall = settings["test_size"] - split_counts.get(features.TEST_SPLIT, 0)
   skip_counts: Dict[str, int] = {}
   for s in skipped:
     skip_counts[s["reason"]] = skip_counts.get(s["reason"], 0) + 1
@@ -132,6 +148,9 @@ def _write_report(unused_trigger, path: str, settings: Dict[str, Any], split_cou
       "skip_counts": dict(sorted(skip_counts.items())),
       "skipped": sorted(skipped, key=lambda s: (s["reason"], s["file"])),
       "grayscale_kept": sorted(grayscale_kept),
+      "test_shortfall": (f"{shortfall} fewer test photos than {settings['test_size']}: more than "
+                         f"{splits.margin(settings['test_size'])} of the photos next in line were unusable")
+                        if shortfall > 0 else "",
   })
   with tf.io.gfile.GFile(path, "w") as f:
     json.dump(report, f, indent=1)
@@ -156,12 +175,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     report_path = posixpath.join(examples.uri, SKIP_REPORT_FILE)
 
     listing = sources.list_photos(root, categories, int(exec_properties["max_images"]))
+    ranks = splits.test_ranks([p.image_id for p in listing.photos])
+    k = splits.test_size(len(listing.photos), test_images, test_fraction)
     logging.info("Ingesting %d photos from %s (%s layout)", len(listing.photos), root, listing.layout)
     settings = {
         "input_base": root, "layout": listing.layout, "annotations": listing.annotations,
         "categories": categories, "max_images": int(exec_properties["max_images"]),
         "listed": len(listing.photos), "keep_grayscale": keep_grayscale,
         "test_images": test_images, "test_fraction": test_fraction, "eval_fraction": eval_fraction,
+        "test_size": k,
         "split_rule": splits.RULE,
         "black_and_white_rule": (f"fewer than {images.BW_MAX_COLOURED_SHARE:.1%} of pixels more than "
                                  f"{images.BW_CHROMA:g} a*b* units from the photo's mean a*b*"),
@@ -170,34 +192,36 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     with self._make_beam_pipeline() as pipeline:
       kept, skipped = (
           pipeline
-          | "ListPhotos" >> beam.Create(listing.photos)
+          | "ListPhotos" >> beam.Create([(ranks[p.image_id], p) for p in listing.photos])
           | "ToExample" >> beam.ParDo(_ToExample(keep_grayscale)).with_outputs(_ToExample.SKIPPED, main="kept"))
-      threshold = (
-          kept
-          | "ColourOnly" >> beam.Filter(lambda k: k.colour)
-          | "TestKey" >> beam.Map(lambda k: splits.test_key(k.image_id))
-          | "AllTestKeys" >> beam.combiners.ToList()
-          | "TestThreshold" >> beam.Map(splits.test_threshold, test_images, test_fraction))
-      parts = kept | "Split" >> beam.Partition(
-          _split_index, len(features.SPLITS), threshold=beam.pvalue.AsSingleton(threshold),
-          eval_fraction=eval_fraction)
-      counts = []
-      for name, part in zip(features.SPLITS, parts):
-        # pylint: disable=no-value-for-parameter
-        _ = (part
-             | f"Payload[{name}]" >> beam.Map(lambda k: k.example)
-             | f"WriteSplit[{name}]" >> write_split.WriteSplit(split_uris[name], example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-        counts.append(part
-                      | f"Count[{name}]" >> beam.combiners.Count.Globally()
-                      | f"Name[{name}]" >> beam.Map(lambda n, split=name: (split, n)))
+      routed = dict(zip(ROUTES, kept | "Route" >> beam.Partition(
+          _route_index, len(ROUTES), k=k, eval_fraction=eval_fraction)))
+      settled = (
+          routed[splits.BOUNDARY]
+          | "CollectBoundary" >> beam.combiners.ToList()
+          | "SettleBoundary" >> beam.FlatMap(
+              _settle_boundary, k=k, eval_fraction=eval_fraction,
+              test_count=beam.pvalue.AsSingleton(
+                  routed[features.TEST_SPLIT] | "CountTest" >> beam.combiners.Count.Globally())
+          ).with_outputs(*features.SPLITS))
+      names = []
+      for split in features.SPLITS:
+        # Streamed photos and settled boundary photos go to separate files of the split:
+        # one file set would make Beam hold every streamed example until the boundary settles.
+        streamed = routed[split] | f"Payload[{split}]" >> beam.Map(lambda kept: kept.example)
+        for part, pcoll in (("", streamed), ("_boundary", settled[split])):
+          _ = pcoll | f"Write{part}[{split}]" >> tfrecord_gzip.WriteToGzipTFRecord(
+              posixpath.join(split_uris[split], write_split.DEFAULT_TF_RECORD_FILE_NAME + part))
+          names.append(pcoll | f"Name{part}[{split}]" >> beam.Map(lambda _, name=split: name))
       grayscale_kept = (kept
-                        | "BlackAndWhiteKept" >> beam.Filter(lambda k: not k.colour)
-                        | "BlackAndWhiteSource" >> beam.Map(lambda k: k.source))
+                        | "BlackAndWhiteKept" >> beam.Filter(lambda kept: not kept.colour)
+                        | "BlackAndWhiteSource" >> beam.Map(lambda kept: kept.source))
       _ = (pipeline
            | "ReportTrigger" >> beam.Create([None])
            | "WriteReport" >> beam.Map(
                _write_report, report_path, settings,
-               split_counts=beam.pvalue.AsDict(counts | "SplitCounts" >> beam.Flatten()),
+               split_counts=beam.pvalue.AsDict(names | "AllNames" >> beam.Flatten()
+                                               | "SplitCounts" >> beam.combiners.Count.PerElement()),
                skipped=beam.pvalue.AsList(skipped),
                grayscale_kept=beam.pvalue.AsList(grayscale_kept)))
 

@@ -1,0 +1,57 @@
+"""WriteToTFRecord, but gzip with a chosen deflate level and strategy.
+
+Beam's GZIP always deflates at zlib's default level 6, which on the examples' 240 KB of
+dense uint8 pixels costs ~8 ms per example: more than decoding the JPEG and computing
+every feature together, for a 31% smaller file. Huffman-only deflate (level 1) costs
+~2 ms and still saves ~22%. The output is ordinary gzip: every reader (tf.data,
+TFXIO, Beam) reads it like ExampleGen's files.
+"""
+import zlib
+
+import apache_beam as beam
+from apache_beam import coders
+from apache_beam.io import tfrecordio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+_GZIP_WBITS = zlib.MAX_WBITS | 16
+
+
+class _GzipWriter:
+  """File-like: gzip-compresses what is written into an uncompressed Beam file handle."""
+
+  def __init__(self, raw, level: int, strategy: int):
+    self._raw = raw
+    self._compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS, 9, strategy)
+
+  def write(self, data: bytes) -> None:
+    self._raw.write(self._compressor.compress(data))
+
+  def close(self) -> None:
+    self._raw.write(self._compressor.flush())
+    self._raw.close()
+
+
+class _GzipTFRecordSink(tfrecordio._TFRecordSink):  # pylint: disable=protected-access
+
+  def __init__(self, file_path_prefix: str, file_name_suffix: str, level: int, strategy: int):
+    super().__init__(file_path_prefix, coders.BytesCoder(), file_name_suffix, num_shards=0,
+                     shard_name_template=None, compression_type=CompressionTypes.UNCOMPRESSED)
+    self._level = level
+    self._strategy = strategy
+
+  def open(self, temp_path):
+    return _GzipWriter(FileSystems.create(temp_path, self.mime_type, CompressionTypes.UNCOMPRESSED),
+                       self._level, self._strategy)
+
+
+class WriteToGzipTFRecord(beam.PTransform):
+  """Writes serialized records to `<prefix>-SSSSS-of-NNNNN<suffix>` as gzipped TFRecords."""
+
+  def __init__(self, file_path_prefix: str, file_name_suffix: str = ".gz",
+               level: int = 1, strategy: int = zlib.Z_HUFFMAN_ONLY):
+    super().__init__()
+    self._sink = _GzipTFRecordSink(file_path_prefix, file_name_suffix, level, strategy)
+
+  def expand(self, pcoll):
+    return pcoll | beam.io.Write(self._sink)
