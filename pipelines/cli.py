@@ -88,3 +88,7 @@ from pipelines import cloud_cli  # pylint: disable=g-import-not-at-top,wrong-imp
 
 for _command in cloud_cli.commands(_config_options, _load_config):
   main.add_command(_command)
+
+from pipelines import lineage  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+main.add_command(lineage.lineage)

@@ -11,7 +11,9 @@ from typing import Any, Dict, List, Optional, Sequence
 from tfx import v1 as tfx
 
 from components.ingest.component import CocoIngest
+from components.report.component import EvaluationReport
 from pipelines import config as config_lib
+from pipelines import evaluation
 from schemas import features
 
 STAGES = ("ingest", "train", "evaluate", "push")
@@ -66,6 +68,39 @@ def create_pipeline(
         custom_config={"train": dataclasses.asdict(train), **(vertex_training_args or {})},
     )
     components += [schema_importer, trainer]
+
+  if "evaluate" in stages:
+    # The last blessed model is the baseline the candidate must not fall behind.
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=ingest_component.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        schema=schema_importer.outputs["schema"],
+        example_splits=[features.TEST_SPLIT],
+        eval_config=evaluation.eval_config(evaluate),
+    )
+    report = EvaluationReport(
+        examples=ingest_component.outputs["examples"],
+        model=trainer.outputs["model"],
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        grid_rows=evaluate.grid_rows,
+    )
+    components += [baseline_resolver, evaluator, report]
+
+  if "push" in stages:
+    # Blessed models only, each in a new versioned subdirectory of serving_model_dir.
+    components.append(tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
+    ))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,

@@ -5,9 +5,11 @@ from typing import Dict, List, Optional, Tuple
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import report as report_lib
 from pipelines import config as config_lib
 
 PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
 
 
 def open_store(metadata_path: str, read_only: bool = True) -> metadata_store.MetadataStore:
@@ -34,10 +36,17 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str
   events = store.get_events_by_execution_ids([e.id for e in executions])
   output_ids = {ev.artifact_id: ev.execution_id for ev in events
                 if ev.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)}
-  component_of = {e.id: e.properties["component_id"].string_value or
-                  e.custom_properties["component_id"].string_value for e in executions}
+  component_of = {e.id: component_id(store, e.id) for e in executions}
   artifacts = store.get_artifacts_by_id(list(output_ids))
   return run.name, [(component_of.get(output_ids[a.id], "?"), a) for a in sorted(artifacts, key=lambda a: a.id)]
+
+
+def component_id(store, execution_id: int) -> str:
+  """TFX associates every execution with a "node" context named "<pipeline>.<component id>"."""
+  for context in store.get_contexts_by_execution(execution_id):
+    if context.type == NODE_CONTEXT:
+      return context.name.split(".", 1)[-1]
+  return "?"
 
 
 def _belongs_to(store, run_context, pipeline_name: str) -> bool:
@@ -62,6 +71,10 @@ def print_run_summary(cfg: config_lib.PipelineConfig) -> None:
     print(f"  {component:<16} {types.get(artifact.type_id, '?'):<16} {artifact.uri}")
     for line in _describe(types.get(artifact.type_id), artifact):
       print(f"  {'':<16} {'':<16} {line}")
+  if any(types.get(a.type_id) == "PushedModel" for _, a in outputs):
+    default_store = cfg.metadata_path == config_lib.PipelineConfig().metadata_path
+    print("\nTrace the model back to its data:  colorize lineage"
+          + ("" if default_store else f" --metadata-path {cfg.metadata_path}"))
 
 
 def _describe(type_name: Optional[str], artifact) -> List[str]:
@@ -73,4 +86,29 @@ def _describe(type_name: Optional[str], artifact) -> List[str]:
     if "skip_report" in props:
       lines.append(f"skip report: {props['skip_report'].string_value}")
     return [l for l in lines if l]
+  if type_name == report_lib.ARTIFACT_TYPE and "mse" in props:
+    return _describe_report({k: _value(v) for k, v in props.items()})
+  if type_name == "ModelBlessing" and "blessed" in props:
+    return ["blessed" if props["blessed"].int_value else "not blessed"]
+  if type_name == "PushedModel" and "pushed" in props:
+    if props["pushed"].int_value:
+      return [f"pushed to {props['pushed_destination'].string_value}"]
+    return ["nothing pushed: the model was not blessed"]
   return []
+
+
+def _describe_report(p) -> List[str]:
+  beats = "beats" if p["mse"] < p["mean_ab_mse"] else "does not beat"
+  return [
+      f"test MSE {p['mse']:.5f} on {p['test_images']} images: no-colour baseline {p['no_colour_mse']:.5f}, "
+      f"mean-ab baseline {p['mean_ab_mse']:.5f} ({beats} it)",
+      f"PSNR {p['psnr']:.2f} dB, SSIM {p['ssim']:.4f} (grey photo: {p['no_colour_psnr']:.2f} dB, "
+      f"{p['no_colour_ssim']:.4f}); colorfulness {p['colorfulness_prediction']:.1f} "
+      f"(ground truth {p['colorfulness_truth']:.1f})",
+      "blessed" if p["blessed"] else f"not blessed: {p['blessing_failures']}",
+      f"grid (grayscale | prediction | ground truth): {p['grid']}",
+  ]
+
+
+def _value(v):
+  return getattr(v, v.WhichOneof("value"))
