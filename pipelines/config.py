@@ -42,6 +42,7 @@ class TrainConfig:
   seed: int = 42
   strategy: str = "auto"                 # auto | cpu | one_device | mirrored | multi_worker
   mixed_precision: str = "auto"          # auto (on for GPUs) | on | off
+  checkpoint_steps: int = 200            # save resume state every N steps (and at each epoch end)
 
 
 @dataclasses.dataclass
@@ -96,6 +97,7 @@ class PipelineConfig:
            f"train.strategy must be auto|cpu|one_device|mirrored|multi_worker, got {t.strategy!r}")
     _check(t.mixed_precision in ("auto", "on", "off"),
            f"train.mixed_precision must be auto|on|off, got {t.mixed_precision!r}")
+    _check(t.checkpoint_steps >= 1, f"train.checkpoint_steps must be >= 1, got {t.checkpoint_steps}")
     _check(e.mse_upper_bound > 0, f"evaluate.mse_upper_bound must be > 0, got {e.mse_upper_bound}")
     _check(e.mse_change_tolerance >= 0,
            f"evaluate.mse_change_tolerance must be >= 0, got {e.mse_change_tolerance}")
