@@ -5,6 +5,7 @@ colorfulness need L with the predicted ab, the mean-ab baseline needs the traini
 """
 # The artifact's type name and the custom properties `colorize run` and `colorize lineage`
 # read from ML Metadata (light module: no TFX import).
-ARTIFACT_TYPE = "ColorizationReport"
+# "namespace.Name": the Kubeflow v2 / Vertex compiler rejects custom types without a namespace.
+ARTIFACT_TYPE = "colorize.ColorizationReport"
 REPORT_FILE = "report.json"
 GRID_FILE = "grid.png"
