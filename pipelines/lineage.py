@@ -59,7 +59,7 @@ class _Context:
       connection.mysql.password = self.mysql["password"]
       try:
         return metadata_store.MetadataStore(connection)
-      except mlmd_errors.MetadataStoreError as e:
+      except (mlmd_errors.StatusError, RuntimeError) as e:
         raise click.ClickException(f"cannot open the ML Metadata store at {self.where}: {e}") from e
     if self.metadata_path.startswith("gs://"):
       raise click.ClickException(
@@ -70,7 +70,7 @@ class _Context:
           "or point to a store with --metadata-path, --config or --output-root")
     try:
       return summary.open_store(self.metadata_path)
-    except mlmd_errors.MetadataStoreError as e:
+    except (mlmd_errors.StatusError, RuntimeError) as e:
       raise click.ClickException(f"cannot open the ML Metadata store at {self.metadata_path}: {e}") from e
 
 
@@ -142,12 +142,14 @@ def artifacts(obj: _Context, type_name, fmt):
     counts = {t.name: len(store.get_artifacts_by_type(t.name)) for t in store.get_artifact_types()}
     if fmt == "json":
       click.echo(json.dumps(counts, indent=2))
+    elif not counts:
+      click.echo(f"No artifacts in {obj.where}")
     for name, count in sorted(counts.items()) if fmt == "table" else ():
       click.echo(f"{name:<24} {count}")
     return
   known = [t.name for t in store.get_artifact_types()]
   if type_name not in known:
-    raise click.UsageError(f"no artifact type {type_name!r} in {obj.where}; known: {', '.join(sorted(known))}")
+    raise click.UsageError(f"no artifact type {type_name!r} in {obj.where}; known: {', '.join(sorted(known)) or 'none'}")
   rows = [_artifact_dict(a, type_name) for a in sorted(store.get_artifacts_by_type(type_name), key=lambda a: a.id)]
   if fmt == "json":
     click.echo(json.dumps(rows, indent=2))

@@ -1,0 +1,55 @@
+"""`colorize lineage` fails clearly when there is nothing to read. Its lineage output on a real
+pipeline's store is tested in test_evaluation_pipeline.py."""
+import socket
+
+from click.testing import CliRunner
+
+from pipelines import cli
+from pipelines import summary
+
+
+def _lineage(*args):
+  return CliRunner().invoke(cli.main, ["lineage", *args])
+
+
+def test_missing_store_says_how_to_make_one(tmp_path):
+  result = _lineage("--metadata-path", str(tmp_path / "none.db"))
+  assert result.exit_code != 0
+  assert f"no ML Metadata store at {tmp_path / 'none.db'}" in result.output
+  assert "colorize run" in result.output
+
+
+def test_default_store_comes_from_the_config(tmp_path):
+  result = _lineage("--output-root", str(tmp_path), "--pipeline-name", "demo", "runs")
+  assert result.exit_code != 0
+  assert str(tmp_path / "metadata" / "demo" / "metadata.db") in result.output
+
+
+def test_not_a_store_is_reported_not_raised(tmp_path):
+  path = tmp_path / "metadata.db"
+  path.write_bytes(b"not a database")
+  result = _lineage("--metadata-path", str(path), "runs")
+  assert result.exit_code == 1 and "cannot open the ML Metadata store" in result.output
+  assert path.read_bytes() == b"not a database"  # read-only: never rewritten
+
+
+def test_empty_store_has_no_runs_and_no_pushed_model(tmp_path):
+  path = str(tmp_path / "metadata.db")
+  summary.open_store(path, read_only=False)
+  assert "No pipeline runs" in _lineage("--metadata-path", path, "runs").output
+  assert "No artifacts" in _lineage("--metadata-path", path, "artifacts").output
+  result = _lineage("--metadata-path", path)
+  assert result.exit_code == 1 and "no pushed model" in result.output
+  result = _lineage("--metadata-path", path, "model", "7")
+  assert result.exit_code == 2 and "no artifact #7" in result.output
+  result = _lineage("--metadata-path", path, "artifacts", "Model")
+  assert result.exit_code == 2 and "no artifact type 'Model'" in result.output
+
+
+def test_unreachable_mysql_store_is_reported():
+  with socket.socket() as s:  # a loopback port nobody listens on
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  result = _lineage("--mysql-host", "127.0.0.1", "--mysql-port", str(port), "runs")
+  assert result.exit_code == 1
+  assert f"cannot open the ML Metadata store at mysql://127.0.0.1:{port}/mlmd" in result.output
