@@ -1,0 +1,258 @@
+"""`colorize compile`: the Vertex / Kubeflow v2 JSON matches the configuration, offline.
+
+The pipeline is compiled once per target (about 20 s each) by the real CLI in a
+subprocess with no credentials and, where the kernel allows it, no network at all
+(a fresh network namespace), then read back with kfp and aiplatform.
+"""
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipelines import cloud_config
+from pipelines import config as config_lib
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+IMAGE = "us-central1-docker.pkg.dev/colorize-test/colorize/colorize:0.1.0"
+SERVICE_ACCOUNT = "pipelines@colorize-test.iam.gserviceaccount.com"
+CLOUD = {
+    "project": "colorize-test",
+    "region": "europe-west4",
+    "image": IMAGE,
+    "service_account": SERVICE_ACCOUNT,
+    "labels": {"team": "vision", "env": "test"},
+    "dataflow": {"machine_type": "n2-standard-8", "max_workers": 17, "disk_size_gb": 80},
+    "training": {"machine_type": "a2-highgpu-4g", "accelerator_type": "NVIDIA_TESLA_A100",
+                 "accelerator_count": 4, "replica_count": 3},
+    "resources": {"cpu": 2, "memory_gb": 7.5},
+    "step_resources": {"CocoIngest": {"cpu": 8, "memory_gb": 32}},
+}
+CONFIG = {
+    "pipeline_name": "colorize-nightly",
+    "output_root": "gs://colorize-bucket/runs",
+    "ingest": {"data_root": "gs://colorize-bucket/coco", "max_images": 5000, "categories": ["dog", "cat"],
+               "test_images": 321},
+    "train": {"epochs": 7, "batch_size": 16, "strategy": "multi_worker"},
+    "evaluate": {"mse_upper_bound": 0.015},
+    "cloud": CLOUD,
+}
+
+
+def offline_command(args, env=None):
+  """`args` with no Google credentials, and no network where unshare(2) is allowed."""
+  env = dict(env or os.environ)
+  for key in ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG"):
+    env.pop(key, None)
+  if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0:
+    args = ["unshare", "--net"] + args
+  return args, env
+
+
+def compile_with(tmp, target, extra=()):
+  config_file = tmp / "config.yaml"
+  config_file.write_text(yaml.safe_dump(CONFIG))
+  output = tmp / f"{target}.json"
+  args, env = offline_command(
+      [sys.executable, "-c", "from pipelines.cli import main; main()", "compile", "--config", str(config_file), "--target", target,
+       "--output", str(output), *extra])
+  env["HOME"] = str(tmp)  # no gcloud login either
+  result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stdout + result.stderr
+  return json.loads(output.read_text()), result
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("compile")
+  job, result = compile_with(tmp, "vertex")
+  return {"job": job, "path": tmp / "vertex.json", "stdout": result.stdout, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+  return config_lib.from_dict(json.loads(json.dumps(CONFIG)))
+
+
+def _tasks(spec):
+  return spec["root"]["dag"]["tasks"]
+
+
+def _executor(spec, task):
+  label = spec["components"][_tasks(spec)[task]["componentRef"]["name"]]["executorLabel"]
+  return spec["deploymentSpec"]["executors"][label]
+
+
+def _param(spec, task, name):
+  value = _tasks(spec)[task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
+  return next(iter(value.values()))
+
+
+def test_tasks_images_and_executor_classes(compiled):
+  spec = compiled["job"]["pipelineSpec"]
+  tasks = _tasks(spec)
+  assert {"CocoIngest", "ImportSchemaGen", "Trainer", "Evaluator", "Pusher"} <= set(tasks)
+  executors = {
+      name: _executor(spec, name)["container"] for name in tasks if "container" in _executor(spec, name)}
+  assert {e["image"] for e in executors.values()} == {IMAGE}
+  for container in executors.values():
+    assert container["command"] == ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+  classes = {name: c["args"][c["args"].index("--executor_class_path") + 1] for name, c in executors.items()}
+  assert classes["CocoIngest"] == "components.ingest.executor.Executor"
+  assert classes["Trainer"] == "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+  assert classes["Evaluator"] == "tfx.components.evaluator.executor.Executor"
+  assert classes["Pusher"] == "tfx.components.pusher.executor.Executor"
+  # Dependencies: training waits for ingestion and the schema, pushing for the evaluator.
+  assert set(tasks["Trainer"]["dependentTasks"]) >= {"CocoIngest", "ImportSchemaGen"}
+  assert "Evaluator" in tasks["Pusher"]["dependentTasks"]
+
+
+def test_dataflow_args(compiled, cfg):
+  spec = compiled["job"]["pipelineSpec"]
+  for task in ("CocoIngest", "Evaluator"):
+    args = _executor(spec, task)["container"]["args"]
+    for expected in ["--runner=DataflowRunner", "--project=colorize-test", "--region=europe-west4",
+                     "--temp_location=gs://colorize-bucket/runs/tmp/dataflow", "--machine_type=n2-standard-8",
+                     "--max_num_workers=17", "--disk_size_gb=80", f"--sdk_container_image={IMAGE}",
+                     "--sdk_location=container", "--experiments=use_runner_v2",
+                     f"--service_account_email={SERVICE_ACCOUNT}", "--labels=env=test", "--labels=team=vision"]:
+      assert expected in args, (task, expected, args)
+  # The Beam arguments parse as Dataflow options, as the step's launcher will parse them.
+  from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+  args = _executor(spec, "CocoIngest")["container"]["args"]
+  options = pipeline_options.PipelineOptions([a for a in args if a.startswith("--") and "=" in a])
+  gcp = options.view_as(pipeline_options.GoogleCloudOptions)
+  worker = options.view_as(pipeline_options.WorkerOptions)
+  assert (gcp.project, gcp.region, gcp.temp_location) == ("colorize-test", "europe-west4",
+                                                          "gs://colorize-bucket/runs/tmp/dataflow")
+  assert (worker.machine_type, worker.max_num_workers, worker.sdk_container_image) == ("n2-standard-8", 17, IMAGE)
+  assert cloud_config.beam_pipeline_args(cfg) == [a for a in args if a.startswith("--") and "=" in a
+                                                 and not a.startswith("--executor_class_path")]
+
+
+def test_vertex_training_gpu_pools(compiled, cfg):
+  spec = compiled["job"]["pipelineSpec"]
+  custom = json.loads(_param(spec, "Trainer", "custom_config"))
+  assert custom["ai_platform_enable_vertex"] is True
+  assert custom["ai_platform_vertex_region"] == "europe-west4"
+  job = custom["ai_platform_training_args"]
+  assert job["project"] == "colorize-test"
+  assert job["labels"] == {"team": "vision", "env": "test"}
+  assert job["job_spec"]["service_account"] == SERVICE_ACCOUNT
+  pools = job["job_spec"]["worker_pool_specs"]
+  # A chief and a pool with the other two workers: MultiWorkerMirroredStrategy over 3 x 4 A100.
+  assert [p["replica_count"] for p in pools] == [1, 2]
+  for pool in pools:
+    assert pool["machine_spec"] == {"machine_type": "a2-highgpu-4g", "accelerator_type": "NVIDIA_TESLA_A100",
+                                    "accelerator_count": 4}
+    assert pool["container_spec"] == {"image_uri": IMAGE}
+  # The training parameters reach run_fn unchanged.
+  assert custom["train"] == dataclasses.asdict(cfg.train)
+  assert _param(spec, "Trainer", "run_fn") == "trainer.task.run_fn"
+
+
+def test_parameters_match_config(compiled, cfg):
+  job = compiled["job"]
+  spec = job["pipelineSpec"]
+  assert job["displayName"] == "colorize-nightly"
+  assert job["runtimeConfig"]["gcsOutputDirectory"] == cfg.pipeline_root == "gs://colorize-bucket/runs/pipeline/colorize-nightly"
+  assert {"team": "vision", "env": "test"}.items() <= job["labels"].items()
+  assert _param(spec, "CocoIngest", "input_base") == "gs://colorize-bucket/coco"
+  assert _param(spec, "CocoIngest", "max_images") == "5000"
+  assert _param(spec, "CocoIngest", "categories") == "dog,cat"
+  assert _param(spec, "CocoIngest", "test_images") == "321"
+  push = json.loads(_param(spec, "Pusher", "push_destination"))
+  assert push["filesystem"]["base_directory"] == cfg.serving_model_dir == "gs://colorize-bucket/runs/serving_model/colorize-nightly"
+  # The schema file is referenced where the image holds it, and the project really has it there.
+  schema = _param(spec, "ImportSchemaGen", "schema_file")
+  assert schema.startswith(cloud_config.IMAGE_PROJECT_ROOT + "/")
+  assert (REPO / schema[len(cloud_config.IMAGE_PROJECT_ROOT) + 1:]).is_file()
+  # No path of this machine leaks into the job.
+  assert str(REPO) not in json.dumps(job)
+
+
+def test_step_resources(compiled):
+  spec = compiled["job"]["pipelineSpec"]
+  assert _executor(spec, "CocoIngest")["container"]["resources"] == {"cpuLimit": 8.0, "memoryLimit": 32.0}
+  assert _executor(spec, "Evaluator")["container"]["resources"] == {"cpuLimit": 2.0, "memoryLimit": 7.5}
+
+
+def test_loads_back_with_aiplatform_offline(compiled):
+  from google.auth import credentials  # pylint: disable=g-import-not-at-top
+  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+  job = aiplatform.PipelineJob(display_name="check", template_path=str(compiled["path"]),
+                               pipeline_root="gs://colorize-bucket/runs/pipeline/colorize-nightly",
+                               project="colorize-test", location="europe-west4",
+                               credentials=credentials.AnonymousCredentials())
+  assert set(job.pipeline_spec["root"]["dag"]["tasks"]) == set(_tasks(compiled["job"]["pipelineSpec"]))
+
+
+def test_kubeflow_target_loads_with_kfp(compiled):
+  spec, _ = compile_with(compiled["tmp"], "kubeflow")
+  assert spec["pipelineInfo"]["name"] == "colorize-nightly"
+  assert spec["deploymentSpec"] == compiled["job"]["pipelineSpec"]["deploymentSpec"]
+  from kfp import components  # pylint: disable=g-import-not-at-top
+  component = components.load_component_from_file(str(compiled["tmp"] / "kubeflow.json"))
+  assert component.name == "colorize-nightly"
+
+
+def test_missing_kfp_gives_a_clear_error(tmp_path):
+  config_file = tmp_path / "config.yaml"
+  config_file.write_text(yaml.safe_dump(CONFIG))
+  # kfp made unimportable, as in an install without the extra.
+  code = ("import sys; sys.modules['kfp'] = None; from pipelines import cli; "
+          f"cli.main(['compile', '--config', {str(config_file)!r}, '--output', {str(tmp_path / 'x.json')!r}])")
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert "needs the `kfp` extra" in result.stderr and "tfx-colorize[kfp]" in result.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"output_root": "runs"}, "output_root must be a gs:// prefix"),
+    ({"ingest": {"data_root": "/home/me/coco"}}, "ingest.data_root must be a gs://"),
+    ({"cloud": {"project": "colorize-test"}}, "cloud.image must be set"),
+    ({"cloud": {"image": IMAGE}}, "cloud.project must be set"),
+    ({"cloud": dict(CLOUD, training={"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_L4"})},
+     "NVIDIA_L4 cannot be attached to n1-standard-8"),
+    ({"cloud": dict(CLOUD, training={"accelerator_type": "NVIDIA_K9000"})}, "accelerator_type must be one of"),
+    ({"cloud": dict(CLOUD, training={"replica_count": 2}), "train": {"strategy": "mirrored"}},
+     "train.strategy must be auto or multi_worker"),
+    ({"cloud": dict(CLOUD, labels={"Team": "x"})}, "cloud.labels: key 'Team'"),
+    ({"cloud": dict(CLOUD, dataflow={"temp_location": "/tmp"})}, "temp_location must be a gs:// path"),
+    ({"cloud": dict(CLOUD, dataflow={"max_wokers": 3})}, "unknown config key cloud.dataflow.'max_wokers'"),
+    ({"cloud": dict(CLOUD, region="Europe")}, "cloud.region must look like"),
+    ({"cloud": dict(CLOUD, service_account="me@example.com")}, "service account email"),
+])
+def test_bad_cloud_config_is_a_clear_error(tmp_path, change, message):
+  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
+  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  config_file = tmp_path / "config.yaml"
+  config_file.write_text(yaml.safe_dump({**CONFIG, **change}))
+  result = CliRunner().invoke(cli.main, ["compile", "--config", str(config_file), "--output", str(tmp_path / "x.json")])
+  assert result.exit_code == 2, result.output
+  assert message in result.output
+  assert not (tmp_path / "x.json").exists()
+
+
+def test_unknown_step_in_step_resources(cfg):
+  from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
+  bad = dataclasses.replace(cfg, cloud=dataclasses.replace(
+      cfg.cloud, step_resources={"Trainr": cloud_config.StepResources()}))
+  with pytest.raises(config_lib.ConfigError, match=r"steps the pipeline does not have: \['Trainr'\]"):
+    vertex_runner.build_pipeline(bad)
+
+
+def test_flags_override_the_config_file(tmp_path):
+  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
+  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  config_file = tmp_path / "config.yaml"
+  config_file.write_text(yaml.safe_dump(CONFIG))
+  # A bad GPU given as a flag is caught before compiling, so this is fast.
+  result = CliRunner().invoke(cli.main, ["compile", "--config", str(config_file), "--gpu-type", "NVIDIA_L4",
+                                         "--output", str(tmp_path / "x.json")])
+  assert result.exit_code == 2 and "NVIDIA_L4 cannot be attached to a2-highgpu-4g" in result.output
