@@ -13,6 +13,8 @@ _HARMLESS = (
     # google-api-core: Python 3.10 is what TFX 1.16 requires.
     (FutureWarning, r".*non-supported Python version.*"),
     (FutureWarning, r".*Python version .* past its end of life.*"),
+    # google-cloud-aiplatform: TFX 1.16's dependency set holds google-cloud-storage at 2.x.
+    (FutureWarning, r".*google-cloud-storage < 3.0.0.*"),
     # protobuf 3.20 / absl / pkg_resources noise from TFX's own imports.
     (DeprecationWarning, r".*pkg_resources.*"),
     (DeprecationWarning, r".*declare_namespace.*"),
