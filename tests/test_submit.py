@@ -1,0 +1,211 @@
+"""`colorize submit` / `colorize schedule`: the dry run prints exactly what the real call sends.
+
+The real call is made by aiplatform itself, with anonymous credentials and its REST
+transport pointed at a loopback HTTP server that records every request (the Vertex AI
+API and the Cloud Storage calls aiplatform makes before submitting). No network.
+"""
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import urllib.parse
+
+import pytest
+import yaml
+
+from pipelines import config as config_lib
+from pipelines import vertex_jobs
+from cloud_fixtures import CONFIG, REPO, SERVICE_ACCOUNT, offline_command
+
+JOB_ID = "colorize-nightly-test-1"
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+  """Answers like the Vertex AI and Cloud Storage REST APIs for a project with no bucket yet."""
+  requests = None
+
+  def _reply(self, status, body):
+    data = json.dumps(body).encode()
+    self.send_response(status)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Content-Length", str(len(data)))
+    self.end_headers()
+    self.wfile.write(data)
+
+  def _record(self):
+    length = int(self.headers.get("Content-Length") or 0)
+    raw = self.rfile.read(length) if length else b""
+    url = urllib.parse.urlsplit(self.path)
+    self.requests.append({"method": self.command, "path": url.path, "query": urllib.parse.parse_qs(url.query),
+                          "body": json.loads(raw) if raw else None,
+                          "authorization": self.headers.get("Authorization")})
+    return self.requests[-1]
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    request = self._record()
+    if request["path"].endswith("/iam"):
+      self._reply(200, {"bindings": [], "etag": "CAE="})
+    else:  # the pipeline bucket does not exist yet
+      self._reply(404, {"error": {"code": 404, "message": "Not Found"}})
+
+  def do_POST(self):  # pylint: disable=invalid-name
+    request = self._record()
+    body = dict(request["body"] or {})
+    if request["path"] == "/storage/v1/b":
+      body["id"] = body.get("name")
+    else:
+      resource_id = request["query"].get("pipelineJobId", ["schedule-1"])[0]
+      body["name"] = request["path"][len("/v1/"):] + "/" + resource_id
+    self._reply(200, body)
+
+  def do_PUT(self):  # pylint: disable=invalid-name
+    self._reply(200, self._record()["body"])
+
+  def log_message(self, *args):
+    pass
+
+
+@pytest.fixture
+def loopback_api(monkeypatch):
+  """A recording API server on a free loopback port; aiplatform's global config restored after."""
+  from google.cloud.aiplatform import initializer  # pylint: disable=g-import-not-at-top
+  handler = type("Recorder", (_Recorder,), {"requests": []})
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  url = f"http://127.0.0.1:{server.server_address[1]}"
+  monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+  yield url, handler.requests
+  server.shutdown()
+  server.server_close()
+  initializer.global_config.__init__()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+  from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.mktemp("template") / "pipeline.json"
+  vertex_runner.compile_pipeline(config_lib.from_dict(json.loads(json.dumps(CONFIG))), "vertex", str(path))
+  return path
+
+
+@pytest.fixture
+def config_file(tmp_path):
+  path = tmp_path / "config.yaml"
+  path.write_text(yaml.safe_dump(CONFIG))
+  return path
+
+
+def _cfg():
+  return config_lib.from_dict(json.loads(json.dumps(CONFIG)))
+
+
+def _job(template, url):
+  from google.auth import credentials  # pylint: disable=g-import-not-at-top
+  return vertex_jobs.pipeline_job(_cfg(), str(template), job_id=JOB_ID, credentials=credentials.AnonymousCredentials(),
+                                  api_endpoint=url, api_transport="rest")
+
+
+def test_submit_dry_run_needs_no_network_or_login(template, tmp_path, config_file):
+  args, env = offline_command(
+      [sys.executable, "-c", "from pipelines.cli import main; main()", "submit", "--config", str(config_file),
+       "--template", str(template), "--job-id", JOB_ID, "--dry-run"])
+  env["HOME"] = str(tmp_path)
+  result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  request = json.loads(result.stdout)
+  assert request["method"] == "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob"
+  assert request["http"] == ("POST https://europe-west4-aiplatform.googleapis.com/v1/projects/colorize-test/"
+                             f"locations/europe-west4/pipelineJobs?pipelineJobId={JOB_ID}")
+  body = request["body"]
+  assert body["displayName"] == "colorize-nightly"
+  assert body["serviceAccount"] == SERVICE_ACCOUNT
+  assert body["labels"] == {"team": "vision", "env": "test"}
+  assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://colorize-bucket/runs/pipeline/colorize-nightly"
+  # The compiled pipeline goes out as it is, except that aiplatform applies the caching
+  # setting (cfg.enable_cache) to every task, the resolvers included.
+  tasks = body["pipelineSpec"]["root"]["dag"]["tasks"]
+  assert {t["cachingOptions"]["enableCache"] for t in tasks.values()} == {True}
+  assert _without_caching(body["pipelineSpec"]) == _without_caching(json.loads(template.read_text())["pipelineSpec"])
+
+
+def _without_caching(spec):
+  spec = json.loads(json.dumps(spec))
+  for task in spec["root"]["dag"]["tasks"].values():
+    task.pop("cachingOptions", None)
+  return spec
+
+
+def test_submit_sends_what_the_dry_run_printed(template, loopback_api):
+  url, requests = loopback_api
+  dry = vertex_jobs.submit(_job(template, url), _cfg(), dry_run=True)
+  assert requests == []
+  result = vertex_jobs.submit(_job(template, url), _cfg())
+  assert result["name"] == f"projects/colorize-test/locations/europe-west4/pipelineJobs/{JOB_ID}"
+  create = [r for r in requests if r["path"].endswith("/pipelineJobs")]
+  assert len(create) == 1
+  assert create[0]["path"] == "/v1/projects/colorize-test/locations/europe-west4/pipelineJobs"
+  assert create[0]["query"]["pipelineJobId"] == [JOB_ID]
+  assert create[0]["body"] == dry["body"]
+  # Before submitting, aiplatform creates the missing pipeline-root bucket in the region and
+  # lets the pipeline's service account read and write it.
+  bucket = [r for r in requests if r["method"] == "POST" and r["path"] == "/storage/v1/b"]
+  assert bucket and bucket[0]["body"]["name"] == "colorize-bucket"
+  assert bucket[0]["body"]["location"] == "europe-west4"
+  policy = [r for r in requests if r["method"] == "PUT" and r["path"].endswith("/iam")][0]["body"]
+  roles = {b["role"]: b["members"] for b in policy["bindings"]}
+  assert roles["roles/storage.objectCreator"] == [f"serviceAccount:{SERVICE_ACCOUNT}"]
+
+
+def test_schedule_sends_what_the_dry_run_printed(template, loopback_api, config_file):
+  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
+  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  url, requests = loopback_api
+  printed = CliRunner().invoke(cli.main, ["schedule", "--config", str(config_file), "--template", str(template),
+                                          "--cron", "0 3 * * 1", "--max-concurrent-runs", "2", "--dry-run"])
+  assert printed.exit_code == 0, printed.output
+  dry = json.loads(printed.output[printed.output.index("{"):])
+  assert dry["http"] == ("POST https://europe-west4-aiplatform.googleapis.com/v1/projects/colorize-test/"
+                         "locations/europe-west4/schedules")
+  assert dry["body"]["cron"] == "0 3 * * 1"
+  assert dry["body"]["displayName"] == "colorize-nightly-schedule"
+  assert dry["body"]["createPipelineJobRequest"]["pipelineJob"]["serviceAccount"] == SERVICE_ACCOUNT
+  assert requests == []
+
+  result = vertex_jobs.schedule(_job(template, url), _cfg(), "0 3 * * 1", "colorize-nightly-schedule",
+                                max_concurrent_runs=2)
+  assert result["name"].startswith("projects/colorize-test/locations/europe-west4/schedules/")
+  create = [r for r in requests if r["path"].endswith("/schedules")]
+  assert len(create) == 1 and create[0]["path"] == "/v1/projects/colorize-test/locations/europe-west4/schedules"
+  assert create[0]["body"] == dry["body"]
+  assert create[0]["body"]["maxConcurrentRunCount"] == "2"
+  assert _without_caching(create[0]["body"]["createPipelineJobRequest"]["pipelineJob"]["pipelineSpec"]) == \
+      _without_caching(json.loads(template.read_text())["pipelineSpec"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["submit", "--param", "epochs=3", "--dry-run"], "the pipeline has no runtime parameter ['epochs']"),
+    (["submit", "--param", "epochs", "--dry-run"], "must be NAME=VALUE"),
+    (["schedule", "--cron", "0 3 * *", "--dry-run"], "--cron must have 5 fields"),
+    (["schedule", "--cron", "0 3 * * 1", "--max-concurrent-runs", "0", "--dry-run"], "must be >= 1"),
+])
+def test_bad_requests_are_clear_errors(template, config_file, args, message):
+  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
+  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  result = CliRunner().invoke(cli.main, [*args, "--config", str(config_file), "--template", str(template)])
+  assert result.exit_code == 2, result.output
+  assert message in result.output
+
+
+def test_submit_without_login_says_how_to_log_in(template, tmp_path, config_file):
+  args, env = offline_command(
+      [sys.executable, "-c", "from pipelines.cli import main; main()", "submit", "--config", str(config_file),
+       "--template", str(template)])
+  env["HOME"] = str(tmp_path)
+  # No metadata server either: a laptop, not a GCE VM.
+  env["GCE_METADATA_HOST"] = env["GCE_METADATA_IP"] = "127.0.0.1:9"
+  result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert "no Google Cloud credentials" in result.stderr and "gcloud auth application-default login" in result.stderr
+  assert "Traceback" not in result.stderr
