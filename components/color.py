@@ -47,8 +47,8 @@ _LINEAR_LUT = srgb_to_linear(_SRGB_LEVELS).astype(np.float32)
 _RGB_TO_XYZ_WHITE = (SRGB_TO_XYZ / D65_WHITE[:, None]).T.astype(np.float32)
 # Grey needs only Y: per-channel tables of the weighted linear levels in units of
 # 1/65535 (they sum to at most 65535, so uint16 holds Y) and a table from Y back to the
-# sRGB grey level. Equals l_to_gray(L*) within one level (off by one for 0.2% of all
-# colours, at rounding boundaries).
+# sRGB grey level. Equals l_to_gray(L*) within one level (off by one next to rounding
+# boundaries: 0.2% of all colours, about 1% of a photo's pixels).
 _Y_SCALE = 65535
 _Y_LUTS = np.rint(srgb_to_linear(_SRGB_LEVELS)[None, :] * SRGB_TO_XYZ[1][:, None] * _Y_SCALE).astype(np.uint16)
 _GRAY_LUT = np.rint(linear_to_srgb(np.arange(_Y_SCALE + 3) / _Y_SCALE) * 255).astype(np.uint8)

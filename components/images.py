@@ -98,7 +98,7 @@ def decode(data: bytes, min_side: int = features.GLOBAL_SIZE) -> Image.Image:
   except Skip:
     raise
   except Image.UnidentifiedImageError as e:
-    raise Skip(SkipReason.NOT_AN_IMAGE, _message(e)) from e
+    raise Skip(SkipReason.NOT_AN_IMAGE, f"no image format PIL reads starts with {data[:12]!r}") from e
   except Image.DecompressionBombError as e:
     raise Skip(SkipReason.TOO_LARGE, _message(e)) from e
   except Exception as e:  # pylint: disable=broad-except
