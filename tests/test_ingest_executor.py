@@ -1,0 +1,281 @@
+"""CocoIngest's executor with hand-built artifacts: real photos mixed with every kind of bad file."""
+import io
+import json
+import os
+import shutil
+
+import apache_beam as beam
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+from tfx.components.util import tfxio_utils
+from tfx.types import standard_artifacts
+from tfx_bsl.tfxio import dataset_options
+from tensorflow_metadata.proto.v0 import schema_pb2
+from google.protobuf import text_format
+
+import image_files
+from components.ingest import executor
+from components.ingest import sources
+from components.ingest import splits
+from schemas import features
+
+BLACK_AND_WHITE = ("000000000086.jpg", "000000000328.jpg")
+BAD_FILES = {  # file -> expected skip reason
+    "truncated.jpg": "truncated",
+    "not_a_photo.txt": "not_an_image",
+    "empty.jpg": "not_an_image",
+    "tiny.png": "too_small",
+    "corrupt.png": "corrupt",
+    "bomb.png": "too_large",
+    "float.tif": "unsupported_mode",
+    BLACK_AND_WHITE[0]: "grayscale",
+    BLACK_AND_WHITE[1]: "grayscale",
+    "gray16.png": "grayscale",  # decoded fine (16-bit), then recognised as a grey picture
+}
+ODD_BUT_FINE = ("cmyk.jpg", "rgba.png", "palette.png", "rotated.jpg", "more/000000000030.jpg")
+
+
+def _colour_photos(coco128, n):
+  names = sorted(p.name for p in (coco128 / "train2017").glob("*.jpg"))
+  return [n_ for n_ in names if int(n_[:-4]) not in (86, 328, 359, 542, 634, 30)][:n]
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(coco128, tmp_path_factory):
+  """24 real colour photos, 2 real black-and-white ones, odd-but-fine files and bad files."""
+  folder = tmp_path_factory.mktemp("mixed")
+  train = coco128 / "train2017"
+  for name in _colour_photos(coco128, 24) + list(BLACK_AND_WHITE):
+    shutil.copy(train / name, folder / name)
+  jpg = (train / "000000000009.jpg").read_bytes()
+  photo = Image.open(io.BytesIO(jpg)).convert("RGB")
+  files = {
+      "truncated.jpg": jpg[:len(jpg) // 2],
+      "not_a_photo.txt": b"these are notes, not a photo\n",
+      "empty.jpg": b"",
+      "tiny.png": image_files.encode(photo.resize((20, 15)), "PNG"),
+      "corrupt.png": image_files.corrupt_png(photo),
+      "bomb.png": image_files.decompression_bomb(),
+      "float.tif": image_files.float_tiff(photo),
+      "cmyk.jpg": image_files.encode(photo.convert("CMYK"), "JPEG"),
+      "rgba.png": image_files.rgba_half_transparent(photo),
+      "palette.png": image_files.palette_with_transparency(photo),
+      "gray16.png": image_files.gray16(photo),
+      "rotated.jpg": image_files.rotated_with_exif(photo),
+      ".DS_Store": b"hidden files are not photos and are not listed",
+  }
+  for name, data in files.items():
+    (folder / name).write_bytes(data)
+  (folder / "more").mkdir()
+  shutil.copy(train / "000000000030.jpg", folder / "more" / "000000000030.jpg")
+  return folder
+
+
+def _props(input_base, **overrides):
+  props = {"input_base": str(input_base), "max_images": 0, "categories": "", "test_images": 1000,
+           "test_fraction": 0.2, "eval_fraction": 0.25, "keep_grayscale": 0}
+  props.update(overrides)
+  return props
+
+
+def _ingest(tmp_path, input_base, **overrides):
+  """Runs Do() with hand-built artifacts; returns (examples artifact, Beam pipeline result)."""
+  pipelines = []
+
+  def make_pipeline():
+    pipelines.append(beam.Pipeline())
+    return pipelines[-1]
+
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path / "examples")
+  context = executor.Executor.Context(tmp_dir=str(tmp_path / "tmp"), make_beam_pipeline_fn=make_pipeline)
+  executor.Executor(context).Do({}, {executor.EXAMPLES_KEY: [examples]}, _props(input_base, **overrides))
+  return examples, pipelines[0].result
+
+
+def _records(examples, split):
+  pattern = os.path.join(examples.uri, f"Split-{split}", "*.gz")
+  return list(tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP").as_numpy_iterator())
+
+
+def _read_split(examples, split):
+  records = _records(examples, split)
+  return features.parse_examples(tf.constant(records)) if records else None
+
+
+def _split_ids(examples):
+  return {split: set(parsed[features.IMAGE_ID_KEY].numpy().tolist()) if parsed else set()
+          for split, parsed in ((s, _read_split(examples, s)) for s in features.SPLITS)}
+
+
+@pytest.fixture(scope="module")
+def mixed_run(mixed_folder, tmp_path_factory):
+  return _ingest(tmp_path_factory.mktemp("mixed_run"), mixed_folder)
+
+
+def test_bad_files_are_skipped_counted_and_reported(mixed_run):
+  examples, result = mixed_run
+  report = json.loads(tf.io.gfile.GFile(examples.get_string_custom_property("skip_report")).read())
+  assert {s["file"]: s["reason"] for s in report["skipped"]} == BAD_FILES
+  assert all(s["detail"] for s in report["skipped"])
+  expected_counts = {}
+  for reason in BAD_FILES.values():
+    expected_counts[reason] = expected_counts.get(reason, 0) + 1
+  assert report["skip_counts"] == expected_counts
+  assert json.loads(examples.get_string_custom_property("skip_counts")) == expected_counts
+  metrics = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(executor.METRICS_NAMESPACE))
+  counters = {c.key.metric.name: c.committed for c in metrics["counters"]}
+  assert {k[len("skipped_"):]: v for k, v in counters.items() if k.startswith("skipped_")} == expected_counts
+  assert counters["examples"] == 24 + len(ODD_BUT_FINE)
+
+
+def test_splits_hold_every_usable_photo_once_with_exact_test_size(mixed_run):
+  examples, _ = mixed_run
+  listed = 24 + len(BAD_FILES) + len(ODD_BUT_FINE)
+  counts = json.loads(examples.get_string_custom_property("split_counts"))
+  assert counts[features.TEST_SPLIT] == splits.test_size(listed, 1000, 0.2) == 8
+  assert sum(counts.values()) == 24 + len(ODD_BUT_FINE)
+  ids = _split_ids(examples)
+  assert {s: len(v) for s, v in ids.items()} == counts
+  assert not (ids["train"] & ids["eval"]) and not (ids["train"] & ids["test"]) and not (ids["eval"] & ids["test"])
+  assert not {86, 328} & set().union(*ids.values())
+  assert listed == 39
+
+
+def test_examples_are_a_standard_artifact_with_model_ready_features(mixed_run):
+  examples, _ = mixed_run
+  assert json.loads(examples.split_names) == list(features.SPLITS)
+  assert examples.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
+  assert examples.get_string_custom_property("file_format") == "tfrecords_gzip"
+  parsed = _read_split(examples, "train")
+  n = parsed[features.L_KEY].shape[0]
+  assert parsed[features.L_KEY].shape == (n,) + features.L_SHAPE
+  assert parsed[features.AB_KEY].shape == (n,) + features.AB_SHAPE
+  assert parsed[features.GRAY_KEY].shape == (n,) + features.GRAY_SHAPE
+  for key, low, high in ((features.L_KEY, -1, 1), (features.AB_KEY, -1, 1), (features.GRAY_KEY, -1, 1)):
+    values = parsed[key].numpy()
+    assert low <= values.min() and values.max() <= high, key
+    assert values.std() > 0.01, key
+  assert all(not s.startswith(b"/") for s in parsed[features.SOURCE_KEY].numpy())  # relative to the input root
+  # What the standard Trainer/Evaluator use to read an Examples artifact.
+  schema = text_format.Parse(open(features.SCHEMA_FILE).read(), schema_pb2.Schema())
+  factory = tfxio_utils.get_tfxio_factory_from_artifact([examples], ["test"], schema=schema)
+  split_files = os.path.join(examples.uri, "Split-test", "*")
+  dataset = factory(split_files).TensorFlowDataset(dataset_options.TensorFlowDatasetOptions(batch_size=4, num_epochs=1))
+  assert sum(int(batch[features.IMAGE_ID_KEY].shape[0]) for batch in dataset) == 8
+
+
+def test_odd_files_are_decoded_upright_and_flattened(mixed_run):
+  examples, _ = mixed_run
+  by_source = {}
+  for split in features.SPLITS:
+    parsed = _read_split(examples, split)
+    if parsed:
+      for source, gray in zip(parsed[features.SOURCE_KEY].numpy(), parsed[features.GRAY_KEY].numpy()):
+        by_source[source.decode()] = gray
+  assert set(ODD_BUT_FINE) <= set(by_source)
+  # The EXIF-rotated file is the same upright photo as the CMYK one (both from 000000000009).
+  assert np.abs(by_source["rotated.jpg"] - by_source["cmyk.jpg"]).mean() < 0.05
+  # The left half of rgba.png is transparent: white after compositing.
+  assert by_source["rgba.png"][:, :100].min() > 0.99
+
+
+def test_same_photos_same_splits_on_a_second_run(mixed_folder, mixed_run, tmp_path):
+  again, _ = _ingest(tmp_path, mixed_folder)
+  assert _split_ids(again) == _split_ids(mixed_run[0])
+
+
+def test_keep_grayscale_keeps_black_and_white_out_of_test(mixed_folder, tmp_path):
+  examples, _ = _ingest(tmp_path, mixed_folder, keep_grayscale=1)
+  report = json.loads(tf.io.gfile.GFile(examples.get_string_custom_property("skip_report")).read())
+  assert report["grayscale_kept"] == sorted(BLACK_AND_WHITE + ("gray16.png",))
+  assert "grayscale" not in report["skip_counts"]
+  ids = _split_ids(examples)
+  assert {86, 328} <= ids["train"] | ids["eval"]
+  assert len(ids["test"]) == 8
+
+
+def test_unusable_photos_among_the_lowest_keys_do_not_shrink_test(coco128, tmp_path):
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  names = _colour_photos(coco128, 60)
+  lowest = sorted(names, key=lambda n: splits.test_key(int(n[:-4])))[:3]
+  for name in names:
+    data = (coco128 / "train2017" / name).read_bytes()
+    (folder / name).write_bytes(data[:2000] if name in lowest else data)
+  examples, _ = _ingest(tmp_path, folder)
+  counts = json.loads(examples.get_string_custom_property("split_counts"))
+  assert counts["test"] == splits.test_size(60, 1000, 0.2) == 12
+  assert json.loads(examples.get_string_custom_property("skip_counts")) == {"truncated": 3}
+  expected_test = sorted((n for n in names if n not in lowest), key=lambda n: splits.test_key(int(n[:-4])))[:12]
+  assert _split_ids(examples)["test"] == {int(n[:-4]) for n in expected_test}
+
+
+@pytest.fixture(scope="module")
+def small_coco(coco128, tmp_path_factory):
+  """A COCO root: 30 coco128 photos, their annotations, plus one annotated photo missing on disk."""
+  root = tmp_path_factory.mktemp("small_coco")
+  annotations = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
+  keep = sorted(annotations["images"], key=lambda i: i["id"])[:31]
+  (root / "train2017").mkdir()
+  for image in keep[:30]:
+    shutil.copy(coco128 / "train2017" / image["file_name"], root / "train2017" / image["file_name"])
+  ids = {i["id"] for i in keep}
+  annotations["images"] = keep
+  annotations["annotations"] = [a for a in annotations["annotations"] if a["image_id"] in ids]
+  (root / "annotations").mkdir()
+  (root / "annotations" / "instances_train2017.json").write_text(json.dumps(annotations))
+  return root, annotations
+
+
+def test_coco_root_uses_annotations_licences_and_reports_missing_files(small_coco, tmp_path):
+  root, annotations = small_coco
+  examples, _ = _ingest(tmp_path, root)
+  report = json.loads(tf.io.gfile.GFile(examples.get_string_custom_property("skip_report")).read())
+  missing = annotations["images"][30]["file_name"]
+  unreadable = [s for s in report["skipped"] if s["reason"] == "unreadable"]
+  assert [s["file"] for s in unreadable] == [f"train2017/{missing}"]
+  assert report["layout"] == "coco" and report["listed"] == 31
+  licence_of = {i["id"]: i["license"] for i in annotations["images"]}
+  parsed = tf.io.parse_example(tf.constant(_records(examples, "train")), features.feature_spec())
+  image_ids, licences = parsed[features.IMAGE_ID_KEY].numpy(), parsed[features.LICENSE_KEY].numpy()
+  assert len(image_ids) > 10
+  assert licences.tolist() == [licence_of[int(i)] for i in image_ids]
+
+
+def test_category_filter_and_max_images(small_coco, tmp_path):
+  root, annotations = small_coco
+  dogs = {c["id"] for c in annotations["categories"] if c["name"] == "dog"}
+  with_dog = {a["image_id"] for a in annotations["annotations"] if a["category_id"] in dogs}
+  listing = sources.list_photos(str(root), ["dog"])
+  assert {p.image_id for p in listing.photos} == with_dog and with_dog
+  limited = sources.list_photos(str(root), max_images=10)
+  assert [p.image_id for p in limited.photos] == sorted(i["id"] for i in annotations["images"])[:10]
+  examples, _ = _ingest(tmp_path, root, categories="dog", test_images=1)
+  assert sum(json.loads(examples.get_string_custom_property("split_counts")).values()) == len(with_dog)
+
+
+def test_input_errors_name_the_path(tmp_path, small_coco):
+  with pytest.raises(sources.SourceError, match=str(tmp_path / "nowhere")):
+    _ingest(tmp_path, tmp_path / "nowhere")
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(sources.SourceError, match=f"no images found under {tmp_path / 'empty'}"):
+    _ingest(tmp_path, tmp_path / "empty")
+  (tmp_path / "junk").mkdir()
+  (tmp_path / "junk" / "a.txt").write_text("not a photo")
+  with pytest.raises(executor.EmptyDatasetError, match=str(tmp_path / "junk")):
+    _ingest(tmp_path, tmp_path / "junk")
+  with pytest.raises(sources.SourceError, match="needs COCO annotations"):
+    _ingest(tmp_path, tmp_path / "junk", categories="dog")
+  with pytest.raises(sources.SourceError, match="unknown COCO categories"):
+    _ingest(tmp_path, small_coco[0], categories="unicorn")
+
+
+def test_real_coco128_fixture(coco128_examples):
+  counts = json.loads(coco128_examples.get_string_custom_property("split_counts"))
+  assert counts == {"train": 88, "eval": 9, "test": 26}
+  report = json.loads(tf.io.gfile.GFile(coco128_examples.get_string_custom_property("skip_report")).read())
+  assert sorted(s["image_id"] for s in report["skipped"]) == [86, 328, 359, 542, 634]
+  assert {s["reason"] for s in report["skipped"]} == {"grayscale"}
