@@ -218,3 +218,16 @@ def test_flags_override_the_config_file(tmp_path):
   result = CliRunner().invoke(cli.main, ["compile", "--config", str(config_file), "--gpu-type", "NVIDIA_L4",
                                          "--output", str(tmp_path / "x.json")])
   assert result.exit_code == 2 and "NVIDIA_L4 cannot be attached to a2-highgpu-4g" in result.output
+
+
+def test_training_inside_the_step_and_beam_inside_the_container(cfg):
+  """cloud.training.enabled: false and dataflow.runner: DirectRunner (a Kubeflow cluster alone)."""
+  from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
+  local = dataclasses.replace(cfg, cloud=dataclasses.replace(
+      cfg.cloud, training=dataclasses.replace(cfg.cloud.training, enabled=False),
+      dataflow=dataclasses.replace(cfg.cloud.dataflow, runner="DirectRunner")))
+  pipeline = vertex_runner.build_pipeline(local)
+  trainer = next(c for c in pipeline.components if c.id == "Trainer")
+  assert trainer.executor_spec.executor_class.__module__ == "tfx.components.trainer.executor"
+  assert "ai_platform_training_args" not in trainer.exec_properties["custom_config"]
+  assert pipeline.beam_pipeline_args == ["--runner=DirectRunner", "--project=colorize-test"]
