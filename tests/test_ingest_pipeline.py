@@ -1,0 +1,81 @@
+"""End to end: the real coco128 photos through the local pipeline (LocalDagRunner, SQLite ML Metadata)."""
+import json
+import os
+
+from click.testing import CliRunner
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import cli
+from pipelines import config
+from pipelines import local_runner
+from pipelines import summary
+from schemas import features
+
+COCO_BLACK_AND_WHITE = [86, 328, 359, 542, 634]
+
+
+def _examples_of_latest_run(cfg):
+  store = summary.open_store(cfg.metadata_path)
+  run_id, outputs = summary.latest_run_outputs(store, cfg.pipeline_name)
+  types = summary.artifact_type_names(store)
+  examples = [a for _, a in outputs if types[a.type_id] == "Examples"]
+  assert run_id and len(examples) == 1
+  return examples[0]
+
+
+@pytest.mark.slow
+def test_coco128_ingestion_through_the_local_pipeline(coco128, tmp_path):
+  cfg = config.from_dict({"output_root": str(tmp_path / "runs"), "ingest": {"data_root": str(coco128)}})
+  local_runner.run(cfg, last_stage="ingest")
+
+  examples = _examples_of_latest_run(cfg)
+  props = examples.custom_properties
+  counts = json.loads(props["split_counts"].string_value)
+  assert counts == {"train": 88, "eval": 9, "test": 26}  # test = round(0.2 * 128): coco128 is < 5000 photos
+  assert json.loads(props["skip_counts"].string_value) == {"grayscale": 5}
+  assert props["payload_format"].string_value == "FORMAT_TF_EXAMPLE"
+  report_path = props["skip_report"].string_value
+  assert report_path.startswith(examples.uri)
+  with tf.io.gfile.GFile(report_path) as f:
+    report = json.load(f)
+  assert sorted(s["image_id"] for s in report["skipped"]) == COCO_BLACK_AND_WHITE
+  assert report["split_rule"] and report["listed"] == 128
+
+  seen = set()
+  for split, n in counts.items():
+    files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*.gz"))
+    records = list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+    assert len(records) == n
+    parsed = features.parse_examples(tf.constant(records))
+    assert parsed[features.L_KEY].shape == (n,) + features.L_SHAPE
+    assert parsed[features.AB_KEY].shape == (n,) + features.AB_SHAPE
+    assert parsed[features.GRAY_KEY].shape == (n,) + features.GRAY_SHAPE
+    for key in (features.L_KEY, features.AB_KEY, features.GRAY_KEY):
+      values = parsed[key].numpy()
+      assert -1 <= values.min() and values.max() <= 1, (split, key)
+    # Colour photos: every example has real chroma (the B&W ones are out).
+    ab = parsed[features.AB_KEY].numpy()
+    assert (np.abs(ab).reshape(n, -1).max(axis=1) > 0.05).all(), split
+    ids = set(parsed[features.IMAGE_ID_KEY].numpy().tolist())
+    assert not ids & seen
+    seen |= ids
+  assert len(seen) == 123 and not seen & set(COCO_BLACK_AND_WHITE)
+
+
+@pytest.mark.slow
+def test_colorize_ingest_cli_with_multiprocessing_beam(coco128, tmp_path):
+  """The CLI prints where the Examples are and what was skipped; Beam args reach the runner."""
+  result = CliRunner().invoke(cli.main, [
+      "ingest", "--data-root", str(coco128), "--output-root", str(tmp_path / "runs"), "--max-images", "40",
+      "--beam-arg=--direct_running_mode=multi_processing", "--beam-arg=--direct_num_workers=2"],
+      catch_exceptions=False)
+  assert result.exit_code == 0, result.output
+  cfg = config.from_dict({"output_root": str(tmp_path / "runs")})
+  examples = _examples_of_latest_run(cfg)
+  assert examples.uri in result.output
+  assert "skipped: grayscale=1" in result.output  # 86 is among the 40 lowest ids
+  assert examples.custom_properties["skip_report"].string_value in result.output
+  counts = json.loads(examples.custom_properties["split_counts"].string_value)
+  assert counts["test"] == 8 and sum(counts.values()) == 39
