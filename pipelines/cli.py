@@ -19,6 +19,9 @@ def _config_options(f):
       click.option("--output-root", "output_root",
                    help=f"Where pipeline outputs, metadata and pushed models go (default {config_lib.DEFAULT_OUTPUT_ROOT})."),
       click.option("--pipeline-name", "pipeline_name"),
+      click.option("--metadata-file", "metadata_file",
+                   help="Local ML Metadata SQLite file (default: under the output root, or ./colorize_runs "
+                   "when the output root is gs://)."),
       click.option("--max-images", "ingest__max_images", type=int, help="Ingest at most this many images (0 = all)."),
       click.option("--categories", "ingest__categories",
                    help="Comma-separated COCO category names; keep only images containing one of them."),

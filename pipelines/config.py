@@ -56,6 +56,9 @@ class EvalConfig:
 class PipelineConfig:
   pipeline_name: str = DEFAULT_PIPELINE_NAME
   output_root: str = DEFAULT_OUTPUT_ROOT  # local folder or gs:// prefix holding pipeline root, metadata and pushed models
+  # ML Metadata SQLite file of local runs; "" = under output_root, or under
+  # DEFAULT_OUTPUT_ROOT when output_root is gs:// (SQLite cannot live in a bucket).
+  metadata_file: str = ""
   beam_pipeline_args: Tuple[str, ...] = ()
   enable_cache: bool = True
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
@@ -70,7 +73,10 @@ class PipelineConfig:
 
   @property
   def metadata_path(self) -> str:
-    return _join(self.output_root, "metadata", self.pipeline_name, "metadata.db")
+    if self.metadata_file:
+      return self.metadata_file
+    root = DEFAULT_OUTPUT_ROOT if self.output_root.startswith("gs://") else self.output_root
+    return os.path.join(root, "metadata", self.pipeline_name, "metadata.db")
 
   @property
   def serving_model_dir(self) -> str:
@@ -80,6 +86,8 @@ class PipelineConfig:
     _check(bool(self.pipeline_name) and self.pipeline_name.replace("-", "").replace("_", "").isalnum(),
            f"pipeline_name must be letters, digits, '-' or '_', got {self.pipeline_name!r}")
     _check(bool(self.output_root), "output_root must be set")
+    _check(not self.metadata_file.startswith("gs://"),
+           f"metadata_file must be a local path (SQLite), got {self.metadata_file!r}")
     i, t, e = self.ingest, self.train, self.evaluate
     _check(bool(i.data_root), "ingest.data_root must be set")
     _check(i.max_images >= 0, f"ingest.max_images must be >= 0, got {i.max_images}")

@@ -19,8 +19,7 @@ def run(cfg: config_lib.PipelineConfig, last_stage: str = "push", cpu_replicas: 
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from pipelines import pipeline  # pylint: disable=g-import-not-at-top
 
-  if not cfg.metadata_path.startswith("gs://"):
-    os.makedirs(os.path.dirname(cfg.metadata_path), exist_ok=True)
+  os.makedirs(os.path.dirname(os.path.abspath(cfg.metadata_path)), exist_ok=True)
   tfx.orchestration.LocalDagRunner().run(
       pipeline.create_pipeline(
           pipeline_name=cfg.pipeline_name,

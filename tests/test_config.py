@@ -23,6 +23,7 @@ def test_file_then_flags_override(tmp_path):
   assert cfg.ingest.categories == ("dog", "cat")
   assert cfg.pipeline_root == "gs://bucket/runs/pipeline/colorize"
   assert cfg.serving_model_dir == "gs://bucket/runs/serving_model/colorize"
+  assert not cfg.metadata_path.startswith("gs://")  # SQLite stays local for local runs
 
 
 def test_yaml_file(tmp_path):
