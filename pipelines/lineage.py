@@ -1,7 +1,7 @@
 """`colorize lineage`: where a model came from, read from ML Metadata.
 
 The store is opened read-only: the local runs' SQLite file by default (found from the
-project folder through pipelines/config.py, or --config / --metadata-path), or a shared
+project folder through pipelines/config.py, or --config / --metadata-file), or a shared
 MySQL store. Lineage is one server-side query (`get_lineage_subgraph`, UPSTREAM from the
 artifact), then rendered as a table, JSON, or a Graphviz graph.
 """
@@ -61,13 +61,10 @@ class _Context:
         return metadata_store.MetadataStore(connection)
       except (mlmd_errors.StatusError, RuntimeError) as e:
         raise click.ClickException(f"cannot open the ML Metadata store at {self.where}: {e}") from e
-    if self.metadata_path.startswith("gs://"):
-      raise click.ClickException(
-          f"{self.metadata_path} is on Cloud Storage; SQLite needs a local file (copy it, or pass --metadata-path)")
     if not os.path.isfile(self.metadata_path):
       raise click.ClickException(
           f"no ML Metadata store at {self.metadata_path}: run `colorize run` first, "
-          "or point to a store with --metadata-path, --config or --output-root")
+          "or point to a store with --metadata-file, --config or --output-root")
     try:
       return summary.open_store(self.metadata_path)
     except (mlmd_errors.StatusError, RuntimeError) as e:
@@ -79,7 +76,7 @@ class _Context:
               help="The run's config file: its output_root and pipeline_name locate the store.")
 @click.option("--output-root", help=f"The run's output root (default {config_lib.DEFAULT_OUTPUT_ROOT}).")
 @click.option("--pipeline-name", help=f"The run's pipeline name (default {config_lib.DEFAULT_PIPELINE_NAME}).")
-@click.option("--metadata-path", type=click.Path(dir_okay=False), help="A SQLite ML Metadata file to read instead.")
+@click.option("--metadata-file", type=click.Path(dir_okay=False), help="The SQLite ML Metadata file to read.")
 @click.option("--mysql-host", help="Read a shared MySQL ML Metadata store on this host instead.")
 @click.option("--mysql-port", type=int, default=3306, show_default=True)
 @click.option("--mysql-database", default="mlmd", show_default=True)
@@ -87,20 +84,21 @@ class _Context:
 @click.option("--mysql-password", envvar="COLORIZE_MYSQL_PASSWORD", default="",
               help="Or set COLORIZE_MYSQL_PASSWORD.")
 @click.pass_context
-def lineage(ctx, config_path, output_root, pipeline_name, metadata_path, mysql_host, mysql_port, mysql_database,
+def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_host, mysql_port, mysql_database,
             mysql_user, mysql_password):
   """Show what produced a pushed model: Trainer run, Examples, input data, evaluation.
 
   Without a subcommand, shows the lineage of the latest pushed model.
   """
   try:
-    cfg = config_lib.load(config_path, {"output_root": output_root, "pipeline_name": pipeline_name})
+    cfg = config_lib.load(config_path, {"output_root": output_root, "pipeline_name": pipeline_name,
+                                        "metadata_file": metadata_file})
   except config_lib.ConfigError as e:
     raise click.UsageError(str(e)) from e
   mysql = None
   if mysql_host:
     mysql = dict(host=mysql_host, port=mysql_port, database=mysql_database, user=mysql_user, password=mysql_password)
-  ctx.obj = _Context(metadata_path or cfg.metadata_path, mysql)
+  ctx.obj = _Context(cfg.metadata_path, mysql)
   if ctx.invoked_subcommand is None:
     ctx.invoke(model)
 

@@ -74,7 +74,7 @@ def print_run_summary(cfg: config_lib.PipelineConfig) -> None:
   if any(types.get(a.type_id) == "PushedModel" for _, a in outputs):
     default_store = cfg.metadata_path == config_lib.PipelineConfig().metadata_path
     print("\nTrace the model back to its data:  colorize lineage"
-          + ("" if default_store else f" --metadata-path {cfg.metadata_path}"))
+          + ("" if default_store else f" --metadata-file {cfg.metadata_path}"))
 
 
 def _describe(type_name: Optional[str], artifact) -> List[str]:

@@ -164,7 +164,7 @@ def test_tightened_bound_blocks_blessing_and_push(runs):
 
 
 def _lineage(cfg, *args):
-  result = CliRunner().invoke(cli.main, ["lineage", "--metadata-path", cfg.metadata_path, *args],
+  result = CliRunner().invoke(cli.main, ["lineage", "--metadata-file", cfg.metadata_path, *args],
                               catch_exceptions=False)
   assert result.exit_code == 0, result.output
   return result.output

@@ -13,7 +13,7 @@ def _lineage(*args):
 
 
 def test_missing_store_says_how_to_make_one(tmp_path):
-  result = _lineage("--metadata-path", str(tmp_path / "none.db"))
+  result = _lineage("--metadata-file", str(tmp_path / "none.db"))
   assert result.exit_code != 0
   assert f"no ML Metadata store at {tmp_path / 'none.db'}" in result.output
   assert "colorize run" in result.output
@@ -28,7 +28,7 @@ def test_default_store_comes_from_the_config(tmp_path):
 def test_not_a_store_is_reported_not_raised(tmp_path):
   path = tmp_path / "metadata.db"
   path.write_bytes(b"not a database")
-  result = _lineage("--metadata-path", str(path), "runs")
+  result = _lineage("--metadata-file", str(path), "runs")
   assert result.exit_code == 1 and "cannot open the ML Metadata store" in result.output
   assert path.read_bytes() == b"not a database"  # read-only: never rewritten
 
@@ -36,13 +36,13 @@ def test_not_a_store_is_reported_not_raised(tmp_path):
 def test_empty_store_has_no_runs_and_no_pushed_model(tmp_path):
   path = str(tmp_path / "metadata.db")
   summary.open_store(path, read_only=False)
-  assert "No pipeline runs" in _lineage("--metadata-path", path, "runs").output
-  assert "No artifacts" in _lineage("--metadata-path", path, "artifacts").output
-  result = _lineage("--metadata-path", path)
+  assert "No pipeline runs" in _lineage("--metadata-file", path, "runs").output
+  assert "No artifacts" in _lineage("--metadata-file", path, "artifacts").output
+  result = _lineage("--metadata-file", path)
   assert result.exit_code == 1 and "no pushed model" in result.output
-  result = _lineage("--metadata-path", path, "model", "7")
+  result = _lineage("--metadata-file", path, "model", "7")
   assert result.exit_code == 2 and "no artifact #7" in result.output
-  result = _lineage("--metadata-path", path, "artifacts", "Model")
+  result = _lineage("--metadata-file", path, "artifacts", "Model")
   assert result.exit_code == 2 and "no artifact type 'Model'" in result.output
 
 
