@@ -323,6 +323,9 @@ def _story(graph: Dict[str, Any], start_id: int) -> List[str]:
     examples = [artifacts[i] for i in trainer["inputs"].get("examples", []) if i in artifacts]
     lines.append(f"Model #{m['id']} trained by {trainer['component']} [{trainer['id']}] in run {trainer['run']} "
                  f"on Examples {', '.join('#%d' % x['id'] for x in examples) or '?'}")
+    train = _train_config(trainer["parameters"])
+    if train:
+      lines.append(f"  with {_short_properties(train, limit=400)}")
   for x in by_type.get("Examples", []):
     ingest = producers.get(x["id"])
     if ingest:
@@ -346,6 +349,14 @@ def _story(graph: Dict[str, Any], start_id: int) -> List[str]:
       if p.get("blessing_failures"):
         lines.append(f"  not blessed because: {p['blessing_failures']}")
   return lines
+
+
+def _train_config(parameters: Dict[str, Any]) -> Dict[str, Any]:
+  """The Trainer's hyper-parameters (custom_config["train"], pipelines/config.py's TrainConfig)."""
+  try:
+    return json.loads(parameters.get("custom_config") or "{}").get("train") or {}
+  except (ValueError, AttributeError):
+    return {}
 
 
 def render_dot(graph: Dict[str, Any], start_id: int) -> str:

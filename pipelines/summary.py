@@ -68,9 +68,10 @@ def print_run_summary(cfg: config_lib.PipelineConfig) -> None:
   types = artifact_type_names(store)
   print(f"\nPipeline run {run_id}  (ML Metadata: {cfg.metadata_path})")
   for component, artifact in outputs:
-    print(f"  {component:<16} {types.get(artifact.type_id, '?'):<16} {artifact.uri}")
+    # Custom types carry a namespace ("colorize.ColorizationReport"); the name is enough here.
+    print(f"  {component:<16} {types.get(artifact.type_id, '?').rsplit('.', 1)[-1]:<18} {artifact.uri}")
     for line in _describe(types.get(artifact.type_id), artifact):
-      print(f"  {'':<16} {'':<16} {line}")
+      print(f"  {'':<16} {'':<18} {line}")
   if any(types.get(a.type_id) == "PushedModel" for _, a in outputs):
     default_store = cfg.metadata_path == config_lib.PipelineConfig().metadata_path
     print("\nTrace the model back to its data:  colorize lineage"
