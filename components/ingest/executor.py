@@ -15,7 +15,7 @@ The Beam graph (memory stays bounded by the test boundary, not the dataset):
     -> kept examples | skipped files (tagged output, a Beam counter per reason)
   kept -> route: train | eval | test (streamed to their files) | boundary
   boundary (a few dozen photos) + number of usable test photos -> train/eval/test
-    (written to `data_tfrecord_boundary*` files of those splits)
+    (written, in one step, to a BOUNDARY_FILE in each split)
   split counts + skipped + kept black-and-white -> <artifact>/skip_report.json
 The driver then copies the report's counts into the artifact's custom properties.
 
@@ -52,6 +52,8 @@ SPLIT_COUNTS_PROPERTY = "split_counts"
 SKIP_COUNTS_PROPERTY = "skip_counts"
 SKIP_REPORT_PROPERTY = "skip_report"
 ROUTES = features.SPLITS + (splits.BOUNDARY,)
+# The few boundary photos of each split (see splits.py), beside the streamed files.
+BOUNDARY_FILE = write_split.DEFAULT_TF_RECORD_FILE_NAME + "_boundary.gz"
 
 
 class EmptyDatasetError(ValueError):
@@ -135,11 +137,16 @@ def _route_index(kept: _Kept, num_partitions: int, k: int, eval_fraction: float)
   return ROUTES.index(route)
 
 
-def _settle_boundary(boundary: List[_Kept], test_count: int, k: int, eval_fraction: float):
+def _settle_boundary(boundary: List[_Kept], test_count: int, k: int, eval_fraction: float,
+                     split_uris: Dict[str, str]):
+  """Places the boundary photos and writes them to one `data_tfrecord_boundary.gz` per split; yields their splits."""
   by_id = {b.image_id: b for b in boundary}
-  for image_id, split in splits.settle_boundary([(b.test_rank, b.image_id) for b in boundary], test_count, k,
-                                                eval_fraction):
-    yield beam.pvalue.TaggedOutput(split, by_id[image_id].example)
+  placed = splits.settle_boundary([(b.test_rank, b.image_id) for b in boundary], test_count, k, eval_fraction)
+  for split in features.SPLITS:
+    tfrecord_gzip.write_records(posixpath.join(split_uris[split], BOUNDARY_FILE),
+                                [by_id[image_id].example for image_id, s in placed if s == split])
+  for _, split in placed:
+    yield split
 
 
 def _write_report(unused_trigger, path: str, settings: Dict[str, Any], split_counts: Dict[str, int],
@@ -191,6 +198,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         "test_images": test_images, "test_fraction": test_fraction, "eval_fraction": eval_fraction,
         "test_size": k,
         "split_rule": splits.RULE,
+        "licenses": listing.licenses,
         "black_and_white_rule": (f"fewer than {images.BW_MAX_COLOURED_SHARE:.1%} of pixels more than "
                                  f"{images.BW_CHROMA:g} a*b* units from the photo's mean a*b*"),
     }
@@ -206,19 +214,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           routed[splits.BOUNDARY]
           | "CollectBoundary" >> beam.combiners.ToList()
           | "SettleBoundary" >> beam.FlatMap(
-              _settle_boundary, k=k, eval_fraction=eval_fraction,
+              _settle_boundary, k=k, eval_fraction=eval_fraction, split_uris=split_uris,
               test_count=beam.pvalue.AsSingleton(
-                  routed[features.TEST_SPLIT] | "CountTest" >> beam.combiners.Count.Globally())
-          ).with_outputs(*features.SPLITS))
-      names = []
+                  routed[features.TEST_SPLIT] | "CountTest" >> beam.combiners.Count.Globally())))
+      names = [settled]
       for split in features.SPLITS:
-        # Streamed photos and settled boundary photos go to separate files of the split:
-        # one file set would make Beam hold every streamed example until the boundary settles.
-        streamed = routed[split] | f"Payload[{split}]" >> beam.Map(lambda kept: kept.example)
-        for part, pcoll in (("", streamed), ("_boundary", settled[split])):
-          _ = pcoll | f"Write{part}[{split}]" >> tfrecord_gzip.WriteToGzipTFRecord(
-              posixpath.join(split_uris[split], write_split.DEFAULT_TF_RECORD_FILE_NAME + part))
-          names.append(pcoll | f"Name{part}[{split}]" >> beam.Map(lambda _, name=split: name))
+        _ = (routed[split]
+             | f"Payload[{split}]" >> beam.Map(lambda kept: kept.example)
+             | f"Write[{split}]" >> tfrecord_gzip.WriteToGzipTFRecord(
+                 posixpath.join(split_uris[split], write_split.DEFAULT_TF_RECORD_FILE_NAME)))
+        names.append(routed[split] | f"Name[{split}]" >> beam.Map(lambda _, name=split: name))
       grayscale_kept = (kept
                         | "BlackAndWhiteKept" >> beam.Filter(lambda kept: not kept.colour)
                         | "BlackAndWhiteSource" >> beam.Map(lambda kept: kept.source))

@@ -10,6 +10,7 @@ pass, so DEFAULT_LEVEL stores. The files stay ordinary gzip, as the standard Exa
 format requires: every reader (tf.data, TFXIO, Beam) reads them like ExampleGen's.
 """
 import zlib
+from typing import Iterable
 
 import apache_beam as beam
 from apache_beam import coders
@@ -48,6 +49,16 @@ class _GzipTFRecordSink(tfrecordio._TFRecordSink):  # pylint: disable=protected-
   def open(self, temp_path):
     return _GzipWriter(FileSystems.create(temp_path, self.mime_type, CompressionTypes.UNCOMPRESSED),
                        self._level, self._strategy)
+
+
+def write_records(path: str, records: Iterable[bytes], level: int = DEFAULT_LEVEL,
+                  strategy: int = DEFAULT_STRATEGY) -> None:
+  """Writes one gzipped TFRecord file directly (for a handful of records, where a Beam Write costs more)."""
+  writer = _GzipWriter(FileSystems.create(path, "application/octet-stream", CompressionTypes.UNCOMPRESSED),
+                       level, strategy)
+  for record in records:
+    tfrecordio._TFRecordUtil.write_record(writer, record)  # pylint: disable=protected-access
+  writer.close()
 
 
 class WriteToGzipTFRecord(beam.PTransform):
