@@ -1,6 +1,6 @@
 """Photo bytes -> the arrays of one example, or a typed reason to skip the photo.
 
-Pure functions (no Beam, no TensorFlow), so the image handling is testable on its own.
+Pure functions (no Beam, no I/O), so the image handling is testable on its own.
 
 Decoding: PIL, any format it reads. The EXIF orientation is applied; transparent
 images (RGBA, LA, palette with transparency) are composited on white; palette, 1-bit,
@@ -67,7 +67,7 @@ class Arrays:
   l: np.ndarray       # L*, IMAGE_SIZE x IMAGE_SIZE, float32 in [0, 100]
   ab: np.ndarray      # a*b*, IMAGE_SIZE x IMAGE_SIZE x 2, float32
   gray: np.ndarray    # sRGB grey, GLOBAL_SIZE x GLOBAL_SIZE, uint8
-  coloured_share: float  # share of pixels away from the mean tint (see is_black_and_white)
+  coloured_share: float  # share of pixels away from the mean tint (see coloured_share())
 
   @property
   def black_and_white(self) -> bool:
