@@ -220,13 +220,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       names = [settled]
       for split in features.SPLITS:
         _ = (routed[split]
-             | f"Payload[{split}]" >> beam.Map(lambda kept: kept.example)
+             | f"Payload[{split}]" >> beam.Map(lambda photo: photo.example)
              | f"Write[{split}]" >> tfrecord_gzip.WriteToGzipTFRecord(
                  posixpath.join(split_uris[split], write_split.DEFAULT_TF_RECORD_FILE_NAME)))
         names.append(routed[split] | f"Name[{split}]" >> beam.Map(lambda _, name=split: name))
       grayscale_kept = (kept
-                        | "BlackAndWhiteKept" >> beam.Filter(lambda kept: not kept.colour)
-                        | "BlackAndWhiteSource" >> beam.Map(lambda kept: kept.source))
+                        | "BlackAndWhiteKept" >> beam.Filter(lambda photo: not photo.colour)
+                        | "BlackAndWhiteSource" >> beam.Map(lambda photo: photo.source))
       _ = (pipeline
            | "ReportTrigger" >> beam.Create([None])
            | "WriteReport" >> beam.Map(
