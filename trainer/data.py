@@ -36,17 +36,19 @@ def count_examples(patterns: Sequence[str]) -> int:
 
 
 def make_dataset(patterns: Sequence[str], batch_size: int, *, training: bool, augment: bool = True,
-                 seed: int = 0, skip_batches: int = 0) -> tf.data.Dataset:
+                 seed: int = 0, skip_batches: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
   """Batches of ({"l", "gray"}, ab) at the model's scales.
 
   training=True: shuffled, repeated forever, full batches only, augmented if `augment`,
-  starting after `skip_batches` batches. training=False: one ordered pass, no
-  augmentation (validation and evaluation).
+  starting after `skip_batches` batches. training=False: one ordered pass without
+  augmentation; with `drop_remainder` only full batches (a partial last batch can
+  leave a replica of MirroredStrategy with no examples, which TF's CPU convolutions
+  reject).
   """
   records = tf.data.TFRecordDataset(list_files(patterns), COMPRESSION, num_parallel_reads=tf.data.AUTOTUNE)
   if not training:
-    return records.batch(batch_size).map(_to_model_io, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE)
+    return records.batch(batch_size, drop_remainder=drop_remainder).map(
+        _to_model_io, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
   batches = (records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
              .repeat()
              .batch(batch_size, drop_remainder=True)

@@ -1,19 +1,21 @@
 """sRGB <-> CIELAB (D65) in TensorFlow ops, for the serving signatures and TensorBoard.
 
-The TF twin of `components/color.py` (numpy, used by ingestion); tests pin both to
-each other and to `skimage.color`. Pure TF ops, so a SavedModel holding them loads with
-plain TensorFlow. Conventions: RGB float in [0, 1] (channels last), L* in [0, 100],
-a*b* unbounded (about [-128, 127]).
+The TF twin of `components/color.py` (numpy, used by ingestion), built from its
+constants; tests/test_tf_color.py pins both to each other and to `skimage.color` on real
+photos. Pure TF ops, so a SavedModel holding them loads with plain TensorFlow.
+Conventions: RGB float in [0, 1] (channels last), L* in [0, 100], a*b* unbounded
+(about [-128, 127]).
 """
 import tensorflow as tf
 
-# sRGB (linear) -> XYZ, D65 white point, as in skimage.color.
-_RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423),
-               (0.212671, 0.715160, 0.072169),
-               (0.019334, 0.119193, 0.950227))
-_WHITE = (0.95047, 1.0, 1.08883)
-_EPSILON = 0.008856
-_KAPPA = 7.787
+from components import color
+
+_RGB_TO_XYZ = color.SRGB_TO_XYZ.tolist()
+_XYZ_TO_RGB = color.XYZ_TO_SRGB.tolist()
+_WHITE = color.D65_WHITE.tolist()
+_EPSILON = color.LAB_EPSILON
+_KAPPA = color.LAB_SLOPE
+_OFFSET = color.LAB_OFFSET
 
 
 def _linearize(srgb):
@@ -26,12 +28,12 @@ def _gamma(linear):
 
 
 def _f(t):
-  return tf.where(t > _EPSILON, tf.pow(tf.maximum(t, _EPSILON), 1.0 / 3.0), _KAPPA * t + 16.0 / 116.0)
+  return tf.where(t > _EPSILON, tf.pow(tf.maximum(t, _EPSILON), 1.0 / 3.0), _KAPPA * t + _OFFSET)
 
 
 def _f_inverse(f):
   cube = tf.pow(f, 3.0)
-  return tf.where(cube > _EPSILON, cube, (f - 16.0 / 116.0) / _KAPPA)
+  return tf.where(cube > _EPSILON, cube, (f - _OFFSET) / _KAPPA)
 
 
 def rgb_to_lab(rgb):
@@ -57,8 +59,7 @@ def lab_to_rgb(lab):
   # z < 0 is outside any real colour; skimage clips it the same way.
   f = tf.stack([fy + a / 500.0, fy, tf.maximum(fy - b / 200.0, 0.0)], axis=-1)
   xyz = _f_inverse(f) * tf.constant(_WHITE)
-  xyz_to_rgb = tf.cast(tf.linalg.inv(tf.constant(_RGB_TO_XYZ, tf.float64)), tf.float32)
-  return tf.clip_by_value(_gamma(tf.tensordot(xyz, tf.transpose(xyz_to_rgb), 1)), 0.0, 1.0)
+  return tf.clip_by_value(_gamma(tf.tensordot(xyz, tf.transpose(tf.constant(_XYZ_TO_RGB)), 1)), 0.0, 1.0)
 
 
 def l_to_gray(l):

@@ -1,0 +1,126 @@
+"""The serving SavedModel: a fresh uncompiled copy of the trained model behind three signatures.
+
+Keras 3 pitfalls measured with this model: `model.save(dir, save_format="tf")` fails,
+`model.export()` stores every weight twice (438 MB), and `tf.saved_model.save` of the
+compiled training model also stores the Adam slots. So the weights are copied into a
+freshly built, uncompiled float32 model and that is saved with `tf.saved_model.save`.
+Everything inside is plain TensorFlow (including the Lab colour math of `tf_color`):
+the SavedModel loads and runs with TensorFlow alone, without this project or Keras.
+
+Signatures (names, input keys and output keys are the constants below):
+
+  EXAMPLES_SIGNATURE "serving_default": what TFMA's Evaluator feeds.
+    in  EXAMPLES_INPUT "examples": string [batch] serialized tf.Examples (only `l` and
+        `gray` are read; `ab` may be absent)
+    out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], predicted a*b* / 128 in [-1, 1]
+        (the scale of the `ab` label, schemas/features.py)
+
+  IMAGE_SIGNATURE "colorize_image": a whole photo.
+    in  IMAGE_INPUT "image_bytes": string [] one encoded JPEG/PNG/GIF/BMP image, any size
+        (grey, RGB or RGBA; alpha is dropped)
+    out JPEG_OUTPUT "colorized_jpeg": string [] the colorized photo as JPEG (quality 95,
+        no chroma subsampling) at the ORIGINAL resolution
+        RGB_OUTPUT "colorized_rgb": uint8 [height, width, 3] the same pixels, for clients
+        that encode themselves
+    The full frame is resized to 224x224 (and 299x299 for the global features), ab is
+    predicted at 224, resized back to the original size and merged with the original
+    full-resolution L.
+
+  L_SIGNATURE "predict_ab": the bare network on L.
+    in  L_INPUT "l": float32 [batch, 224, 224, 1], L* / 50 - 1 in [-1, 1]
+    out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], a*b* / 128 in [-1, 1]
+"""
+import keras
+import tensorflow as tf
+
+from schemas import features
+from trainer import model as model_lib
+from trainer import strategy as strategy_lib
+from trainer import tf_color
+
+EXAMPLES_SIGNATURE = "serving_default"
+IMAGE_SIGNATURE = "colorize_image"
+L_SIGNATURE = "predict_ab"
+
+EXAMPLES_INPUT = "examples"
+IMAGE_INPUT = "image_bytes"
+L_INPUT = features.L_KEY
+AB_OUTPUT = features.AB_KEY
+JPEG_OUTPUT = "colorized_jpeg"
+RGB_OUTPUT = "colorized_rgb"
+JPEG_QUALITY = 95
+
+
+def export(model: keras.Model, export_dir: str) -> None:
+  """Saves a serving copy of `model` (trained, possibly compiled and mixed precision)."""
+  with strategy_lib.dtype_policy_scope("float32"):
+    serving = model_lib.build_model(weights="none")
+  serving.set_weights(model.get_weights())
+  colorizer = _Colorizer(serving)
+  # TF logs every captured Keras variable's placeholder name (thousands) at INFO while saving.
+  tf_logger = tf.get_logger()
+  level = tf_logger.level
+  tf_logger.setLevel("WARNING")
+  try:
+    tf.saved_model.save(colorizer, export_dir, signatures={
+        EXAMPLES_SIGNATURE: colorizer.predict_examples,
+        IMAGE_SIGNATURE: colorizer.colorize_image,
+        L_SIGNATURE: colorizer.predict_ab,
+    })
+  finally:
+    tf_logger.setLevel(level)
+
+
+class _Colorizer(tf.Module):
+  """Holds the network's variables and one traced copy of its forward pass.
+
+  The Keras model itself stays out of the saved object graph: walking its ~800 layers
+  for tf.functions to save takes minutes and adds nothing the signatures use.
+  """
+
+  def __init__(self, model: keras.Model):
+    super().__init__()
+    self.network_variables = list(model.variables)
+    self._predict = tf.function(
+        lambda l, gray: model({features.L_KEY: l, features.GRAY_KEY: gray}, training=False),
+        input_signature=[tf.TensorSpec((None,) + features.L_SHAPE, tf.float32),
+                         tf.TensorSpec((None,) + features.GRAY_SHAPE, tf.float32)])
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+  def predict_examples(self, examples):
+    spec = features.feature_spec()
+    parsed = tf.io.parse_example(examples, {k: spec[k] for k in (features.L_KEY, features.GRAY_KEY)})
+    l = tf.reshape(tf.io.decode_raw(parsed[features.L_KEY], tf.uint8), (-1,) + features.L_SHAPE)
+    gray = tf.reshape(tf.io.decode_raw(parsed[features.GRAY_KEY], tf.uint8), (-1,) + features.GRAY_SHAPE)
+    return {AB_OUTPUT: self._predict(features.l_to_model(l), features.gray_to_model(gray))}
+
+  @tf.function(input_signature=[tf.TensorSpec([None] + list(features.L_SHAPE), tf.float32, name=L_INPUT)])
+  def predict_ab(self, l):
+    l_star = (l + 1.0) * 50.0
+    return {AB_OUTPUT: self._predict(l, _gray_from_l(l_star))}
+
+  @tf.function(input_signature=[tf.TensorSpec([], tf.string, name=IMAGE_INPUT)])
+  def colorize_image(self, image_bytes):
+    rgb = tf.image.convert_image_dtype(
+        tf.io.decode_image(image_bytes, channels=3, expand_animations=False), tf.float32)
+    # The network's inputs are made as ingestion makes them (antialiased bilinear resize of
+    # sRGB, then L and grey), except that the whole frame is used: nothing is cropped.
+    frame = rgb[tf.newaxis]
+    l_small = tf_color.rgb_to_l(tf.image.resize(frame, [features.IMAGE_SIZE] * 2, antialias=True))
+    gray = tf_color.l_to_gray(tf_color.rgb_to_l(
+        tf.image.resize(frame, [features.GLOBAL_SIZE] * 2, antialias=True)))
+    ab = self._predict(features.l_to_model(l_small * features.L_BYTES_PER_UNIT),
+                       features.gray_to_model(gray * 255.0)) * features.AB_SCALE
+    ab_full = tf.image.resize(ab, tf.shape(rgb)[:2])[0]
+    colorized = tf_color.lab_to_rgb(tf.concat([tf_color.rgb_to_l(rgb), ab_full], axis=-1))
+    rgb_out = tf.image.convert_image_dtype(colorized, tf.uint8, saturate=True)
+    return {
+        JPEG_OUTPUT: tf.io.encode_jpeg(rgb_out, quality=JPEG_QUALITY, chroma_downsampling=False),
+        RGB_OUTPUT: rgb_out,
+    }
+
+
+def _gray_from_l(l_star):
+  """[B, 224, 224, 1] L* -> the model-scale 299x299 grey image with that lightness."""
+  l_global = tf.image.resize(l_star, [features.GLOBAL_SIZE] * 2)
+  return features.gray_to_model(tf_color.l_to_gray(l_global) * 255.0)

@@ -1,0 +1,194 @@
+"""The TFX Trainer's `run_fn` (referenced as "trainer.task.run_fn"): train, log, export.
+
+Hyper-parameters come from `fn_args.custom_config["train"]`, the fields of
+`pipelines.config.TrainConfig`.
+
+Resuming: TFX gives every execution new output directories, so a re-run of a killed
+Trainer cannot find state in its own. Resume state (model + optimizer, saved every
+`checkpoint_steps` steps and at each epoch end) lives beside the Trainer's outputs, in
+`<pipeline_root>/<Trainer node>/resume/<fingerprint of inputs and config>`; a re-run
+of the same training restores it and continues at the step where the killed run last
+saved, seeing the same batches an uninterrupted run would (trainer/data.py). It is
+deleted once the model is exported.
+
+TensorBoard (`fn_args.model_run_dir`): the Keras epoch loss curves (train/validation),
+the training loss every few steps, and (gray | predicted | truth) triplets of the first
+eval photos after each epoch. `training.json` there records what ran.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from pipelines import config as config_lib
+from schemas import features
+from trainer import data
+from trainer import export
+from trainer import model as model_lib
+from trainer import strategy as strategy_lib
+from trainer import tf_color
+
+SUMMARY_FILE = "training.json"
+TENSORBOARD_IMAGES = 3
+
+
+def run_fn(fn_args) -> None:
+  """Trains the fusion model on the train split and exports it to fn_args.serving_model_dir."""
+  cfg = train_config(fn_args.custom_config)
+  keras.utils.set_random_seed(cfg.seed)
+  strategy = strategy_lib.select(cfg.strategy)
+  replicas = strategy.num_replicas_in_sync
+  global_batch = cfg.batch_size * replicas
+  steps_per_epoch = cfg.steps_per_epoch or _full_batches(fn_args.train_files, global_batch)
+  total_steps = cfg.epochs * steps_per_epoch
+  policy = strategy_lib.dtype_policy(cfg.mixed_precision, strategy)
+  logging.info("Training on %d replica(s) (%s, %s): global batch %d, %d epochs x %d steps",
+               replicas, type(strategy).__name__, policy, global_batch, cfg.epochs, steps_per_epoch)
+
+  with strategy_lib.dtype_policy_scope(policy), strategy.scope():
+    model = model_lib.compile_model(model_lib.build_model(cfg.weights), cfg.learning_rate)
+    model.optimizer.build(model.trainable_variables)
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+  resume_dir = resume_directory(fn_args)
+  manager = tf.train.CheckpointManager(checkpoint, _worker_dir(resume_dir, strategy), max_to_keep=1)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  start_step = int(model.optimizer.iterations.numpy())
+  if start_step:
+    logging.info("Resuming from %s at step %d of %d", manager.latest_checkpoint, start_step, total_steps)
+
+  # Validation is a training monitor (the Evaluator scores the test split): full batches only.
+  full_batches = data.count_examples(fn_args.eval_files) // global_batch
+  eval_steps = min(cfg.eval_steps, full_batches) if cfg.eval_steps else full_batches
+  if eval_steps:
+    # Finite, of known length, and no validation_steps: Keras starts it afresh every epoch.
+    eval_ds = data.make_dataset(fn_args.eval_files, global_batch, training=False, drop_remainder=True)
+    validation = dict(validation_data=eval_ds.take(eval_steps).apply(
+        tf.data.experimental.assert_cardinality(eval_steps)))
+  else:
+    logging.warning("The eval split holds fewer examples than one global batch (%d): no validation loss",
+                    global_batch)
+    validation = {}
+  log_dir = _worker_dir(fn_args.model_run_dir, strategy)
+  callbacks = [
+      keras.callbacks.TensorBoard(log_dir, update_freq="epoch"),
+      _Progress(manager, cfg.checkpoint_steps, log_dir, _triplet_inputs(fn_args.eval_files)),
+  ]
+  # A run resumed mid-epoch first finishes that epoch, then runs the remaining ones.
+  step = start_step
+  while step < total_steps:
+    epoch, done_in_epoch = divmod(step, steps_per_epoch)
+    last_epoch = cfg.epochs if done_in_epoch == 0 else epoch + 1
+    train_ds = data.make_dataset(fn_args.train_files, global_batch, training=True, augment=cfg.augment,
+                                 seed=cfg.seed, skip_batches=step)
+    model.fit(train_ds, initial_epoch=epoch, epochs=last_epoch, steps_per_epoch=steps_per_epoch - done_in_epoch,
+              callbacks=callbacks, verbose=2, **validation)
+    step = int(model.optimizer.iterations.numpy())
+
+  _write_summary(log_dir, {
+      "config": dataclasses.asdict(cfg), "strategy": type(strategy).__name__, "replicas": replicas,
+      "global_batch": global_batch, "dtype_policy": policy, "steps_per_epoch": steps_per_epoch,
+      "total_steps": total_steps, "resumed_from_step": start_step, "final_step": step})
+  export.export(model, _worker_dir(fn_args.serving_model_dir, strategy))
+  if tf.io.gfile.exists(resume_dir) and _is_chief(strategy):
+    tf.io.gfile.rmtree(resume_dir)
+
+
+def train_config(custom_config) -> config_lib.TrainConfig:
+  """custom_config["train"] (TrainConfig as a dict) -> a validated TrainConfig."""
+  try:
+    return config_lib.from_dict({"train": dict((custom_config or {})["train"])}).train
+  except KeyError as e:
+    raise ValueError("the Trainer needs custom_config={'train': dataclasses.asdict(TrainConfig)}") from e
+
+
+def resume_directory(fn_args) -> str:
+  """Where this training's resume state lives: the same for every re-run of the same training.
+
+  TFX writes outputs to <pipeline_root>/<node>/<output>/<execution id>; the state sits
+  under <pipeline_root>/<node>/resume/, keyed by the input files and the config.
+  """
+  key = json.dumps({"train": sorted(fn_args.train_files), "eval": sorted(fn_args.eval_files),
+                    "config": fn_args.custom_config["train"]}, sort_keys=True)
+  node_dir = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
+  return os.path.join(node_dir, "resume", hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
+def _full_batches(patterns, global_batch) -> int:
+  count = data.count_examples(patterns)
+  if count < global_batch:
+    raise ValueError(f"the train split has {count} examples, fewer than one global batch ({global_batch}); "
+                     "lower train.batch_size or ingest more images")
+  return count // global_batch
+
+
+def _is_chief(strategy) -> bool:
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  has_chief = "chief" in resolver.cluster_spec().as_dict()
+  return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and
+                                           resolver.task_id == 0)
+
+
+def _worker_dir(path, strategy) -> str:
+  """`path` on the chief; a scratch directory on other workers of a multi-worker run,
+  which must take part in every save but whose copies nobody reads."""
+  return path if _is_chief(strategy) else tempfile.mkdtemp(prefix="worker_")
+
+
+def _write_summary(model_run_dir, summary) -> None:
+  tf.io.gfile.makedirs(model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as f:
+    f.write(json.dumps(summary, indent=2))
+
+
+def _triplet_inputs(eval_files):
+  """The first few eval photos, for the TensorBoard image triplets."""
+  return next(iter(data.make_dataset(eval_files, TENSORBOARD_IMAGES, training=False)), None)
+
+
+def _lab_to_rgb(l, ab):
+  return tf_color.lab_to_rgb(tf.concat([(l + 1.0) * 50.0, ab * features.AB_SCALE], axis=-1))
+
+
+class _Progress(keras.callbacks.Callback):
+  """Saves resume state; logs the loss by global step and the image triplets by epoch."""
+
+  def __init__(self, manager, every, log_dir, triplet_inputs):
+    super().__init__()
+    self._manager = manager
+    self._every = every
+    self._saved_step = None
+    self._writer = tf.summary.create_file_writer(os.path.join(log_dir, "progress"))
+    self._triplets = triplet_inputs
+
+  def _save(self, step):
+    if step != self._saved_step:
+      self._manager.save(checkpoint_number=step)
+      self._saved_step = step
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = int(self.model.optimizer.iterations.numpy())
+    if step % self._every == 0:
+      self._save(step)
+    with self._writer.as_default():
+      tf.summary.scalar("train_loss_running_mean", logs["loss"], step=step)
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._save(int(self.model.optimizer.iterations.numpy()))
+    if self._triplets is None:
+      return
+    inputs, truth = self._triplets
+    l = inputs[features.L_KEY]
+    predicted = self.model(inputs, training=False)  # a few photos: not worth distributing
+    triplets = tf.concat([_lab_to_rgb(l, tf.zeros_like(truth)), _lab_to_rgb(l, predicted), _lab_to_rgb(l, truth)],
+                         axis=2)
+    with self._writer.as_default():
+      tf.summary.image("gray | predicted | truth", triplets, step=epoch + 1, max_outputs=TENSORBOARD_IMAGES)
+    self._writer.flush()
