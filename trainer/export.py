@@ -24,12 +24,14 @@ Signatures (names, input keys and output keys are the constants below):
         that encode themselves
     The full frame is resized to 224x224 (and 299x299 for the global features), ab is
     predicted at 224, resized back to the original size and merged with the original
-    full-resolution L.
+    full-resolution L (colours the sRGB gamut lacks at that lightness are desaturated,
+    not clipped, so the photo's L is kept).
 
   L_SIGNATURE "predict_ab": the bare network on L.
     in  L_INPUT "l": float32 [batch, 224, 224, 1], L* / 50 - 1 in [-1, 1]
     out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], a*b* / 128 in [-1, 1]
 """
+from absl import logging
 import keras
 import tensorflow as tf
 
@@ -58,9 +60,8 @@ def export(model: keras.Model, export_dir: str) -> None:
   serving.set_weights(model.get_weights())
   colorizer = _Colorizer(serving)
   # TF logs every captured Keras variable's placeholder name (thousands) at INFO while saving.
-  tf_logger = tf.get_logger()
-  level = tf_logger.level
-  tf_logger.setLevel("WARNING")
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)
   try:
     tf.saved_model.save(colorizer, export_dir, signatures={
         EXAMPLES_SIGNATURE: colorizer.predict_examples,
@@ -68,7 +69,7 @@ def export(model: keras.Model, export_dir: str) -> None:
         L_SIGNATURE: colorizer.predict_ab,
     })
   finally:
-    tf_logger.setLevel(level)
+    logging.set_verbosity(verbosity)
 
 
 class _Colorizer(tf.Module):
@@ -101,8 +102,7 @@ class _Colorizer(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name=IMAGE_INPUT)])
   def colorize_image(self, image_bytes):
-    rgb = tf.image.convert_image_dtype(
-        tf.io.decode_image(image_bytes, channels=3, expand_animations=False), tf.float32)
+    rgb = tf.image.convert_image_dtype(_decode(image_bytes), tf.float32)
     # The network's inputs are made as ingestion makes them (antialiased bilinear resize of
     # sRGB, then L and grey), except that the whole frame is used: nothing is cropped.
     frame = rgb[tf.newaxis]
@@ -112,12 +112,21 @@ class _Colorizer(tf.Module):
     ab = self._predict(features.l_to_model(l_small * features.L_BYTES_PER_UNIT),
                        features.gray_to_model(gray * 255.0)) * features.AB_SCALE
     ab_full = tf.image.resize(ab, tf.shape(rgb)[:2])[0]
-    colorized = tf_color.lab_to_rgb(tf.concat([tf_color.rgb_to_l(rgb), ab_full], axis=-1))
+    colorized = tf_color.lab_to_rgb_keep_lightness(tf.concat([tf_color.rgb_to_l(rgb), ab_full], axis=-1))
     rgb_out = tf.image.convert_image_dtype(colorized, tf.uint8, saturate=True)
     return {
         JPEG_OUTPUT: tf.io.encode_jpeg(rgb_out, quality=JPEG_QUALITY, chroma_downsampling=False),
         RGB_OUTPUT: rgb_out,
     }
+
+
+def _decode(image_bytes):
+  """-> uint8 [H, W, 3]. JPEG with the accurate IDCT, as PIL and libjpeg decode it by
+  default (TF's default fast IDCT is off by ~1 level per pixel, which would move L)."""
+  return tf.cond(
+      tf.io.is_jpeg(image_bytes),
+      lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
+      lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False))
 
 
 def _gray_from_l(l_star):

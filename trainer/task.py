@@ -154,7 +154,7 @@ def _triplet_inputs(eval_files):
 
 
 def _lab_to_rgb(l, ab):
-  return tf_color.lab_to_rgb(tf.concat([(l + 1.0) * 50.0, ab * features.AB_SCALE], axis=-1))
+  return tf_color.lab_to_rgb_keep_lightness(tf.concat([(l + 1.0) * 50.0, ab * features.AB_SCALE], axis=-1))
 
 
 class _Progress(keras.callbacks.Callback):

@@ -51,15 +51,35 @@ def rgb_to_l(rgb):
   return 116.0 * _f(y)[..., tf.newaxis] - 16.0
 
 
-def lab_to_rgb(lab):
-  """[..., 3] L*a*b* -> [..., 3] sRGB in [0, 1] (out-of-gamut colours clipped)."""
+def _lab_to_linear(lab):
+  """[..., 3] L*a*b* -> (linear sRGB [..., 3], unclipped; relative luminance Y [..., 1])."""
   lab = tf.convert_to_tensor(lab, tf.float32)
   l, a, b = tf.unstack(lab, axis=-1)
   fy = (l + 16.0) / 116.0
   # z < 0 is outside any real colour; skimage clips it the same way.
   f = tf.stack([fy + a / 500.0, fy, tf.maximum(fy - b / 200.0, 0.0)], axis=-1)
   xyz = _f_inverse(f) * tf.constant(_WHITE)
-  return tf.clip_by_value(_gamma(tf.tensordot(xyz, tf.transpose(tf.constant(_XYZ_TO_RGB)), 1)), 0.0, 1.0)
+  return tf.tensordot(xyz, tf.transpose(tf.constant(_XYZ_TO_RGB)), 1), xyz[..., 1:2]
+
+
+def lab_to_rgb(lab):
+  """[..., 3] L*a*b* -> [..., 3] sRGB in [0, 1] (out-of-gamut colours clipped, as skimage)."""
+  return tf.clip_by_value(_gamma(_lab_to_linear(lab)[0]), 0.0, 1.0)
+
+
+def lab_to_rgb_keep_lightness(lab):
+  """Like lab_to_rgb, but an out-of-gamut colour is desaturated towards the grey of the
+  same luminance until it fits, instead of clipped per channel: L* is kept exactly.
+
+  Mixing linear RGB with the grey (Y, Y, Y) keeps Y, because the luminance row of the
+  sRGB matrix sums to 1; the mix weight is the largest that keeps every channel in [0, 1].
+  """
+  linear, y = _lab_to_linear(lab)
+  away = linear - y
+  room = tf.where(away > 0.0, (1.0 - y) / tf.maximum(away, 1e-12), tf.where(away < 0.0, y / tf.maximum(-away, 1e-12),
+                                                                             1.0))
+  weight = tf.clip_by_value(tf.reduce_min(room, axis=-1, keepdims=True), 0.0, 1.0)
+  return tf.clip_by_value(_gamma(y + weight * away), 0.0, 1.0)
 
 
 def l_to_gray(l):

@@ -1,0 +1,163 @@
+"""The serving SavedModel: size, signatures, agreement with the Keras model, and a clean-process
+colorization of real historical photos at their own resolution."""
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+from skimage import color as skcolor
+import tensorflow as tf
+
+from schemas import features
+from trainer import data
+from trainer import export
+
+pytest_plugins = ("trainer_fixtures",)
+
+# L* of the colorized photo vs the input photo. The path keeps the input's own L (and
+# desaturates colours that do not exist at that lightness instead of clipping them); only
+# the uint8 rounding of the output RGB moves it.
+L_MEAN_TOLERANCE = 0.3
+L_P99_TOLERANCE = 1.0
+
+# Runs in a fresh interpreter (-I: no user site, no PYTHONPATH, no cwd on sys.path) with
+# this project's packages made unimportable: only TensorFlow may serve the model.
+CLEAN_PROCESS_SCRIPT = """
+import json, sys
+import importlib.abc
+class NoProject(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] in ("trainer", "schemas", "pipelines", "components", "tensorflow_io"):
+      raise ImportError("the SavedModel must not need " + name)
+sys.meta_path.insert(0, NoProject())
+import numpy as np
+import tensorflow as tf
+model_dir, out_dir, *photos = sys.argv[1:]
+colorize = tf.saved_model.load(model_dir).signatures["colorize_image"]
+for i, photo in enumerate(photos):
+  out = colorize(image_bytes=tf.constant(open(photo, "rb").read()))
+  np.save(f"{out_dir}/{i}.npy", out["colorized_rgb"].numpy())
+  open(f"{out_dir}/{i}.jpg", "wb").write(out["colorized_jpeg"].numpy())
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("trainer", "schemas", "pipelines"))))
+"""
+
+
+@pytest.fixture(scope="module")
+def loaded(serving_model):
+  return tf.saved_model.load(str(serving_model[1]))
+
+
+@pytest.fixture(scope="module")
+def test_examples(coco128_examples):
+  """4 serialized examples of the real test split."""
+  files = data.list_files([f"{coco128_examples.uri}/Split-test/*"])
+  return next(iter(tf.data.TFRecordDataset(files, data.COMPRESSION).batch(4)))
+
+
+def _l_star(rgb):
+  return skcolor.rgb2lab(np.asarray(rgb, np.uint8))[..., 0]
+
+
+def test_saved_model_holds_each_weight_once_and_no_optimizer_state(serving_model):
+  model, path = serving_model
+  assert model.optimizer.variables, "the fixture's model has Adam slots"
+  saved = [(name, shape) for name, shape in tf.train.list_variables(str(path / "variables" / "variables"))
+           if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")]
+  assert len(saved) == len(model.weights)
+  assert sum(int(np.prod(shape)) for _, shape in saved) == model.count_params()
+  size = sum(f.stat().st_size for f in (path / "variables").iterdir())
+  assert size < model.count_params() * 4 * 1.01  # float32, once: ~250 MB
+
+
+def test_signatures_and_their_keys(loaded):
+  signatures = loaded.signatures
+  assert set(signatures) == {export.EXAMPLES_SIGNATURE, export.IMAGE_SIGNATURE, export.L_SIGNATURE}
+  assert export.EXAMPLES_SIGNATURE == "serving_default"  # what TFMA and TF Serving call by default
+  examples = signatures[export.EXAMPLES_SIGNATURE]
+  assert set(examples.structured_input_signature[1]) == {export.EXAMPLES_INPUT}
+  assert examples.structured_outputs[export.AB_OUTPUT].shape.as_list() == [None, 224, 224, 2]
+  image = signatures[export.IMAGE_SIGNATURE]
+  assert set(image.structured_input_signature[1]) == {export.IMAGE_INPUT}
+  assert set(image.structured_outputs) == {export.JPEG_OUTPUT, export.RGB_OUTPUT}
+  l_sig = signatures[export.L_SIGNATURE]
+  assert l_sig.structured_input_signature[1][export.L_INPUT].shape.as_list() == [None, 224, 224, 1]
+  assert set(l_sig.structured_outputs) == {export.AB_OUTPUT}
+
+
+def test_examples_signature_equals_the_keras_model_on_real_test_examples(serving_model, loaded, test_examples):
+  model, _ = serving_model
+  parsed = features.parse_examples(test_examples)
+  expected = np.asarray(model({features.L_KEY: parsed[features.L_KEY], features.GRAY_KEY: parsed[features.GRAY_KEY]},
+                              training=False))
+  assert np.abs(expected).max() > 0.05  # the tint: not a trivially zero output
+  served = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=test_examples)[export.AB_OUTPUT].numpy()
+  np.testing.assert_allclose(served, expected, atol=1e-4)
+  # Serving needs no target: examples without `ab` give the same prediction.
+  stripped = []
+  for serialized in test_examples.numpy():
+    example = tf.train.Example.FromString(serialized)
+    del example.features.feature[features.AB_KEY]
+    stripped.append(example.SerializeToString())
+  without_ab = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=tf.constant(stripped))[export.AB_OUTPUT]
+  np.testing.assert_allclose(without_ab.numpy(), served, atol=1e-6)
+
+
+def test_l_signature_predicts_ab_from_l_alone(loaded, test_examples):
+  parsed = features.parse_examples(test_examples)
+  l = parsed[features.L_KEY]
+  ab = loaded.signatures[export.L_SIGNATURE](l=l)[export.AB_OUTPUT].numpy()
+  assert ab.shape == (4,) + features.AB_SHAPE and np.abs(ab).max() <= 1.0
+  # Same as the examples signature up to the grey image, which it rebuilds from L at 224.
+  from_examples = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=test_examples)[export.AB_OUTPUT].numpy()
+  np.testing.assert_allclose(ab, from_examples, atol=0.02)
+  one = loaded.signatures[export.L_SIGNATURE](l=l[:1])[export.AB_OUTPUT].numpy()
+  np.testing.assert_allclose(one, ab[:1], atol=1e-5)
+
+
+def test_colorizes_real_photos_at_their_resolution_in_a_clean_process(serving_model, historical, coco128,
+                                                                     tmp_path):
+  photos = [historical / "Detroit_circa_1915.jpg", historical / "Audrey_Hepburn.jpg"]
+  # Other encodings the signature takes: a greyscale PNG and an RGBA PNG (alpha dropped).
+  gray_png = tmp_path / "helen_keller_gray.png"
+  Image.open(historical / "Helen_Keller_meeting_Charlie_Chaplin_in_1919.jpg").convert("L").save(gray_png)
+  rgba_png = tmp_path / "coco_rgba.png"
+  Image.open(sorted((coco128 / "train2017").glob("*.jpg"))[3]).convert("RGBA").save(rgba_png)
+  photos += [gray_png, rgba_png]
+  out_dir = tmp_path / "out"
+  out_dir.mkdir()
+  cwd = tmp_path / "elsewhere"
+  cwd.mkdir()
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  result = subprocess.run([sys.executable, "-I", "-c", CLEAN_PROCESS_SCRIPT, str(serving_model[1]), str(out_dir),
+                           *map(str, photos)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+  for i, photo in enumerate(photos):
+    source = np.asarray(Image.open(photo).convert("RGB"))
+    colorized = np.load(out_dir / f"{i}.npy")
+    assert colorized.shape == source.shape, photo.name
+    error = np.abs(_l_star(colorized) - _l_star(source))
+    assert error.mean() < L_MEAN_TOLERANCE, (photo.name, error.mean())
+    assert np.percentile(error, 99) < L_P99_TOLERANCE, (photo.name, np.percentile(error, 99))
+    # It is coloured (the tint), not the grey input back.
+    chroma = np.hypot(*np.moveaxis(skcolor.rgb2lab(colorized)[..., 1:], -1, 0))
+    assert np.median(chroma) > 5, photo.name
+    jpeg = Image.open(io.BytesIO((out_dir / f"{i}.jpg").read_bytes()))
+    assert jpeg.format == "JPEG" and jpeg.size == (source.shape[1], source.shape[0])
+    # JPEG at quality 95 without chroma subsampling: close to the exact pixels, L within ~1.
+    assert np.abs(np.asarray(jpeg, np.float32) - colorized).mean() < 3.0
+    assert np.abs(_l_star(jpeg) - _l_star(source)).mean() < 1.0
+
+
+def test_undecodable_bytes_are_an_error_not_a_crash(loaded, historical):
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    loaded.signatures[export.IMAGE_SIGNATURE](image_bytes=tf.constant(b"not an image"))
+  jpeg = (historical / "Detroit_circa_1915.jpg").read_bytes()
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    loaded.signatures[export.IMAGE_SIGNATURE](image_bytes=tf.constant(jpeg[:len(jpeg) // 2]))
