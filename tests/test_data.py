@@ -1,0 +1,120 @@
+"""The tf.data input pipeline on the real coco128 Examples artifact."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from schemas import features
+from trainer import data
+from trainer import tf_color
+
+
+@pytest.fixture(scope="module")
+def train_files(coco128_examples):
+  return [f"{coco128_examples.uri}/Split-train/*"]
+
+
+@pytest.fixture(scope="module")
+def eval_files(coco128_examples):
+  return [f"{coco128_examples.uri}/Split-eval/*"]
+
+
+@pytest.fixture(scope="module")
+def examples(train_files):
+  """8 parsed train examples (not augmented), with static batch shapes."""
+  serialized = next(iter(tf.data.TFRecordDataset(data.list_files(train_files), data.COMPRESSION).batch(8)))
+  parsed = features.parse_examples(serialized)
+  return {k: tf.ensure_shape(parsed[k], (8,) + s) for k, s in data._IMAGE_SHAPES.items()}  # pylint: disable=protected-access
+
+
+def _first(ds, n):
+  return [(x, y) for x, y in ds.take(n)]
+
+
+def test_training_batches_have_model_shapes_and_scales(train_files):
+  inputs, ab = next(iter(data.make_dataset(train_files, 4, training=True, seed=1)))
+  assert set(inputs) == {features.L_KEY, features.GRAY_KEY}
+  assert inputs[features.L_KEY].shape == (4,) + features.L_SHAPE
+  assert inputs[features.GRAY_KEY].shape == (4,) + features.GRAY_SHAPE
+  assert ab.shape == (4,) + features.AB_SHAPE
+  for t in (inputs[features.L_KEY], inputs[features.GRAY_KEY], ab):
+    assert t.dtype == tf.float32 and -1.0 <= float(tf.reduce_min(t)) and float(tf.reduce_max(t)) <= 1.0
+  assert float(tf.math.reduce_std(ab)) > 0.01  # real colour, not a constant
+
+
+def test_identity_warp_reproduces_the_image_and_flip_mirrors_it(examples):
+  l = examples[features.L_KEY]
+  identity = tf.tile([[1.0, 0.0, 1.0, 0.0, 0.0]], [8, 1])
+  flip = tf.tile([[-1.0, 0.0, 1.0, 0.0, 0.0]], [8, 1])
+  warp = lambda img, a: data._warp(img, *data._row_boxes(a, img.shape[1]))  # pylint: disable=protected-access
+  np.testing.assert_allclose(warp(l, identity), l, atol=1e-4)
+  np.testing.assert_allclose(warp(l, flip), tf.reverse(l, axis=[2]), atol=1e-4)
+  gray = examples[features.GRAY_KEY]
+  np.testing.assert_allclose(warp(gray, flip), tf.reverse(gray, axis=[2]), atol=1e-4)
+
+
+def _l_of_gray(gray):
+  """Model-scale 299 grey -> L* at 224: the lightness the grey image shows."""
+  rgb = tf.image.resize(tf.repeat((gray + 1.0) / 2.0, 3, axis=-1), [features.IMAGE_SIZE] * 2, antialias=True)
+  return tf_color.rgb_to_l(rgb)
+
+
+def test_augmentation_moves_l_ab_and_gray_together(examples):
+  """The 299 grey image must show the same scene as L after augmentation: its lightness
+  matches L about as well as before augmenting, and far better than with another draw."""
+  def l_error(l, gray):
+    return float(tf.reduce_mean(tf.abs((l + 1.0) * 50.0 - _l_of_gray(gray))))
+
+  seed = tf.constant([7, 0], tf.int64)
+  augmented = data.augment_batch(examples, seed)
+  other = data.augment_batch(examples, tf.constant([8, 0], tf.int64))
+  before = l_error(examples[features.L_KEY], examples[features.GRAY_KEY])
+  after = l_error(augmented[features.L_KEY], augmented[features.GRAY_KEY])
+  mismatched = l_error(augmented[features.L_KEY], other[features.GRAY_KEY])
+  assert before < 1.5, before
+  assert after < before + 1.0, (before, after)
+  assert mismatched > 4 * after, (after, mismatched)
+  # It did move things, and ab moved with L: the colour is still where the lightness is.
+  assert l_error(examples[features.L_KEY], augmented[features.GRAY_KEY]) > 4 * after
+  np.testing.assert_allclose(float(tf.reduce_mean(augmented[features.AB_KEY])),
+                             float(tf.reduce_mean(examples[features.AB_KEY])), atol=0.02)
+
+
+def test_batches_are_a_function_of_seed_and_position(train_files):
+  """What a resumed run relies on: skipping k batches gives batch k of a fresh run."""
+  fresh = _first(data.make_dataset(train_files, 4, training=True, seed=5), 3)
+  again = _first(data.make_dataset(train_files, 4, training=True, seed=5), 3)
+  resumed = _first(data.make_dataset(train_files, 4, training=True, seed=5, skip_batches=2), 1)
+  other = _first(data.make_dataset(train_files, 4, training=True, seed=6), 1)
+  for (x1, y1), (x2, y2) in zip(fresh, again):
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(x1[features.GRAY_KEY], x2[features.GRAY_KEY])
+  np.testing.assert_array_equal(resumed[0][1], fresh[2][1])
+  np.testing.assert_array_equal(resumed[0][0][features.L_KEY], fresh[2][0][features.L_KEY])
+  assert not np.array_equal(other[0][1], fresh[0][1])
+
+
+def test_training_stream_repeats_over_epochs_with_new_order(train_files):
+  count = data.count_examples(train_files)
+  batches = count // 4
+  ds = data.make_dataset(train_files, 4, training=True, augment=False, seed=1)
+  means = [float(tf.reduce_mean(y)) for _, y in ds.take(2 * batches)]
+  assert len(means) == 2 * batches  # it does not run dry after one pass
+  assert means[:batches] != means[batches:]  # reshuffled
+
+
+def test_eval_pass_reads_every_example_once_unaugmented(eval_files):
+  count = data.count_examples(eval_files)
+  assert count == sum(1 for _ in tf.data.TFRecordDataset(data.list_files(eval_files), data.COMPRESSION))
+  batches = list(data.make_dataset(eval_files, 4, training=False))
+  assert sum(int(y.shape[0]) for _, y in batches) == count
+  full = list(data.make_dataset(eval_files, 4, training=False, drop_remainder=True))
+  assert len(full) == count // 4 and all(y.shape[0] == 4 for _, y in full)
+  raw = features.parse_examples(next(iter(tf.data.TFRecordDataset(data.list_files(eval_files),
+                                                                   data.COMPRESSION).batch(4))))
+  np.testing.assert_array_equal(batches[0][0][features.L_KEY], raw[features.L_KEY])
+  np.testing.assert_array_equal(batches[0][1], raw[features.AB_KEY])
+
+
+def test_no_matching_files_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no TFRecord files match"):
+    data.make_dataset([str(tmp_path / "Split-train" / "*")], 4, training=True)
