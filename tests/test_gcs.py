@@ -1,11 +1,13 @@
 """gs:// against gcp-storage-emulator (a GCS JSON API server on loopback, started here).
 
-`colorize upload` puts the real COCO sample in a bucket (parallel, resumable), and the
-ingestion's Examples writer writes gzip TFRecords to a bucket through Beam. What
-TensorFlow itself reads and writes on gs:// (tf.io.gfile) cannot be tested here: see
-tests/gcs_fixtures.py.
+`colorize upload` puts the real COCO sample in a bucket (parallel, resumable), the
+ingestion reads a COCO root from a bucket (listing, annotations, photos, input
+fingerprint: all through Beam's FileSystems), and its Examples writer writes gzip
+TFRecords to a bucket through Beam. What TensorFlow itself reads and writes on gs://
+(tf.io.gfile) cannot be tested here: see tests/gcs_fixtures.py.
 """
 import base64
+import json
 import os
 import shutil
 
@@ -44,6 +46,14 @@ def uploaded(emulator, client, coco128):
   result = CliRunner().invoke(cli.main, ["upload", str(coco128), f"gs://{BUCKET}/coco128", "--workers", "4"])
   assert result.exit_code == 0, result.output
   return result.output
+
+
+@pytest.fixture
+def anonymous_beam_gcs(emulator, monkeypatch):
+  # No login and no metadata server: Beam falls back to an anonymous client at once.
+  monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+  # google-auth reads NO_GCE_CHECK once, at import; this is that setting for this process.
+  monkeypatch.setattr("google.auth.compute_engine._metadata._NO_GCE_CHECK", True)
 
 
 def _crc(data: bytes) -> str:
@@ -93,15 +103,11 @@ def test_upload_errors_are_clear(emulator, args, message):
   assert message in result.output
 
 
-def test_examples_writer_writes_gzip_tfrecords_to_gs(emulator, client, coco128, monkeypatch, tmp_path):
+def test_examples_writer_writes_gzip_tfrecords_to_gs(anonymous_beam_gcs, client, coco128, tmp_path):
   """The ingestion's TFRecord sink (components/ingest/tfrecord_gzip.py) through Beam's GcsIO."""
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from components.ingest import tfrecord_gzip  # pylint: disable=g-import-not-at-top
-  # No login and no metadata server: Beam falls back to an anonymous client at once.
-  monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-  # google-auth reads NO_GCE_CHECK once, at import; this is that setting for this process.
-  monkeypatch.setattr("google.auth.compute_engine._metadata._NO_GCE_CHECK", True)
   photos = [p.read_bytes() for p in sorted((coco128 / "train2017").iterdir())[:12]]
   with beam.Pipeline() as p:
     _ = (p | beam.Create(photos)
@@ -116,3 +122,54 @@ def test_examples_writer_writes_gzip_tfrecords_to_gs(emulator, client, coco128, 
     path.write_bytes(data)
     records += [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
   assert sorted(records) == sorted(photos)
+
+
+def _ingest_split_counts(input_base: str, output_uri: str) -> dict:
+  """CocoIngest's executor with the default IngestConfig, in-process Beam; the artifact's split counts."""
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  from components.ingest import executor  # pylint: disable=g-import-not-at-top
+  from pipelines import config  # pylint: disable=g-import-not-at-top
+  ingest = config.IngestConfig()
+  examples = standard_artifacts.Examples()
+  examples.uri = output_uri
+  executor.Executor().Do({}, {executor.EXAMPLES_KEY: [examples]}, {
+      "input_base": input_base, "max_images": 0, "categories": "", "test_images": ingest.test_images,
+      "test_fraction": ingest.test_fraction, "eval_fraction": ingest.eval_fraction, "keep_grayscale": 0})
+  return json.loads(examples.get_string_custom_property("split_counts"))
+
+
+def test_ingestion_reads_a_coco_root_from_gs(anonymous_beam_gcs, client, coco128, tmp_path):
+  """Listing, annotations and photos from gs://; the same Examples split counts as from the local copy."""
+  from components.ingest import sources  # pylint: disable=g-import-not-at-top
+  root = tmp_path / "coco"
+  annotations = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
+  # 11 real colour photos, black-and-white 86 (a skip), and one annotated photo missing (another).
+  by_id = sorted(annotations["images"], key=lambda i: i["id"])
+  uploaded = by_id[:11] + [i for i in by_id if i["id"] == 86]
+  annotations["images"] = uploaded + [by_id[11]]
+  ids = {i["id"] for i in annotations["images"]}
+  annotations["annotations"] = [a for a in annotations["annotations"] if a["image_id"] in ids]
+  (root / "train2017").mkdir(parents=True)
+  (root / "annotations").mkdir()
+  (root / "annotations" / "instances_train2017.json").write_text(json.dumps(annotations))
+  for image in uploaded:
+    shutil.copy(coco128 / "train2017" / image["file_name"], root / "train2017" / image["file_name"])
+  bucket = client.bucket(BUCKET)
+  for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    bucket.blob(f"small_coco/{path.relative_to(root).as_posix()}").upload_from_filename(str(path))
+  gs_root = f"gs://{BUCKET}/small_coco"
+
+  local = _ingest_split_counts(str(root), str(tmp_path / "local"))
+  from_gs = _ingest_split_counts(gs_root, str(tmp_path / "from_gs"))
+  assert from_gs == local and sum(local.values()) == 11
+  report = json.loads((tmp_path / "from_gs" / "skip_report.json").read_text())
+  assert {s["reason"] for s in report["skipped"]} == {"grayscale", "unreadable"}
+  assert report["annotations"] == [f"{gs_root}/annotations/instances_train2017.json"]
+
+  # The driver's fingerprint works on gs:// too: stable, and a rewritten photo changes it.
+  fingerprint = sources.input_fingerprint(gs_root)
+  assert fingerprint == sources.input_fingerprint(gs_root) and fingerprint.startswith("files:13,")
+  first = annotations["images"][0]["file_name"]
+  other = sorted((coco128 / "train2017").glob("*.jpg"))[-1]  # a real photo not among the 13
+  bucket.blob(f"small_coco/train2017/{first}").upload_from_filename(str(other))
+  assert sources.input_fingerprint(gs_root) != fingerprint

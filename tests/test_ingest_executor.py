@@ -257,6 +257,35 @@ def test_category_filter_and_max_images(small_coco, tmp_path):
   assert sum(json.loads(examples.get_string_custom_property("split_counts")).values()) == len(with_dog)
 
 
+def test_input_fingerprint_follows_photos_and_annotations_only(small_coco, tmp_path):
+  root = tmp_path / "coco"
+  shutil.copytree(small_coco[0], root)
+  seen = [sources.input_fingerprint(str(root))]
+  assert sources.input_fingerprint(str(root) + "/") == seen[0]
+  # Beside the COCO folders, and hidden files: not part of the input.
+  (root / "labels").mkdir()
+  (root / "labels" / "x.txt").write_text("yolo labels")
+  (root / "train2017" / ".DS_Store").write_bytes(b"finder")
+  assert sources.input_fingerprint(str(root)) == seen[0]
+  photos = sorted((root / "train2017").glob("*.jpg"))
+  stat = photos[0].stat()
+
+  def changes(what):
+    seen.append(sources.input_fingerprint(str(root)))
+    assert seen[-1] not in seen[:-1], what
+
+  os.utime(photos[0], (stat.st_atime, stat.st_mtime + 10))  # rewritten, same size
+  changes("photo rewritten")
+  photos[1].unlink()
+  changes("photo removed")
+  shutil.copy(photos[2], root / "train2017" / "000000999999.jpg")
+  changes("photo added")
+  annotations = root / "annotations" / "instances_train2017.json"
+  annotations.write_text(annotations.read_text().replace('"license"', '"license" ', 1))
+  changes("annotations changed")
+  assert seen[-1].startswith("files:31,")  # 30 photos - 1 + 1, and the annotations file
+
+
 def test_input_errors_name_the_path(tmp_path, small_coco):
   with pytest.raises(sources.SourceError, match=str(tmp_path / "nowhere")):
     _ingest(tmp_path, tmp_path / "nowhere")

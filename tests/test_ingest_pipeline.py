@@ -1,6 +1,7 @@
 """End to end: the real coco128 photos through the local pipeline (LocalDagRunner, SQLite ML Metadata)."""
 import json
 import os
+import shutil
 
 from click.testing import CliRunner
 import numpy as np
@@ -79,3 +80,33 @@ def test_colorize_ingest_cli_with_multiprocessing_beam(coco128, tmp_path):
   assert examples.custom_properties["skip_report"].string_value in result.output
   counts = json.loads(examples.custom_properties["split_counts"].string_value)
   assert counts["test"] == 8 and sum(counts.values()) == 39
+
+
+@pytest.mark.slow
+def test_cache_reuses_examples_only_while_the_photos_are_unchanged(coco128, tmp_path):
+  """The driver's input fingerprint: same photos -> cached Examples; one photo rewritten -> new Examples."""
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  names = sorted(p.name for p in (coco128 / "train2017").glob("*.jpg")
+                 if int(p.stem) not in COCO_BLACK_AND_WHITE)[:7]
+  for name in names[:6]:
+    shutil.copy(coco128 / "train2017" / name, photos / name)
+  cfg = config.from_dict({"output_root": str(tmp_path / "runs"), "ingest": {"data_root": str(photos)}})
+
+  def run_and_list_examples():
+    local_runner.run(cfg, last_stage="ingest")
+    store = summary.open_store(cfg.metadata_path)
+    return _examples_of_latest_run(cfg), store.get_artifacts_by_type("Examples")
+
+  first, stored = run_and_list_examples()
+  assert len(stored) == 1 and first.custom_properties["input_fingerprint"].string_value.startswith("files:6,")
+  again, stored = run_and_list_examples()
+  assert again.id == first.id and len(stored) == 1  # cache hit: no new execution output
+
+  # Same file name, other content (another real photo): the cache must not hand back the old Examples.
+  shutil.copy(coco128 / "train2017" / names[6], photos / names[0])
+  changed, stored = run_and_list_examples()
+  assert changed.id != first.id and len(stored) == 2
+  assert (changed.custom_properties["input_fingerprint"].string_value
+          != first.custom_properties["input_fingerprint"].string_value)
+  assert sum(json.loads(changed.custom_properties["split_counts"].string_value).values()) == 6

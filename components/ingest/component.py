@@ -4,7 +4,8 @@ Its output is a standard `Examples` artifact, written the way ExampleGen writes 
 (`Split-<name>/` gzipped TFRecords of tf.Example, `payload_format` and `file_format`
 custom properties), so the standard Trainer and Evaluator read it unchanged. It also
 carries `split_counts`, `skip_counts` and `skip_report` custom properties; the skip
-report (JSON, inside the artifact) lists every file left out and why.
+report (JSON, inside the artifact) lists every file left out and why. Its driver
+(driver.py) fingerprints the input so a cached run is reused only for unchanged photos.
 """
 from tfx import types
 from tfx.dsl.components.base import base_beam_component
@@ -13,6 +14,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ExecutionParameter
 
+from components.ingest import driver
 from components.ingest import executor
 
 EXAMPLES_KEY = "examples"
@@ -27,6 +29,8 @@ class CocoIngestSpec(types.ComponentSpec):
       "test_fraction": ExecutionParameter(type=float),
       "eval_fraction": ExecutionParameter(type=float),
       "keep_grayscale": ExecutionParameter(type=int),
+      # Filled in by the driver at run time (driver.py), never by the pipeline definition.
+      executor.INPUT_FINGERPRINT_PROPERTY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {}
   OUTPUTS = {EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
@@ -39,6 +43,7 @@ class CocoIngest(base_beam_component.BaseBeamComponent):
   for the split rule and components/images.py for decoding and the black-and-white test.
   """
   SPEC_CLASS = CocoIngestSpec
+  DRIVER_CLASS = driver.Driver
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
   def __init__(self, *,
