@@ -128,7 +128,12 @@ def from_dict(values: Dict[str, Any]) -> PipelineConfig:
     from pipelines import cloud_config  # pylint: disable=g-import-not-at-top
     kwargs["cloud"] = cloud_config.from_dict(cloud)
   top = _build(PipelineConfig, values, "")
-  return dataclasses.replace(top, **kwargs).validate()
+  cfg = dataclasses.replace(top, **kwargs).validate()
+  # Artifact URIs recorded in ML Metadata must not depend on the directory a command ran in.
+  cfg.output_root = _absolute(cfg.output_root)
+  cfg.metadata_file = cfg.metadata_file and _absolute(cfg.metadata_file)
+  cfg.ingest.data_root = _absolute(cfg.ingest.data_root)
+  return cfg
 
 
 def load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> PipelineConfig:
@@ -186,6 +191,10 @@ def _build(cls, values: Dict[str, Any], section: str):
 def _check(ok: bool, message: str) -> None:
   if not ok:
     raise ConfigError(message)
+
+
+def _absolute(path: str) -> str:
+  return path if path.startswith("gs://") else os.path.abspath(path)
 
 
 def _join(root: str, *parts: str) -> str:

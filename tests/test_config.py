@@ -1,5 +1,6 @@
 """The config object: file + flags -> one validated PipelineConfig, clear errors otherwise."""
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -12,6 +13,7 @@ def test_defaults_validate():
   cfg = config_lib.from_dict({})
   assert cfg.ingest.test_images == 1000
   assert cfg.metadata_path.endswith("metadata.db")
+  assert os.path.isabs(cfg.pipeline_root) and os.path.isabs(cfg.ingest.data_root)
 
 
 def test_file_then_flags_override(tmp_path):
