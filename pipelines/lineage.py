@@ -361,7 +361,8 @@ def _train_config(parameters: Dict[str, Any]) -> Dict[str, Any]:
 
 def render_dot(graph: Dict[str, Any], start_id: int) -> str:
   """Graphviz: artifacts as ellipses, executions as boxes, events as edges labelled by key."""
-  out = ["digraph lineage {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
+  out = ["digraph lineage {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];',
+         '  edge [fontname="Helvetica", fontsize=9];']
   for a in graph["artifacts"]:
     label = f"{a['type']} #{a['id']}\\n{_tail(a['uri'])}"
     style = ', style=filled, fillcolor="#ffe08a"' if a["id"] == start_id else ""

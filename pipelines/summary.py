@@ -73,7 +73,7 @@ def print_run_summary(cfg: config_lib.PipelineConfig) -> None:
     for line in _describe(types.get(artifact.type_id), artifact):
       print(f"  {'':<16} {'':<18} {line}")
   if any(types.get(a.type_id) == "PushedModel" for _, a in outputs):
-    default_store = cfg.metadata_path == config_lib.PipelineConfig().metadata_path
+    default_store = cfg.metadata_path == config_lib.from_dict({}).metadata_path  # what `colorize lineage` finds here
     print("\nTrace the model back to its data:  colorize lineage"
           + ("" if default_store else f" --metadata-file {cfg.metadata_path}"))
 
