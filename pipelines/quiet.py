@@ -9,6 +9,9 @@ import logging
 import os
 import warnings
 
+# Imported before the filters are set: numpy installs an "always" filter for RankWarning.
+import numpy as np
+
 _HARMLESS = (
     # google-api-core: Python 3.10 is what TFX 1.16 requires.
     (FutureWarning, r".*non-supported Python version.*"),
@@ -22,7 +25,24 @@ _HARMLESS = (
     # tfx_bsl / TFMA on TF 2.16.
     (UserWarning, r".*tensorflow_io_gcs_filesystem.*"),
     (DeprecationWarning, r".*distutils Version classes are deprecated.*"),
+    # Beam's batch-size estimator fitting a line through too few timings.
+    (np.RankWarning, r".*Polyfit may be poorly conditioned.*"),
 )
+
+# Log records (absl / TensorFlow loggers) that say nothing a user can act on.
+_HARMLESS_LOGS = (
+    # The latest-blessed-model resolver on a local SQLite store, once per resolution.
+    "ArtifactQuery.property_predicate is not supported",
+    # TFMA's own writer on TF 2.16.
+    "tf_record_iterator (from tensorflow.python.lib.io.tf_record) is deprecated",
+)
+
+
+class _DropHarmless(logging.Filter):
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(text in message for text in _HARMLESS_LOGS)
 
 
 def install() -> None:
@@ -31,3 +51,5 @@ def install() -> None:
   for category, message in _HARMLESS:
     warnings.filterwarnings("ignore", message=message, category=category)
   logging.getLogger("apache_beam.runners.interactive").setLevel(logging.ERROR)
+  for name in ("absl", "tensorflow"):
+    logging.getLogger(name).addFilter(_DropHarmless())
