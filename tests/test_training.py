@@ -1,0 +1,121 @@
+"""Training on the real coco128 examples: the loss goes down, and a killed Trainer resumes."""
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+import tensorflow as tf
+
+from pipelines import config as config_lib
+from trainer import data
+from trainer import model as model_lib
+from trainer import task
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# run_fn in a fresh process, as the TFX Trainer calls it, with its outputs laid out as
+# TFX lays them out: <pipeline_root>/Trainer/{model,model_run}/<execution id>.
+RUN_FN_SCRIPT = """
+import json, sys
+from pipelines import quiet
+quiet.install()
+from trainer import strategy
+strategy.split_cpu(2)
+from tfx.components.trainer.fn_args_utils import FnArgs
+from trainer import task
+examples, root, execution, train = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+task.run_fn(FnArgs(
+    train_files=[examples + "/Split-train/*"], eval_files=[examples + "/Split-eval/*"],
+    serving_model_dir=f"{root}/Trainer/model/{execution}/Format-Serving",
+    model_run_dir=f"{root}/Trainer/model_run/{execution}", custom_config={"train": train}))
+"""
+
+
+def test_short_training_on_real_photos_lowers_the_loss(coco128_examples):
+  keras.utils.set_random_seed(0)
+  cfg = config_lib.TrainConfig()
+  model = model_lib.compile_model(model_lib.build_model("none"), cfg.learning_rate)
+  inputs, ab = next(iter(data.make_dataset([f"{coco128_examples.uri}/Split-train/*"], 4, training=False)))
+  before = model.evaluate(inputs, ab, verbose=0)
+  model.fit(tf.data.Dataset.from_tensors((inputs, ab)).repeat(), steps_per_epoch=8, epochs=1, verbose=0)
+  after = model.evaluate(inputs, ab, verbose=0)
+  assert after < 0.85 * before, (before, after)
+
+
+def _train_config(**changes):
+  values = dict(weights="none", batch_size=2, epochs=2, steps_per_epoch=2, eval_steps=1, checkpoint_steps=1)
+  cfg = dataclasses.replace(config_lib.TrainConfig(), **{**values, **changes})
+  return dataclasses.asdict(cfg)
+
+
+def _run_fn(examples_uri, root, execution, train):
+  return subprocess.Popen(
+      [sys.executable, "-c", RUN_FN_SCRIPT, examples_uri, str(root), str(execution), json.dumps(train)],
+      cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _saved_steps(resume_root: pathlib.Path):
+  return sorted(int(p.name[len("ckpt-"):-len(".index")]) for p in resume_root.glob("*/ckpt-*.index"))
+
+
+def test_killed_trainer_resumes_where_it_stopped(coco128_examples, tmp_path):
+  # One replica keeps it quick (tracing the model is the slow part); the slow pipeline
+  # test resumes a 2-replica MirroredStrategy run through the real TFX Trainer.
+  train = _train_config(strategy="cpu")
+  total = train["epochs"] * train["steps_per_epoch"]
+  resume_root = tmp_path / "Trainer" / "resume"
+
+  first = _run_fn(coco128_examples.uri, tmp_path, 1, train)
+  deadline = time.monotonic() + 600
+  while not _saved_steps(resume_root):
+    assert first.poll() is None, f"the first run ended before it could be killed:\n{first.stdout.read()[-3000:]}"
+    assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+    time.sleep(0.2)
+  first.send_signal(signal.SIGKILL)
+  first.communicate()
+  killed_at = max(_saved_steps(resume_root))
+  assert killed_at < total
+  assert not (tmp_path / "Trainer" / "model" / "1" / "Format-Serving" / "saved_model.pb").exists()
+
+  second = _run_fn(coco128_examples.uri, tmp_path, 2, train)
+  log, _ = second.communicate(timeout=900)
+  assert second.returncode == 0, log[-5000:]
+  summary = json.loads((tmp_path / "Trainer" / "model_run" / "2" / task.SUMMARY_FILE).read_text())
+  assert summary["replicas"] == 1
+  # (the newest files may be a save the kill interrupted before it was recorded as done)
+  assert 1 <= summary["resumed_from_step"] < total and summary["resumed_from_step"] >= killed_at - 1
+  assert summary["final_step"] == total
+  assert (tmp_path / "Trainer" / "model" / "2" / "Format-Serving" / "saved_model.pb").exists()
+  assert not any(resume_root.iterdir()), "resume state is removed once the model is exported"
+  # TensorBoard: the resumed run logged the epochs it ran, with the image triplets.
+  tags = set()
+  for events in (tmp_path / "Trainer" / "model_run" / "2").rglob("events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(str(events)):
+      tags |= {v.tag for v in event.summary.value}
+  assert {"epoch_loss", "train_loss_running_mean", "gray | predicted | truth"} <= tags, tags
+
+
+def test_resume_directory_is_shared_by_re_runs_of_the_same_training():
+  class Args:  # the FnArgs fields resume_directory reads
+    def __init__(self, execution, **train_changes):
+      self.train_files, self.eval_files = ["/ex/1/Split-train/*"], ["/ex/1/Split-eval/*"]
+      self.model_run_dir = f"/root/Trainer/model_run/{execution}"
+      self.custom_config = {"train": _train_config(**train_changes)}
+
+  first = task.resume_directory(Args(7))
+  assert first == task.resume_directory(Args(8))
+  assert first.startswith(os.path.join("/root/Trainer", "resume"))
+  assert first != task.resume_directory(Args(8, learning_rate=0.5))
+
+
+def test_bad_train_config_is_a_clear_error():
+  with pytest.raises(config_lib.ConfigError, match="train.batch_size must be >= 1"):
+    task.train_config({"train": _train_config(batch_size=0)})
+  with pytest.raises(ValueError, match="custom_config"):
+    task.train_config({})
