@@ -95,3 +95,7 @@ for _command in cloud_cli.commands(_config_options, _load_config):
 from pipelines import lineage  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 main.add_command(lineage.lineage)
+
+from pipelines import photos  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+main.add_command(photos.photos)

@@ -1,0 +1,146 @@
+"""`colorize photos IN... -o OUTDIR --model DIR`: colorize photos with an exported model.
+
+Each photo goes whole through the SavedModel's image signature (trainer/export.py), so
+the output keeps the input's resolution: ab is predicted at 224x224 and merged with the
+photo's own full-resolution L. Photos are turned upright first (EXIF orientation), and
+written upright without an orientation tag, JPEG as JPEG and PNG as PNG, under their
+own names. Unreadable files are skipped with a message; the exit code is 1 if any was.
+TensorFlow is imported only when the command runs, so `colorize --help` stays instant.
+"""
+import io
+import pathlib
+from typing import Dict, Iterable, List, Tuple
+
+import click
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+SAVED_MODEL_FILE = "saved_model.pb"
+# What the image signature decodes natively; anything else is converted with PIL first.
+_NATIVE = {("JPEG", "L"), ("JPEG", "RGB"),
+           ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "I")}
+_EXIF_ORIENTATION = 0x0112
+
+
+class PhotoError(Exception):
+  """A photo cannot be read; the message says why."""
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=pathlib.Path))
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
+              help="Where the colorized photos go (created if missing), under the input file names.")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="An exported SavedModel, a Trainer's model output, or a Pusher's base directory "
+                   "(its newest version is used).")
+def photos(inputs, output_dir, model_dir):
+  """Colorize photos: JPEG/PNG files, or folders of them, at their original resolution."""
+  jobs = plan(inputs, output_dir)
+  if not jobs:
+    raise click.UsageError(f"no {'/'.join(PHOTO_SUFFIXES)} photos in {', '.join(map(str, inputs))}")
+  saved_model = resolve_model_dir(pathlib.Path(model_dir))
+  click.echo(f"Colorizing {len(jobs)} photo(s) with {saved_model}", err=True)
+  colorize = load_colorizer(saved_model)
+  output_dir.mkdir(parents=True, exist_ok=True)
+
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  failed = []
+  for source, target in tqdm(jobs, unit="photo", dynamic_ncols=True):
+    try:
+      target.write_bytes(colorize_photo(colorize, source.read_bytes(), target.suffix.lower()))
+    except (PhotoError, OSError) as e:
+      failed.append(source)
+      tqdm.write(f"skipped {source}: {e}", file=click.get_text_stream("stderr"))
+  click.echo(f"Colorized {len(jobs) - len(failed)} photo(s) into {output_dir}"
+             + (f"; skipped {len(failed)} unreadable" if failed else ""))
+  if failed:
+    raise SystemExit(1)
+
+
+def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> List[Tuple[pathlib.Path, pathlib.Path]]:
+  """(photo, output path) pairs: files as given, folders' photos in name order.
+
+  Outputs keep the photo's file name (a repeated name gets a numeric suffix); never
+  the photo itself.
+  """
+  sources: List[pathlib.Path] = []
+  for path in inputs:
+    if path.is_dir():
+      sources += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    else:
+      sources.append(path)
+  used: Dict[str, int] = {}
+  jobs = []
+  for source in sources:
+    suffix = source.suffix.lower() if source.suffix.lower() in PHOTO_SUFFIXES else ".png"
+    name = f"{source.stem}{suffix}"
+    used[name] = used.get(name, 0) + 1
+    if used[name] > 1:
+      name = f"{source.stem}_{used[name]}{suffix}"
+    target = output_dir / name
+    if target.resolve() == source.resolve():
+      raise click.UsageError(f"{source} would be overwritten: choose another --output-dir")
+    jobs.append((source, target))
+  return jobs
+
+
+def resolve_model_dir(path: pathlib.Path) -> pathlib.Path:
+  """A SavedModel directory; a Trainer Model artifact (Format-Serving/); or a Pusher base
+  directory of numbered versions, of which the newest."""
+  for candidate in (path, path / "Format-Serving"):
+    if (candidate / SAVED_MODEL_FILE).is_file():
+      return candidate
+  versions = [p for p in path.iterdir() if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file()]
+  if not versions:
+    raise click.UsageError(f"no SavedModel in {path} (expected {SAVED_MODEL_FILE}, Format-Serving/ "
+                           "or numbered version folders)")
+  return max(versions, key=lambda p: int(p.name))
+
+
+def load_colorizer(saved_model: pathlib.Path):
+  """The SavedModel's image signature."""
+  from pipelines import quiet  # pylint: disable=g-import-not-at-top
+  quiet.install()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from trainer import export  # pylint: disable=g-import-not-at-top
+  signatures = tf.saved_model.load(str(saved_model)).signatures
+  if export.IMAGE_SIGNATURE not in signatures:
+    raise click.UsageError(f"{saved_model} has no {export.IMAGE_SIGNATURE!r} signature "
+                           f"(it has {sorted(signatures)}); export it with trainer/export.py")
+  return signatures[export.IMAGE_SIGNATURE]
+
+
+def colorize_photo(colorize, data: bytes, suffix: str) -> bytes:
+  """Encoded photo -> the colorized photo encoded as `suffix` says (JPEG or PNG)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from trainer import export  # pylint: disable=g-import-not-at-top
+  try:
+    outputs = colorize(**{export.IMAGE_INPUT: tf.constant(upright(data))})
+  except tf.errors.InvalidArgumentError as e:
+    raise PhotoError(f"cannot decode image ({e.message.splitlines()[0]})") from e
+  if suffix in JPEG_SUFFIXES:
+    return outputs[export.JPEG_OUTPUT].numpy()
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  out = io.BytesIO()
+  Image.fromarray(outputs[export.RGB_OUTPUT].numpy()).save(out, format="PNG")
+  return out.getvalue()
+
+
+def upright(data: bytes) -> bytes:
+  """The photo's bytes as the image signature should see them: unchanged when they are
+  an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to PNG."""
+  from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+  try:
+    image = Image.open(io.BytesIO(data))
+    image.load()  # truncated files fail here, not half-way through the model
+  except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
+    raise PhotoError(f"not a readable image ({e})") from e
+  orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+  if orientation == 1 and (image.format, image.mode) in _NATIVE:
+    return data
+  image = ImageOps.exif_transpose(image)
+  if image.mode not in ("L", "RGB"):
+    image = image.convert("RGB")
+  out = io.BytesIO()
+  image.save(out, format="PNG", compress_level=1)
+  return out.getvalue()
