@@ -13,6 +13,8 @@ import pytest
 import tensorflow as tf
 
 from pipelines import config as config_lib
+from pipelines import photos
+from pipelines import summary
 from trainer import data
 from trainer import model as model_lib
 from trainer import task
@@ -119,3 +121,47 @@ def test_bad_train_config_is_a_clear_error():
     task.train_config({"train": _train_config(batch_size=0)})
   with pytest.raises(ValueError, match="custom_config"):
     task.train_config({})
+
+
+@pytest.mark.slow
+def test_colorize_run_killed_during_training_resumes_in_the_tfx_trainer(coco128, tmp_path):
+  """The real pipeline (`colorize run --until train --cpu-replicas 2`: LocalDagRunner, SQLite
+  ML Metadata, the standard TFX Trainer calling trainer.task.run_fn under a 2-replica
+  MirroredStrategy) is killed mid-training; running it again resumes in a new execution."""
+  config_file = tmp_path / "config.json"
+  config_file.write_text(json.dumps({
+      "output_root": str(tmp_path / "runs"),
+      "ingest": {"data_root": str(coco128), "max_images": 40},
+      "train": {"weights": "none", "epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "eval_steps": 1,
+                "checkpoint_steps": 1},
+  }))
+  cfg = config_lib.load(str(config_file))
+  command = [str(pathlib.Path(sys.executable).with_name("colorize")), "run", "--config", str(config_file),
+             "--until", "train", "--cpu-replicas", "2"]
+  resume_root = pathlib.Path(cfg.pipeline_root) / "Trainer" / "resume"
+
+  first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.monotonic() + 900
+  while not _saved_steps(resume_root):
+    assert first.poll() is None, f"the first run ended before it could be killed:\n{first.stdout.read()[-3000:]}"
+    assert time.monotonic() < deadline, "no checkpoint within 15 minutes"
+    time.sleep(0.2)
+  first.send_signal(signal.SIGKILL)
+  first.communicate()
+
+  second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200, check=False)
+  assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]
+  store = summary.open_store(cfg.metadata_path)
+  types = summary.artifact_type_names(store)
+  _, outputs = summary.latest_run_outputs(store, cfg.pipeline_name)
+  produced = {types[a.type_id]: a for _, a in outputs}
+  model_run = pathlib.Path(produced["ModelRun"].uri)
+  trained = json.loads((model_run / task.SUMMARY_FILE).read_text())
+  assert trained["strategy"] == "MirroredStrategy" and trained["replicas"] == 2 and trained["global_batch"] == 4
+  assert 1 <= trained["resumed_from_step"] < trained["final_step"] == 4
+  # The killed execution's output folder is another one, and holds no model.
+  killed_runs = [p for p in model_run.parent.iterdir() if p != model_run]
+  assert killed_runs and not any((p / task.SUMMARY_FILE).exists() for p in killed_runs)
+  saved_model = photos.resolve_model_dir(pathlib.Path(produced["Model"].uri))
+  assert "colorize_image" in tf.saved_model.load(str(saved_model)).signatures
+  assert not any(resume_root.iterdir())
