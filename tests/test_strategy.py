@@ -71,3 +71,16 @@ def test_mixed_precision_is_on_for_gpus_only_unless_forced():
   gpu = tf.distribute.OneDeviceStrategy("/gpu:0")  # a strategy object only; nothing runs on it
   assert strategy.dtype_policy("auto", gpu) == strategy.MIXED_PRECISION_POLICY
   assert strategy.dtype_policy("off", gpu) == "float32"
+
+
+def test_second_mirrored_strategy_in_one_process_trains():
+  # LocalDagRunner trains in the test's / CLI's process: a second strategy must not reuse
+  # the first one's collective instance keys (they fail with "Shape mismatch").
+  for width in (1000, 1):
+    mirrored = strategy.select("mirrored")
+    with mirrored.scope():
+      model = keras.Sequential([keras.Input((width,)), keras.layers.Dense(1)])
+      model.compile(keras.optimizers.Adam(), loss="mse")
+    x, y = np.ones((4, width), np.float32), np.ones((4, 1), np.float32)
+    history = model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(2), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

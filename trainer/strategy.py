@@ -51,7 +51,14 @@ def select(name: str = "auto") -> tf.distribute.Strategy:
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "mirrored":
-    return tf.distribute.MirroredStrategy([d.name for d in (gpus or cpus)])
+    if gpus:
+      return tf.distribute.MirroredStrategy([d.name for d in gpus])  # NCCL all-reduce
+    # Logical CPU devices share memory: reduce on one device. The default collective
+    # all-reduce restarts its instance keys with every new strategy in a process, and a
+    # second strategy's reductions then collide with the first's ("Shape mismatch in the
+    # collective instance").
+    return tf.distribute.MirroredStrategy([d.name for d in cpus],
+                                          cross_device_ops=tf.distribute.ReductionToOneDevice())
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
   return tf.distribute.OneDeviceStrategy(cpus[0].name)
