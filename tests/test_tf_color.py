@@ -72,3 +72,19 @@ def test_keep_lightness_desaturates_out_of_gamut_colours_at_the_same_l():
   assert (np.hypot(out[:, 1], out[:, 2]) <= np.hypot(lab[:, 1], lab[:, 2]) + 1e-3).all()
   strong = (np.hypot(out[:, 1], out[:, 2]) > 5)[:, None] & (np.abs(lab[:, 1:]) >= 20)
   assert (np.sign(out[:, 1:]) == np.sign(lab[:, 1:]))[strong].mean() > 0.95
+
+
+def test_uint8_table_paths_match_the_exact_ones(real_photos):
+  for name, rgb in real_photos[:6]:
+    l_exact = tf_color.rgb_to_l(rgb / 255.0).numpy()
+    np.testing.assert_allclose(tf_color.rgb8_to_l(rgb).numpy(), l_exact, atol=0.03, err_msg=name)
+    np.testing.assert_allclose(tf_color.rgb8_to_l(rgb).numpy()[..., 0], color.rgb_to_lab(rgb)[..., 0], atol=0.03,
+                               err_msg=name)
+    lab = skcolor.rgb2lab(rgb) * np.array([1.0, 1.5, 1.5])  # more saturated: some out of gamut
+    exact = tf_color.lab_to_rgb_keep_lightness(lab).numpy() * 255.0
+    fast = tf_color.lab_to_rgb8_keep_lightness(lab).numpy()
+    assert fast.dtype == np.uint8 and fast.shape == rgb.shape
+    assert np.abs(fast - exact).max() <= 0.5 + 0.1, name
+  # Black and white ends.
+  assert tf_color.rgb8_to_l(np.array([[0, 0, 0], [255, 255, 255]], np.uint8)).numpy()[:, 0].tolist() == \
+      pytest.approx([0.0, 100.0], abs=0.02)

@@ -102,22 +102,24 @@ class _Colorizer(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name=IMAGE_INPUT)])
   def colorize_image(self, image_bytes):
-    rgb = tf.image.convert_image_dtype(_decode(image_bytes), tf.float32)
+    rgb8 = _decode(image_bytes)
     # The network's inputs are made as ingestion makes them (antialiased bilinear resize of
-    # sRGB, then L and grey), except that the whole frame is used: nothing is cropped.
-    frame = rgb[tf.newaxis]
-    l_small = tf_color.rgb_to_l(tf.image.resize(frame, [features.IMAGE_SIZE] * 2, antialias=True))
-    gray = tf_color.l_to_gray(tf_color.rgb_to_l(
-        tf.image.resize(frame, [features.GLOBAL_SIZE] * 2, antialias=True)))
+    # uint8 sRGB, then L and grey), except that the whole frame is used: nothing is cropped.
+    l_small = tf_color.rgb8_to_l(_resize8(rgb8, features.IMAGE_SIZE))
+    gray = tf_color.l_to_gray(tf_color.rgb8_to_l(_resize8(rgb8, features.GLOBAL_SIZE)))
     ab = self._predict(features.l_to_model(l_small * features.L_BYTES_PER_UNIT),
                        features.gray_to_model(gray * 255.0)) * features.AB_SCALE
-    ab_full = tf.image.resize(ab, tf.shape(rgb)[:2])[0]
-    colorized = tf_color.lab_to_rgb_keep_lightness(tf.concat([tf_color.rgb_to_l(rgb), ab_full], axis=-1))
-    rgb_out = tf.image.convert_image_dtype(colorized, tf.uint8, saturate=True)
+    ab_full = tf.image.resize(ab, tf.shape(rgb8)[:2])[0]
+    rgb_out = tf_color.lab_to_rgb8_keep_lightness(tf.concat([tf_color.rgb8_to_l(rgb8), ab_full], axis=-1))
     return {
         JPEG_OUTPUT: tf.io.encode_jpeg(rgb_out, quality=JPEG_QUALITY, chroma_downsampling=False),
         RGB_OUTPUT: rgb_out,
     }
+
+
+def _resize8(rgb8, size):
+  resized = tf.image.resize(rgb8[tf.newaxis], [size, size], antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
 def _decode(image_bytes):

@@ -4,8 +4,10 @@ The TF twin of `components/color.py` (numpy, used by ingestion), built from its
 constants; tests/test_tf_color.py pins both to each other and to `skimage.color` on real
 photos. Pure TF ops, so a SavedModel holding them loads with plain TensorFlow.
 Conventions: RGB float in [0, 1] (channels last), L* in [0, 100], a*b* unbounded
-(about [-128, 127]).
+(about [-128, 127]). The `rgb8` functions take or give uint8 sRGB through lookup
+tables instead of powers: ~4x faster on a full-resolution photo.
 """
+import numpy as np
 import tensorflow as tf
 
 from components import color
@@ -16,6 +18,18 @@ _WHITE = color.D65_WHITE.tolist()
 _EPSILON = color.LAB_EPSILON
 _KAPPA = color.LAB_SLOPE
 _OFFSET = color.LAB_OFFSET
+# uint8 sRGB -> luminance in integer steps of 1/65535, one table per channel (as the numpy
+# twin's grey tables), and those steps -> L* (within 0.02 of the exact value).
+_Y_STEPS = 65535
+_Y_OF_LEVEL = np.rint(color.srgb_to_linear(np.arange(256) / 255.0)[None, :] * color.SRGB_TO_XYZ[1][:, None]
+                      * _Y_STEPS).astype(np.int32)
+_L_OF_Y = (116.0 * np.cbrt(np.maximum(np.arange(_Y_STEPS + 3) / _Y_STEPS, color.LAB_EPSILON)) - 16.0).astype(
+    np.float32)
+_L_OF_Y[:int(color.LAB_EPSILON * _Y_STEPS) + 1] = (
+    116.0 * (color.LAB_SLOPE * np.arange(int(color.LAB_EPSILON * _Y_STEPS) + 1) / _Y_STEPS + color.LAB_OFFSET)
+    - 16.0)
+# Linear light quantised to 1/65535 (0.05 sRGB levels near black, finer elsewhere) -> uint8 sRGB.
+_SRGB8_OF_LINEAR = np.rint(color.linear_to_srgb(np.arange(_Y_STEPS + 1) / _Y_STEPS) * 255).astype(np.uint8)
 
 
 def _linearize(srgb):
@@ -32,7 +46,7 @@ def _f(t):
 
 
 def _f_inverse(f):
-  cube = tf.pow(f, 3.0)
+  cube = f * f * f
   return tf.where(cube > _EPSILON, cube, (f - _OFFSET) / _KAPPA)
 
 
@@ -67,6 +81,13 @@ def lab_to_rgb(lab):
   return tf.clip_by_value(_gamma(_lab_to_linear(lab)[0]), 0.0, 1.0)
 
 
+def rgb8_to_l(rgb8):
+  """[..., 3] uint8 sRGB -> [..., 1] L* (table lookups: no powers)."""
+  rgb8 = tf.cast(rgb8, tf.int32)
+  y = sum(tf.gather(tf.constant(_Y_OF_LEVEL[c]), rgb8[..., c]) for c in range(3))
+  return tf.gather(tf.constant(_L_OF_Y), y)[..., tf.newaxis]
+
+
 def lab_to_rgb_keep_lightness(lab):
   """Like lab_to_rgb, but an out-of-gamut colour is desaturated towards the grey of the
   same luminance until it fits, instead of clipped per channel: L* is kept exactly.
@@ -74,12 +95,31 @@ def lab_to_rgb_keep_lightness(lab):
   Mixing linear RGB with the grey (Y, Y, Y) keeps Y, because the luminance row of the
   sRGB matrix sums to 1; the mix weight is the largest that keeps every channel in [0, 1].
   """
-  linear, y = _lab_to_linear(lab)
-  away = linear - y
-  room = tf.where(away > 0.0, (1.0 - y) / tf.maximum(away, 1e-12), tf.where(away < 0.0, y / tf.maximum(-away, 1e-12),
-                                                                             1.0))
-  weight = tf.clip_by_value(tf.reduce_min(room, axis=-1, keepdims=True), 0.0, 1.0)
-  return tf.clip_by_value(_gamma(y + weight * away), 0.0, 1.0)
+  return tf.clip_by_value(_gamma(tf.stack(_fit_gamut(lab), axis=-1)), 0.0, 1.0)
+
+
+def lab_to_rgb8_keep_lightness(lab):
+  """lab_to_rgb_keep_lightness as uint8 sRGB (a table lookup instead of the gamma power)."""
+  table = tf.constant(_SRGB8_OF_LINEAR)
+  return tf.stack([tf.gather(table, tf.cast(tf.clip_by_value(c, 0.0, 1.0) * _Y_STEPS + 0.5, tf.int32))
+                   for c in _fit_gamut(lab)], axis=-1)
+
+
+def _fit_gamut(lab):
+  """[..., 3] L*a*b* -> linear (r, g, b) planes, desaturated into [0, 1] at constant Y.
+
+  Plane by plane: on a full-resolution photo this is ~3x faster than [..., 3] tensors
+  (no strided channel ops, no reductions over a size-3 axis)."""
+  lab = tf.convert_to_tensor(lab, tf.float32)
+  fy = (lab[..., 0] + 16.0) / 116.0
+  x = _f_inverse(fy + lab[..., 1] / 500.0) * _WHITE[0]
+  y = _f_inverse(fy)
+  z = _f_inverse(tf.maximum(fy - lab[..., 2] / 200.0, 0.0)) * _WHITE[2]
+  rgb = [m[0] * x + m[1] * y + m[2] * z for m in _XYZ_TO_RGB]
+  high = tf.maximum(tf.maximum(rgb[0], rgb[1]), rgb[2]) - y
+  low = y - tf.minimum(tf.minimum(rgb[0], rgb[1]), rgb[2])
+  weight = tf.minimum(tf.minimum((1.0 - y) / tf.maximum(high, 1e-12), y / tf.maximum(low, 1e-12)), 1.0)
+  return [y + weight * (c - y) for c in rgb]
 
 
 def l_to_gray(l):

@@ -1,0 +1,220 @@
+"""Training and serving speed (issue 3 section 7), on the real coco128 examples and historical photos.
+
+Cases, each in its own process (so its peak RSS is its own and the CPU split is fresh):
+  input_read      gzip TFRecords of the train split, read only
+  input_parse     + parsing to model-scale tensors (schemas.features.parse_examples), batch 32
+  input_augment   + the flip/zoom/shear augmentation: the Trainer's input pipeline
+  train_b{8,32}_r{1,2}
+                  full training steps of the fusion model (Inception-ResNet-v2 random
+                  weights), per-replica batch 8 or 32, 1 replica or MirroredStrategy over
+                  the CPU split in 2; steps after the first (tracing) one are timed
+  colorize_1mp    `colorize_image` of the exported SavedModel on a real historical photo
+                  resized to 1 megapixel (JPEG bytes in, JPEG + RGB out), loaded in a plain
+                  TF process; median of repeated calls; also the bare network (`predict_ab`)
+  colorize_historical
+                  the same signature on each of the 13 historical photos at their own size
+Input rates are per CPU second (this machine is shared: wall time includes other people's
+work); training and colorizing are wall-clock on this 2-core machine.
+"""
+import glob
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
+COCO128 = os.path.join(SHARED, "coco128")
+HISTORICAL = os.path.join(SHARED, "historical")
+ONE_MP_PHOTO = "Detroit_circa_1915.jpg"
+ONE_MP = 1_000_000
+INPUT_SECONDS = 8.0
+COLORIZE_CALLS = 10
+TRAIN_CASES = {f"train_b{b}_r{r}": (b, r) for b in (8, 32) for r in (1, 2)}
+CASES = ("input_read", "input_parse", "input_augment", *TRAIN_CASES, "colorize_1mp", "colorize_historical")
+GOAL_INPUT_PER_CORE = 1000.0
+GOAL_COLORIZE_MS = 300.0
+
+
+def _clock():
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return time.perf_counter(), usage.ru_utime + usage.ru_stime
+
+
+def _prepare(workdir: str) -> None:
+  """The coco128 Examples artifact (the real ingestion executor) and an exported model."""
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  from components.ingest import executor  # pylint: disable=g-import-not-at-top
+  from pipelines import config  # pylint: disable=g-import-not-at-top
+  from trainer import export  # pylint: disable=g-import-not-at-top
+  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  ingest = config.IngestConfig()
+  examples = standard_artifacts.Examples()
+  examples.uri = os.path.join(workdir, "examples")
+  executor.Executor().Do({}, {executor.EXAMPLES_KEY: [examples]}, {
+      "input_base": COCO128, "max_images": 0, "categories": "", "test_images": ingest.test_images,
+      "test_fraction": ingest.test_fraction, "eval_fraction": ingest.eval_fraction, "keep_grayscale": 0})
+  export.export(model_lib.build_model("none"), os.path.join(workdir, "model"))
+
+
+def _input(workdir: str, stage: str) -> Dict[str, Any]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from schemas import features  # pylint: disable=g-import-not-at-top
+  from trainer import data  # pylint: disable=g-import-not-at-top
+  patterns = [os.path.join(workdir, "examples", "Split-train", "*")]
+  batch = 32
+  if stage == "input_augment":
+    ds = data.make_dataset(patterns, batch, training=True, augment=True, seed=0)
+  else:
+    records = tf.data.TFRecordDataset(data.list_files(patterns), data.COMPRESSION,
+                                      num_parallel_reads=tf.data.AUTOTUNE).repeat().batch(batch)
+    if stage == "input_parse":
+      records = records.map(features.parse_examples, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = records.prefetch(tf.data.AUTOTUNE)
+  iterator = iter(ds)
+  for _ in range(3):
+    next(iterator)
+  start, n = _clock(), 0
+  while time.perf_counter() - start[0] < INPUT_SECONDS:
+    next(iterator)
+    n += batch
+  wall, cpu = _clock()
+  return {"examples": n, "wall_s": wall - start[0], "cpu_s": cpu - start[1]}
+
+
+def _train(workdir: str, batch: int, replicas: int) -> Dict[str, Any]:
+  from trainer import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+  if replicas > 1:
+    strategy_lib.split_cpu(replicas)
+  from trainer import data  # pylint: disable=g-import-not-at-top
+  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  strategy = strategy_lib.select("mirrored" if replicas > 1 else "cpu")
+  assert strategy.num_replicas_in_sync == replicas
+  with strategy.scope():
+    model = model_lib.compile_model(model_lib.build_model("none"), 1e-3)
+  global_batch = batch * replicas
+  ds = data.make_dataset([os.path.join(workdir, "examples", "Split-train", "*")], global_batch, training=True,
+                         seed=0)
+  model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)  # traces the step
+  steps = 3 if global_batch <= 16 else 2
+  start = time.perf_counter()
+  model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+  wall = time.perf_counter() - start
+  return {"images": steps * global_batch, "wall_s": wall, "step_s": wall / steps}
+
+
+def _one_megapixel_jpeg():
+  import io  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = Image.open(os.path.join(HISTORICAL, ONE_MP_PHOTO)).convert("RGB")
+  scale = (ONE_MP / (image.width * image.height)) ** 0.5
+  image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+  out = io.BytesIO()
+  image.save(out, format="JPEG", quality=95)
+  return out.getvalue(), image.size
+
+
+def _median_ms(fn, calls: int) -> float:
+  fn()
+  times = []
+  for _ in range(calls):
+    start = time.perf_counter()
+    fn()
+    times.append((time.perf_counter() - start) * 1000.0)
+  return sorted(times)[len(times) // 2]
+
+
+def _colorize(workdir: str, which: str) -> Dict[str, Any]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from trainer import export  # pylint: disable=g-import-not-at-top
+  signatures = tf.saved_model.load(os.path.join(workdir, "model")).signatures
+  colorize = signatures[export.IMAGE_SIGNATURE]
+  if which == "colorize_1mp":
+    jpeg, size = _one_megapixel_jpeg()
+    photo = tf.constant(jpeg)
+    network = signatures[export.L_SIGNATURE]
+    l = tf.zeros([1, 224, 224, 1])
+    return {"photo": f"{ONE_MP_PHOTO} at {size[0]}x{size[1]}",
+            "ms": _median_ms(lambda: colorize(**{export.IMAGE_INPUT: photo}), COLORIZE_CALLS),
+            "network_ms": _median_ms(lambda: network(**{export.L_INPUT: l}), COLORIZE_CALLS)}
+  rows = []
+  for path in sorted(glob.glob(os.path.join(HISTORICAL, "*"))):
+    photo = tf.constant(open(path, "rb").read())
+    ms = _median_ms(lambda: colorize(**{export.IMAGE_INPUT: photo}), 3)  # pylint: disable=cell-var-from-loop
+    height, width = colorize(**{export.IMAGE_INPUT: photo})[export.RGB_OUTPUT].shape[:2]
+    rows.append({"megapixels": width * height / 1e6, "ms": ms})
+  return {"photos": len(rows), "mean_megapixels": sum(r["megapixels"] for r in rows) / len(rows),
+          "mean_ms": sum(r["ms"] for r in rows) / len(rows), "max_ms": max(r["ms"] for r in rows)}
+
+
+def _case(name: str, workdir: str) -> Dict[str, Any]:
+  if name == "prepare":
+    _prepare(workdir)
+    result = {}
+  elif name.startswith("input_"):
+    result = _input(workdir, name)
+  elif name in TRAIN_CASES:
+    result = _train(workdir, *TRAIN_CASES[name])
+  else:
+    result = _colorize(workdir, name)
+  result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  return result
+
+
+def _run_case(name: str, workdir: str) -> Dict[str, Any]:
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+  proc = subprocess.run([sys.executable, "-m", "bench.train", name, workdir], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, check=False)
+  if proc.returncode:
+    raise RuntimeError(f"bench case {name} failed:\n{proc.stderr[-3000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run() -> Dict[str, Any]:
+  with tempfile.TemporaryDirectory(prefix="bench_train_") as workdir:
+    print("bench.train: ingesting coco128 and exporting a model ...", file=sys.stderr, flush=True)
+    _run_case("prepare", workdir)
+    results = {}
+    for name in CASES:
+      print(f"bench.train: {name} ...", file=sys.stderr, flush=True)
+      results[name] = _run_case(name, workdir)
+
+  input_rows = [{"stage": name[len("input_"):], "examples": r["examples"], "per_s": r["examples"] / r["wall_s"],
+                 "per_cpu_s": r["examples"] / r["cpu_s"], "peak_rss_mb": r["peak_rss_mb"]}
+                for name, r in results.items() if name.startswith("input_")]
+  train_rows = [{"batch_per_replica": TRAIN_CASES[name][0], "replicas": TRAIN_CASES[name][1],
+                 "step_s": results[name]["step_s"], "img_per_s": results[name]["images"] / results[name]["wall_s"],
+                 "peak_rss_mb": results[name]["peak_rss_mb"]} for name in TRAIN_CASES]
+  one_mp, historical = results["colorize_1mp"], results["colorize_historical"]
+  colorize_rows = [
+      {"what": f"colorize_image, {one_mp['photo']}", "ms": one_mp["ms"], "peak_rss_mb": one_mp["peak_rss_mb"]},
+      {"what": "  of which the network (predict_ab, batch 1)", "ms": one_mp["network_ms"], "peak_rss_mb": ""},
+      {"what": f"colorize_image, {historical['photos']} historical photos (mean "
+               f"{historical['mean_megapixels']:.2f} MP), mean", "ms": historical["mean_ms"],
+       "peak_rss_mb": historical["peak_rss_mb"]},
+  ]
+  augmented = next(r for r in input_rows if r["stage"] == "augment")["per_cpu_s"]
+  goals = [
+      {"goal": "input pipeline with augmentation, per core", "target": f">= {GOAL_INPUT_PER_CORE:g} examples/s",
+       "measured": f"{augmented:.0f} examples/s", "met": augmented >= GOAL_INPUT_PER_CORE},
+      {"goal": "colorize a 1-megapixel photo, 2 cores", "target": f"<= {GOAL_COLORIZE_MS:g} ms",
+       "measured": f"{one_mp['ms']:.0f} ms", "met": one_mp["ms"] <= GOAL_COLORIZE_MS},
+  ]
+  return {
+      "cpu_count": os.cpu_count(),
+      "load_average_1min": os.getloadavg()[0],
+      "input_pipeline": input_rows,
+      "training_steps": train_rows,
+      "colorize": colorize_rows,
+      "goals": goals,
+  }
+
+
+if __name__ == "__main__":
+  from pipelines import quiet  # pylint: disable=g-import-not-at-top
+  quiet.install()
+  print(json.dumps(_case(*sys.argv[1:3])))
