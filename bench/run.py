@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Dict, List
 
-BENCHMARKS = ("bench.ingest",)
+BENCHMARKS = ("bench.ingest", "bench.train")
 RESULTS_DIR = "bench_results"
 
 
