@@ -4,7 +4,8 @@ Examples are parsed a batch at a time with the shared feature definition
 (`schemas.features.parse_examples`). Augmentation draws one random affine map per
 example (horizontal flip, zoom, shear) and applies it to L, ab and the 299x299 grey
 image alike: the map is defined on centred pixel coordinates, so the 224 and 299
-images move together. Randomness is stateless and keyed by (seed, batch index), so the
+images move together. It costs ~1.5 ms per example on one CPU core (bench/train.py):
+every output pixel is resampled. Randomness is stateless and keyed by (seed, batch index), so the
 stream of training batches is a pure function of the seed: a resumed run skips the
 batches already trained on and sees exactly what an uninterrupted run would have.
 """
@@ -14,7 +15,7 @@ import tensorflow as tf
 
 from schemas import features
 
-ZOOM_RANGE = 0.2       # source window scaled by a factor in [1 - z, 1 + z]
+ZOOM_RANGE = 0.2       # zoom in: the source window is 1 - z to 1 times the photo (and smaller when sheared)
 SHEAR_RANGE = 0.2      # horizontal shear factor (tan of the angle) in [-s, s]
 SHUFFLE_BUFFER = 256   # examples (~60 MB of decoded pixels)
 COMPRESSION = "GZIP"   # how TFX writes Examples
