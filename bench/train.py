@@ -14,7 +14,9 @@ Cases, each in its own process (so its peak RSS is its own and the CPU split is 
   colorize_historical
                   the same signature on each of the 13 historical photos at their own size
 Input rates are per CPU second (this machine is shared: wall time includes other people's
-work); training and colorizing are wall-clock on this 2-core machine.
+work); training and colorizing are wall-clock on this 2-core machine (median of repeats),
+with the CPU time per call beside it: wall time above cpu_ms / 2 means the cores were busy
+with something else. `load_average_1min` says how busy.
 """
 import glob
 import json
@@ -121,14 +123,17 @@ def _one_megapixel_jpeg():
   return out.getvalue(), image.size
 
 
-def _median_ms(fn, calls: int) -> float:
+def _timed(fn, calls: int):
+  """(median wall ms, mean CPU ms) of `calls` calls after a warm-up one. CPU time counts
+  every thread; wall time also counts waiting for other people's processes."""
   fn()
   times = []
+  cpu_start = _clock()[1]
   for _ in range(calls):
     start = time.perf_counter()
     fn()
     times.append((time.perf_counter() - start) * 1000.0)
-  return sorted(times)[len(times) // 2]
+  return sorted(times)[len(times) // 2], (_clock()[1] - cpu_start) * 1000.0 / calls
 
 
 def _colorize(workdir: str, which: str) -> Dict[str, Any]:
@@ -141,17 +146,19 @@ def _colorize(workdir: str, which: str) -> Dict[str, Any]:
     photo = tf.constant(jpeg)
     network = signatures[export.L_SIGNATURE]
     l = tf.zeros([1, 224, 224, 1])
-    return {"photo": f"{ONE_MP_PHOTO} at {size[0]}x{size[1]}",
-            "ms": _median_ms(lambda: colorize(**{export.IMAGE_INPUT: photo}), COLORIZE_CALLS),
-            "network_ms": _median_ms(lambda: network(**{export.L_INPUT: l}), COLORIZE_CALLS)}
+    ms, cpu_ms = _timed(lambda: colorize(**{export.IMAGE_INPUT: photo}), COLORIZE_CALLS)
+    network_ms, network_cpu_ms = _timed(lambda: network(**{export.L_INPUT: l}), COLORIZE_CALLS)
+    return {"photo": f"{ONE_MP_PHOTO} at {size[0]}x{size[1]}", "ms": ms, "cpu_ms": cpu_ms,
+            "network_ms": network_ms, "network_cpu_ms": network_cpu_ms}
   rows = []
   for path in sorted(glob.glob(os.path.join(HISTORICAL, "*"))):
     photo = tf.constant(open(path, "rb").read())
-    ms = _median_ms(lambda: colorize(**{export.IMAGE_INPUT: photo}), 3)  # pylint: disable=cell-var-from-loop
+    ms, cpu_ms = _timed(lambda: colorize(**{export.IMAGE_INPUT: photo}), 3)  # pylint: disable=cell-var-from-loop
     height, width = colorize(**{export.IMAGE_INPUT: photo})[export.RGB_OUTPUT].shape[:2]
-    rows.append({"megapixels": width * height / 1e6, "ms": ms})
-  return {"photos": len(rows), "mean_megapixels": sum(r["megapixels"] for r in rows) / len(rows),
-          "mean_ms": sum(r["ms"] for r in rows) / len(rows), "max_ms": max(r["ms"] for r in rows)}
+    rows.append({"megapixels": width * height / 1e6, "ms": ms, "cpu_ms": cpu_ms})
+  mean = lambda key: sum(r[key] for r in rows) / len(rows)
+  return {"photos": len(rows), "mean_megapixels": mean("megapixels"), "mean_ms": mean("ms"),
+          "mean_cpu_ms": mean("cpu_ms")}
 
 
 def _case(name: str, workdir: str) -> Dict[str, Any]:
@@ -195,11 +202,13 @@ def run() -> Dict[str, Any]:
                  "peak_rss_mb": results[name]["peak_rss_mb"]} for name in TRAIN_CASES]
   one_mp, historical = results["colorize_1mp"], results["colorize_historical"]
   colorize_rows = [
-      {"what": f"colorize_image, {one_mp['photo']}", "ms": one_mp["ms"], "peak_rss_mb": one_mp["peak_rss_mb"]},
-      {"what": "  of which the network (predict_ab, batch 1)", "ms": one_mp["network_ms"], "peak_rss_mb": ""},
+      {"what": f"colorize_image, {one_mp['photo']}", "ms": one_mp["ms"], "cpu_ms": one_mp["cpu_ms"],
+       "peak_rss_mb": one_mp["peak_rss_mb"]},
+      {"what": "  of which the network (predict_ab, batch 1)", "ms": one_mp["network_ms"],
+       "cpu_ms": one_mp["network_cpu_ms"], "peak_rss_mb": ""},
       {"what": f"colorize_image, {historical['photos']} historical photos (mean "
                f"{historical['mean_megapixels']:.2f} MP), mean", "ms": historical["mean_ms"],
-       "peak_rss_mb": historical["peak_rss_mb"]},
+       "cpu_ms": historical["mean_cpu_ms"], "peak_rss_mb": historical["peak_rss_mb"]},
   ]
   augmented = next(r for r in input_rows if r["stage"] == "augment")["per_cpu_s"]
   goals = [
