@@ -173,9 +173,12 @@ def upload_command(local_dir, destination, workers):
   except google.auth.exceptions.DefaultCredentialsError as e:
     raise click.ClickException(f"no Google Cloud credentials: run `gcloud auth application-default login` ({e})") from e
   click.echo(f"uploaded {len(result.uploaded)} files ({result.bytes_uploaded / 1e6:.1f} MB), "
-             f"skipped {len(result.skipped)} already in {destination}, failed {len(result.failed)}")
+             f"skipped {len(result.skipped)} already in {destination}, failed {len(result.failed)}, "
+             f"not uploaded {len(result.passed_over)} (links out of the folder, broken links, special files)")
   for relative, error in sorted(result.failed.items()):
     click.echo(f"  failed: {relative}: {error}", err=True)
+  for path, reason in sorted(result.passed_over.items()):
+    click.echo(f"  not uploaded: {path}: {reason}", err=True)
   if result.failed:
     raise click.ClickException(f"{len(result.failed)} files failed; run the same command again to retry them")
 

@@ -9,33 +9,63 @@ from serving import photos as photos_lib
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=pathlib.Path))
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
-              help="Where the colorized photos go (created if missing), under the input file names.")
+              help="Where the colorized photos go (created if missing), under the inputs' relative paths.")
 @click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="An exported SavedModel, a Trainer's model output, or a Pusher's base directory "
                    "(its newest version is used).")
-def photos(inputs, output_dir, model_dir):
-  """Colorize photos: JPEG/PNG files, or folders of them, at their original resolution."""
+@click.option("--overwrite", is_flag=True,
+              help="Replace outputs that exist already (by default they are kept). An input is never replaced.")
+def photos(inputs, output_dir, model_dir, overwrite):
+  """Colorize photos (JPEG, PNG, GIF, BMP, WebP, TIFF), or folders of them, at their original resolution.
+
+  Each photo's path relative to the folder holding all INPUTS is kept under OUTPUT_DIR.
+  Links inside a given folder are followed; links out of it, broken links, loops and
+  other files are passed over and listed.
+  """
+  stderr = click.get_text_stream("stderr")
   try:
-    jobs = photos_lib.plan(inputs, output_dir)
-    if not jobs:
-      raise photos_lib.UsageError(
-          f"no {'/'.join(photos_lib.PHOTO_SUFFIXES)} photos in {', '.join(map(str, inputs))}")
+    planned = photos_lib.plan(inputs, output_dir)
+    for path, reason in planned.passed_over:
+      click.echo(f"passed over {path}: {reason}", err=True)
+    if not planned.jobs:
+      raise photos_lib.UsageError(f"no photos in {', '.join(map(str, inputs))}")
+    writer = photos_lib.Writer(planned.jobs, overwrite)
+    photos_lib.prepare_output(output_dir, [job for job in planned.jobs if not writer.keeps(job.target)])
     saved_model = photos_lib.resolve_model_dir(pathlib.Path(model_dir))
-    click.echo(f"Colorizing {len(jobs)} photo(s) with {saved_model}", err=True)
+    click.echo(f"Colorizing {len(planned.jobs)} photo(s) with {saved_model}", err=True)
     colorize = photos_lib.load_colorizer(saved_model)
   except photos_lib.UsageError as e:
     raise click.UsageError(str(e)) from e
-  output_dir.mkdir(parents=True, exist_ok=True)
 
   from tqdm import tqdm
-  failed = []
-  for source, target in tqdm(jobs, unit="photo", dynamic_ncols=True):
+  written, kept, failed = 0, 0, 0
+  stopped = None
+  for job in tqdm(planned.jobs, unit="photo", dynamic_ncols=True, file=stderr):
+    if writer.keeps(job.target):
+      kept += 1
+      continue
     try:
-      target.write_bytes(photos_lib.colorize_photo(colorize, source.read_bytes(), target.suffix.lower()))
+      data = photos_lib.colorize_photo(colorize, job.source.read_bytes(), photos_lib.output_format(job.target))
+      if writer.write(job.target, data):
+        written += 1
+      else:
+        kept += 1
+    except photos_lib.OutputFullError as e:
+      stopped = e
+      break
     except (photos_lib.PhotoError, OSError) as e:
-      failed.append(source)
-      tqdm.write(f"skipped {source}: {e}", file=click.get_text_stream("stderr"))
-  click.echo(f"Colorized {len(jobs) - len(failed)} photo(s) into {output_dir}"
-             + (f"; skipped {len(failed)} unreadable" if failed else ""))
+      failed += 1
+      tqdm.write(f"skipped {job.source}: {e}", file=stderr)
+  summary = [f"Colorized {written} photo(s) into {output_dir}"]
+  if kept:
+    summary.append(f"kept {kept} that existed already (--overwrite replaces them)")
+  if failed:
+    summary.append(f"skipped {failed} (listed above)")
+  if planned.passed_over:
+    summary.append(f"passed over {len(planned.passed_over)} other file(s) (listed above)")
+  click.echo("; ".join(summary))
+  if stopped:
+    raise click.ClickException(f"stopped: the output folder takes no more files ({stopped.strerror}); "
+                               f"{len(planned.jobs) - written - kept - failed} photo(s) not colorized")
   if failed:
     raise SystemExit(1)

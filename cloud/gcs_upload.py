@@ -1,5 +1,9 @@
 """Copies a local folder (a COCO root) to gs://bucket/prefix: parallel, resumable, with progress.
 
+The folder is read with imaging/tree.py and never left: links inside it are followed (a
+file under the link's name), links leading out of it, broken links, loops and special
+files are not uploaded and are listed with the reason.
+
 Resuming is by content: an object already in the bucket with the same size and CRC32C
 as the local file is skipped, so an interrupted upload restarts where it stopped and a
 changed file is sent again. Every upload is verified by GCS against its CRC32C.
@@ -13,6 +17,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import google_crc32c
 
+from imaging import tree
+
 _CHUNK = 1 << 20
 
 
@@ -25,6 +31,7 @@ class UploadResult:
   uploaded: List[str] = dataclasses.field(default_factory=list)
   skipped: List[str] = dataclasses.field(default_factory=list)   # already there, same size and CRC32C
   failed: Dict[str, str] = dataclasses.field(default_factory=dict)  # relative path -> error
+  passed_over: Dict[str, str] = dataclasses.field(default_factory=dict)  # local path -> why it is not uploaded
   bytes_uploaded: int = 0
 
 
@@ -46,16 +53,18 @@ def crc32c_of(path: str) -> str:
   return base64.b64encode(checksum.digest()).decode()
 
 
-def local_files(local_dir: str) -> List[str]:
-  """Relative paths ('/'-separated) of every file under local_dir, sorted."""
+def local_files(local_dir: str) -> tree.Listing:
+  """Every file under local_dir by imaging/tree.py's rule, and what is passed over."""
   if not os.path.isdir(local_dir):
     raise UploadError(f"not a folder: {local_dir}")
-  files = []
-  for root, dirs, names in os.walk(local_dir):
-    dirs.sort()
-    for name in sorted(names):
-      files.append(os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/"))
-  return files
+  return tree.walk(local_dir)
+
+
+def _size(path: str) -> int:
+  try:
+    return os.path.getsize(path)
+  except OSError:
+    return 0  # gone since the listing: its upload fails and is reported
 
 
 def upload(local_dir: str, destination: str, workers: int = 8,
@@ -67,7 +76,7 @@ def upload(local_dir: str, destination: str, workers: int = 8,
   if workers < 1:
     raise UploadError(f"workers must be >= 1, got {workers}")
   bucket_name, prefix = split_gcs_uri(destination)
-  files = local_files(local_dir)
+  listing = local_files(local_dir)
   client_factory = client_factory or _default_client
   client = client_factory()
   try:
@@ -78,17 +87,17 @@ def upload(local_dir: str, destination: str, workers: int = 8,
   except exceptions.Forbidden as e:
     raise UploadError(f"no permission to list gs://{bucket_name}: {e.message}") from e
 
-  result = UploadResult()
-  total = sum(os.path.getsize(os.path.join(local_dir, f)) for f in files)
+  result = UploadResult(passed_over=dict(listing.passed_over))
+  total = sum(_size(entry.path) for entry in listing.files)
   bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"upload to gs://{bucket_name}/{prefix}",
              disable=None if progress else True)
   lock = threading.Lock()
   # One client per thread: the HTTP session underneath is not shared across threads.
   local = threading.local()
 
-  def one(relative: str) -> None:
-    path = os.path.join(local_dir, relative)
-    size = os.path.getsize(path)
+  def one(entry: tree.Entry) -> None:
+    path, relative = entry.path, entry.relative
+    size = _size(path)
     name = prefix + relative
     try:
       crc = crc32c_of(path)
@@ -110,7 +119,7 @@ def upload(local_dir: str, destination: str, workers: int = 8,
       bar.update(size)
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-    list(pool.map(one, files))
+    list(pool.map(one, listing.files))
   bar.close()
   result.uploaded.sort()
   result.skipped.sort()

@@ -27,6 +27,11 @@ LAB_OFFSET = 16.0 / 116.0
 # colours the largest difference is 1.2e-4 (float32 rounding).
 LAB_TOLERANCE = 1e-3
 
+# Transparency: every transparent or half-transparent pixel is composited over this opaque
+# background in 8-bit sRGB, exactly as PIL's paste does: round((c * alpha + 255 * (255 - alpha)) / 255).
+# Ingestion (imaging/images.py) and the serving signature (trainer/tf_color.py's twin) use it.
+ALPHA_BACKGROUND = 255
+
 _F_EPSILON = np.cbrt(LAB_EPSILON)
 _SRGB_LEVELS = np.arange(256) / 255.0
 
@@ -52,6 +57,14 @@ _RGB_TO_XYZ_WHITE = (SRGB_TO_XYZ / D65_WHITE[:, None]).T.astype(np.float32)
 _Y_SCALE = 65535
 _Y_LUTS = np.rint(srgb_to_linear(_SRGB_LEVELS)[None, :] * SRGB_TO_XYZ[1][:, None] * _Y_SCALE).astype(np.uint16)
 _GRAY_LUT = np.rint(linear_to_srgb(np.arange(_Y_SCALE + 3) / _Y_SCALE) * 255).astype(np.uint8)
+
+
+def flatten_alpha(rgba: np.ndarray) -> np.ndarray:
+  """[..., 4] uint8 sRGB + alpha -> [..., 3] uint8 sRGB over ALPHA_BACKGROUND (the one definition)."""
+  rgb = rgba[..., :3].astype(np.uint32)
+  alpha = rgba[..., 3:].astype(np.uint32)
+  # Integer division rounds to nearest here: v / 255 is never exactly k + 1/2 (255 is odd).
+  return ((rgb * alpha + ALPHA_BACKGROUND * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
 def _f_inverse(f: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 Pure functions (no Beam, no I/O), so the image handling is testable on its own.
 
 Decoding: PIL, any format it reads. The EXIF orientation is applied; transparent
-images (RGBA, LA, palette with transparency) are composited on white; palette, 1-bit,
+images (RGBA, LA, palette with transparency) are composited on white (color.flatten_alpha); palette, 1-bit,
 greyscale, CMYK and YCbCr images are converted to RGB; 16-bit greyscale is scaled to
 8 bits. JPEGs are decoded in draft mode (libjpeg's DCT-domain downscaling by 1/2, 1/4
 or 1/8) to the smallest size whose shorter side still covers GLOBAL_SIZE, so large
@@ -38,7 +38,6 @@ MIN_SIDE = 32
 RESAMPLE = Image.BILINEAR
 BW_CHROMA = 6.0
 BW_MAX_COLOURED_SHARE = 0.005
-WHITE = (255, 255, 255)
 
 
 class SkipReason(str, enum.Enum):
@@ -95,7 +94,7 @@ def decode(data: bytes, min_side: int = features.GLOBAL_SIZE) -> Image.Image:
         image.draft("RGB" if image.mode == "RGB" else None, (int(np.ceil(width * scale)), int(np.ceil(height * scale))))
       image.load()
       ImageOps.exif_transpose(image, in_place=True)
-      return _to_rgb(image)
+      return to_rgb(image)
   except Skip:
     raise
   except Image.UnidentifiedImageError as e:
@@ -109,13 +108,13 @@ def decode(data: bytes, min_side: int = features.GLOBAL_SIZE) -> Image.Image:
     raise Skip(reason, _message(e)) from e
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+  """Any PIL pixel mode -> RGB: transparency flattened by color.flatten_alpha; raises Skip for
+  modes with no sRGB reading.
+  """
   mode = image.mode
   if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-    rgba = image.convert("RGBA")
-    flat = Image.new("RGB", image.size, WHITE)
-    flat.paste(rgba, mask=rgba.getchannel("A"))
-    return flat
+    return Image.fromarray(color.flatten_alpha(np.asarray(image.convert("RGBA"))), "RGB")
   if mode.startswith("I;16") or mode == "I":
     # 16-bit greyscale (PNG, TIFF): keep the top 8 bits of precision.
     levels = np.asarray(image, np.float64) / 257.0

@@ -13,8 +13,11 @@ Signatures:
         (the scale of the `ab` label, schemas/features.py)
 
   IMAGE_SIGNATURE "colorize_image": a whole photo.
-    in  IMAGE_INPUT "image_bytes": string [] one encoded JPEG/PNG/GIF/BMP image, any size
-        (grey, RGB or RGBA; alpha is dropped)
+    in  IMAGE_INPUT "image_bytes": string [] one encoded JPEG/PNG/GIF/BMP image of at most
+        the SavedModel's `max_pixels` (MAX_MEGAPIXELS million unless the export said otherwise;
+        checked in the header before decoding: a larger image is an InvalidArgumentError
+        saying its size and the limit). Grey, RGB or with alpha: transparency is composited
+        on white exactly as ingestion does it (imaging/color.py, flatten_alpha).
     out JPEG_OUTPUT "colorized_jpeg": string [] the colorized photo as JPEG (quality 95,
         no chroma subsampling) at the ORIGINAL resolution
         RGB_OUTPUT "colorized_rgb": uint8 [height, width, 3] the same pixels, for clients
@@ -25,7 +28,8 @@ Signatures:
     not clipped, so the photo's L is kept).
 
   L_SIGNATURE "predict_ab": the bare network on L.
-    in  L_INPUT "l": float32 [batch, 224, 224, 1], L* / 50 - 1 in [-1, 1]
+    in  L_INPUT "l": float32 [batch, 224, 224, 1], L* / 50 - 1 in [-1, 1]; NaN or Inf is an
+        InvalidArgumentError
     out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], a*b* / 128 in [-1, 1]
 """
 from schemas import features
@@ -40,3 +44,9 @@ L_INPUT = features.L_KEY
 AB_OUTPUT = features.AB_KEY
 JPEG_OUTPUT = "colorized_jpeg"
 RGB_OUTPUT = "colorized_rgb"
+
+# The image signature's default size limit. Its peak memory is ~MEMORY_BYTES_PER_PIXEL per
+# pixel above the model's own (bench/serving_memory.py measures it), so 100 megapixels (a
+# 12000x8000 scan) cost ~2 GB; phones and most cameras take 12-50.
+MAX_MEGAPIXELS = 100.0
+MAX_PIXELS = "max_pixels"  # the SavedModel's variable holding the limit in pixels

@@ -2,24 +2,56 @@
 
 Each photo goes whole through the SavedModel's image signature (schemas/signatures.py), so
 the output keeps the input's resolution: ab is predicted at 224x224 and merged with the
-photo's own full-resolution L. Photos are turned upright first (EXIF orientation), and
-written upright without an orientation tag, JPEG as JPEG and PNG as PNG, under their
-own names. Unreadable files are skipped with a message; the exit code is 1 if any was.
+photo's own full-resolution L. Photos are turned upright first (EXIF orientation) and
+written upright without an orientation tag, in the format their name says.
+
+Nothing is lost or overwritten (README, "Colorize your photos"):
+- Output names mirror the inputs: each photo's path relative to the folder that holds
+  every input (a single folder given: that folder) is kept under the output folder, so
+  two distinct photos never share an output; a name whose suffix is not a photo format
+  written here gets `.png` appended.
+- An existing file is kept unless `overwrite`; an input, or a file this run wrote, is
+  never replaced (compared by device and inode, which sees through links and
+  case-insensitive names).
+- Each file is written under a temporary name (TEMP_PREFIX) in its folder and renamed,
+  so a killed run leaves no half-written photo; leftovers of dead runs are removed.
+- The output folder is created, written to and its free space checked before the model
+  is loaded.
+Folders are read with imaging/tree.py: links inside the folder are followed, everything
+else (links leading out, broken links, loops, FIFOs, non-photos) is passed over with a reason.
 TensorFlow is imported only when a photo is colorized, so `colorize --help` stays instant.
 """
+import contextlib
+import dataclasses
+import errno
 import io
+import os
 import pathlib
-from typing import Dict, Iterable, List, Tuple
+import secrets
+import shutil
+from typing import Iterable, List, Optional, Tuple
 
+from imaging import images
+from imaging import tree
 from schemas import signatures
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-JPEG_SUFFIXES = (".jpg", ".jpeg")
+# Formats the image signature reads (after PIL's conversion where needed) and PIL writes.
+FORMAT_OF_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
+                    ".gif": "GIF", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+FALLBACK_SUFFIX = ".png"
+TEMP_PREFIX = ".colorize-tmp-"
 SAVED_MODEL_FILE = "saved_model.pb"
 # What the image signature decodes natively; anything else is converted with PIL first.
 _NATIVE = {("JPEG", "L"), ("JPEG", "RGB"),
            ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "I")}
 _EXIF_ORIENTATION = 0x0112
+_SAVE_OPTIONS = {"WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_deflate"}}
+# Conservative output sizes for the free-space check: JPEG at quality 95 without chroma
+# subsampling stays under ~1 byte per pixel on photos (the historical set: 0.2-0.5);
+# PNG, BMP and TIFF hold up to 3 bytes per pixel plus headers.
+_BYTES_PER_PIXEL = {"JPEG": 1.0, "WEBP": 1.0, "GIF": 1.1, "PNG": 3.1, "BMP": 3.1, "TIFF": 3.1}
+_PER_FILE_BYTES = 64 * 1024
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 class PhotoError(Exception):
@@ -30,31 +62,207 @@ class UsageError(ValueError):
   """The inputs, output folder or model cannot be used as given; the message says why."""
 
 
-def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> List[Tuple[pathlib.Path, pathlib.Path]]:
-  """(photo, output path) pairs: files as given, folders' photos in name order.
+class OutputFullError(OSError):
+  """The output folder takes no more files (full, over quota, read-only)."""
 
-  Outputs keep the photo's file name (a repeated name gets a numeric suffix); never
-  the photo itself.
-  """
-  sources: List[pathlib.Path] = []
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  source: pathlib.Path
+  target: pathlib.Path
+
+
+@dataclasses.dataclass
+class Plan:
+  jobs: List[Job]
+  passed_over: List[Tuple[str, str]]  # (path, reason)
+
+
+def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> Plan:
+  """Which photo goes to which output path (see the module doc), and what is passed over."""
+  inputs = [pathlib.Path(os.path.abspath(p)) for p in inputs]
+  output_real = os.path.realpath(output_dir)
+  anchors = [str(p) if p.is_dir() else str(p.parent) for p in inputs]
+  base = os.path.commonpath(anchors)
+  found: List[Tuple[pathlib.Path, str]] = []  # (source, path relative to base)
+  passed_over: List[Tuple[str, str]] = []
   for path in inputs:
     if path.is_dir():
-      sources += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+      if os.path.realpath(path) == output_real:
+        raise UsageError(f"the output folder {output_dir} is the input folder {path}: choose a new folder")
+      listing = tree.walk(str(path), exclude=output_real)
+      passed_over += listing.passed_over
+      prefix = os.path.relpath(path, base)
+      for entry in listing.files:
+        name = os.path.basename(entry.relative)
+        if name.startswith(TEMP_PREFIX):
+          continue  # an unfinished output of a killed run, not a photo
+        if pathlib.PurePath(name).suffix.lower() not in FORMAT_OF_SUFFIX:
+          passed_over.append((entry.path, "not a photo by its name (JPEG, PNG, GIF, BMP, WebP or TIFF)"))
+          continue
+        found.append((pathlib.Path(entry.path), os.path.normpath(os.path.join(prefix, entry.relative))))
     else:
-      sources.append(path)
-  used: Dict[str, int] = {}
-  jobs = []
-  for source in sources:
-    suffix = source.suffix.lower() if source.suffix.lower() in PHOTO_SUFFIXES else ".png"
-    name = f"{source.stem}{suffix}"
-    used[name] = used.get(name, 0) + 1
-    if used[name] > 1:
-      name = f"{source.stem}_{used[name]}{suffix}"
-    target = output_dir / name
-    if target.resolve() == source.resolve():
-      raise UsageError(f"{source} would be overwritten: choose another --output-dir")
-    jobs.append((source, target))
-  return jobs
+      reason = tree.special_file_reason(os.stat(path).st_mode)
+      if reason:
+        passed_over.append((str(path), reason))
+      else:
+        found.append((path, os.path.relpath(path, base)))
+  jobs = _targets(found, output_dir)
+  _refuse_inputs_as_outputs(jobs)
+  return Plan(jobs, passed_over)
+
+
+def _targets(found: List[Tuple[pathlib.Path, str]], output_dir: pathlib.Path) -> List[Job]:
+  by_target = {}
+  for source, relative in found:
+    suffix = "" if pathlib.PurePath(relative).suffix.lower() in FORMAT_OF_SUFFIX else FALLBACK_SUFFIX
+    target = output_dir / (relative + suffix)
+    other = by_target.setdefault(target, source)
+    if other != source and not _same_file(other, source):
+      raise UsageError(f"{other} and {source} would both be written to {target}: colorize them in separate runs")
+  return [Job(source, target) for target, source in by_target.items()]
+
+
+def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
+  return _identity(a) == _identity(b)
+
+
+def _identity(path) -> Optional[Tuple[int, int]]:
+  """(device, inode) of what `path` leads to (through links), or None if nothing is there."""
+  try:
+    st = os.stat(path)
+  except OSError:
+    return None
+  return st.st_dev, st.st_ino
+
+
+def _refuse_inputs_as_outputs(jobs: List[Job]) -> None:
+  inputs = {_identity(job.source): job.source for job in jobs}
+  for job in jobs:
+    source = inputs.get(_identity(job.target)) if os.path.lexists(job.target) else None
+    if source is not None:
+      raise UsageError(f"{job.target} is the input {source} and would be overwritten: choose another --output-dir")
+
+
+def prepare_output(output_dir: pathlib.Path, jobs: List[Job]) -> None:
+  """Creates the output folders, removes temporaries of dead runs, and proves the folder
+  takes the outputs: a test file is written, and the free space must exceed a
+  conservative estimate of `jobs`' outputs. Raises UsageError otherwise.
+  """
+  try:
+    for folder in sorted({output_dir} | {job.target.parent for job in jobs}):
+      folder.mkdir(parents=True, exist_ok=True)
+      remove_stale_temporaries(folder)
+    probe = _temporary(output_dir)
+    try:
+      with open(probe, "xb") as f:
+        f.write(b"\0" * _PER_FILE_BYTES)
+        f.flush()
+        os.fsync(f.fileno())
+    finally:
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(probe)
+  except OSError as e:
+    raise UsageError(f"cannot write into {output_dir}: {e.strerror or e}") from e
+  needed = sum(estimated_output_bytes(job) for job in jobs)
+  free = shutil.disk_usage(output_dir).free
+  if needed > free:
+    raise UsageError(f"{output_dir} has {free / 1e6:.1f} MB free; the {len(jobs)} photo(s) need up to "
+                     f"~{needed / 1e6:.1f} MB (a conservative estimate): free some space or choose another folder")
+
+
+def estimated_output_bytes(job: Job) -> int:
+  """An upper estimate of the output's size, from the photo's header (nothing is decoded)."""
+  from PIL import Image
+  try:
+    with Image.open(job.source) as image:
+      pixels = image.size[0] * image.size[1]
+  except Exception:
+    return _PER_FILE_BYTES
+  return int(pixels * _BYTES_PER_PIXEL[output_format(job.target)]) + _PER_FILE_BYTES
+
+
+def output_format(target: pathlib.Path) -> str:
+  return FORMAT_OF_SUFFIX[target.suffix.lower()]
+
+
+def remove_stale_temporaries(folder: pathlib.Path) -> None:
+  """Deletes this module's temporary files in `folder` whose writing process is gone."""
+  for entry in os.scandir(folder):
+    if entry.name.startswith(TEMP_PREFIX) and not _alive(entry.name[len(TEMP_PREFIX):].split("-")[0]):
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(entry.path)
+
+
+def _alive(pid: str) -> bool:
+  try:
+    os.kill(int(pid), 0)
+  except (ValueError, ProcessLookupError):
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def _temporary(folder: pathlib.Path) -> pathlib.Path:
+  return folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+
+
+class Writer:
+  """Puts finished files in place without ever replacing an input or a file it wrote."""
+
+  def __init__(self, jobs: List[Job], overwrite: bool):
+    self.overwrite = overwrite
+    self._protected = {_identity(job.source): f"the input {job.source}" for job in jobs}
+    self._protected.pop(None, None)  # a photo deleted since the plan
+
+  def keeps(self, target: pathlib.Path) -> bool:
+    """Whether `target` exists and stays as it is (nothing to write)."""
+    return not self.overwrite and os.path.lexists(target)
+
+  def write(self, target: pathlib.Path, data: bytes) -> bool:
+    """Writes `data` to `target` through a temporary file; False if `target` exists and is kept.
+
+    Raises PhotoError if the target may not be replaced, OutputFullError when the folder takes no more.
+    """
+    temporary = _temporary(target.parent)
+    try:
+      with open(temporary, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+      if self.overwrite:
+        held = self._protected.get(_identity(target))
+        if held:
+          raise PhotoError(f"{target} is {held}: not replaced")
+        os.replace(temporary, target)
+      elif not _create(temporary, target):
+        return False
+    except OSError as e:
+      if e.errno in _DISK_FULL:
+        raise OutputFullError(e.errno, f"{target.parent}: {e.strerror}") from e
+      raise
+    finally:
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    self._protected[_identity(target)] = f"{target}, written earlier in this run (does the folder ignore case?)"
+    return True
+
+
+def _create(temporary: pathlib.Path, target: pathlib.Path) -> bool:
+  """Gives `temporary` the name `target` unless that name exists (atomically, by a hard link)."""
+  try:
+    os.link(temporary, target)
+  except FileExistsError:
+    return False
+  except OSError as e:
+    if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+      raise
+    # A file system without hard links: the check and the rename are two steps.
+    if os.path.lexists(target):
+      return False
+    os.rename(temporary, target)
+  return True
 
 
 def resolve_model_dir(path: pathlib.Path) -> pathlib.Path:
@@ -67,7 +275,7 @@ def resolve_model_dir(path: pathlib.Path) -> pathlib.Path:
   versions = [p for p in path.iterdir() if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file()]
   if not versions:
     raise UsageError(f"no SavedModel in {path} (expected {SAVED_MODEL_FILE}, Format-Serving/ "
-                           "or numbered version folders)")
+                     "or numbered version folders)")
   return max(versions, key=lambda p: int(p.name))
 
 
@@ -81,24 +289,25 @@ def load_colorizer(saved_model: pathlib.Path):
   return loaded[signatures.IMAGE_SIGNATURE]
 
 
-def colorize_photo(colorize, data: bytes, suffix: str) -> bytes:
-  """Encoded photo -> the colorized photo encoded as `suffix` says (JPEG or PNG)."""
+def colorize_photo(colorize, data: bytes, output: str) -> bytes:
+  """Encoded photo -> the colorized photo encoded in the PIL format `output`."""
   import tensorflow as tf
   try:
     outputs = colorize(**{signatures.IMAGE_INPUT: tf.constant(upright(data))})
   except tf.errors.InvalidArgumentError as e:
     raise PhotoError(f"cannot decode image ({e.message.splitlines()[0]})") from e
-  if suffix in JPEG_SUFFIXES:
+  if output == "JPEG":
     return outputs[signatures.JPEG_OUTPUT].numpy()
   from PIL import Image
   out = io.BytesIO()
-  Image.fromarray(outputs[signatures.RGB_OUTPUT].numpy()).save(out, format="PNG")
+  Image.fromarray(outputs[signatures.RGB_OUTPUT].numpy()).save(out, format=output, **_SAVE_OPTIONS.get(output, {}))
   return out.getvalue()
 
 
 def upright(data: bytes) -> bytes:
   """The photo's bytes as the image signature should see them: unchanged when they are
-  an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to PNG.
+  an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to PNG
+  (transparency flattened as ingestion flattens it).
   """
   from PIL import Image
   from PIL import ImageOps
@@ -106,14 +315,17 @@ def upright(data: bytes) -> bytes:
   try:
     image = Image.open(io.BytesIO(data))
     image.load()  # truncated files fail here, not half-way through the model
-  except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
+  except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
     raise PhotoError(f"not a readable image ({e})") from e
   orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
   if orientation == 1 and (image.format, image.mode) in _NATIVE:
     return data
   image = ImageOps.exif_transpose(image)
   if image.mode not in ("L", "RGB"):
-    image = image.convert("RGB")
+    try:
+      image = images.to_rgb(image)
+    except images.Skip as e:
+      raise PhotoError(e.detail) from e
   out = io.BytesIO()
   image.save(out, format="PNG", compress_level=1)
   return out.getvalue()

@@ -62,3 +62,34 @@ def corrupt_png(photo: Image.Image) -> bytes:
   middle = len(data) // 2
   data[middle:middle + 64] = bytes(64)
   return bytes(data)
+
+
+def claiming_size(data: bytes, width: int, height: int) -> bytes:
+  """A JPEG, PNG, GIF or BMP file whose header states width x height (its pixel data unchanged)."""
+  data = bytearray(data)
+  if data[:2] == b"\xff\xd8":
+    at = 2
+    while data[at + 1] not in (0xC0, 0xC1, 0xC2):  # walk the markers to the start of frame
+      at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+    data[at + 5:at + 9] = struct.pack(">HH", height, width)
+  elif data[:8] == b"\x89PNG\r\n\x1a\n":
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+  elif data[:3] == b"GIF":
+    data[6:10] = struct.pack("<HH", width, height)
+  elif data[:2] == b"BM":
+    data[18:26] = struct.pack("<ii", width, height)
+  else:
+    raise ValueError("not a JPEG, PNG, GIF or BMP file")
+  return bytes(data)
+
+
+def with_hidden_colour(photo: Image.Image) -> bytes:
+  """PNG of `photo` in three vertical bands: transparent, half transparent, opaque; pure red is stored
+  under the transparent band (what a reader that drops alpha shows)."""
+  rgba = np.asarray(photo.convert("RGBA")).copy()
+  third = rgba.shape[1] // 3
+  rgba[:, :third, :3] = (255, 0, 0)
+  rgba[:, :third, 3] = 0
+  rgba[:, third:2 * third, 3] = 128
+  return encode(Image.fromarray(rgba, "RGBA"), "PNG")

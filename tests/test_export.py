@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 
+import image_files
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import color as skcolor
 import tensorflow as tf
 
+from imaging import images
 from schemas import features
 from schemas import signatures
 
@@ -119,7 +121,7 @@ def test_l_signature_predicts_ab_from_l_alone(loaded, test_examples):
 def test_colorizes_real_photos_at_their_resolution_in_a_clean_process(serving_model, historical, coco128,
                                                                      tmp_path):
   photos = [historical / "Detroit_circa_1915.jpg", historical / "Audrey_Hepburn.jpg"]
-  # Other encodings the signature takes: a greyscale PNG and an RGBA PNG (alpha dropped).
+  # Other encodings the signature takes: a greyscale PNG and an RGBA PNG (opaque).
   gray_png = tmp_path / "helen_keller_gray.png"
   Image.open(historical / "Helen_Keller_meeting_Charlie_Chaplin_in_1919.jpg").convert("L").save(gray_png)
   rgba_png = tmp_path / "coco_rgba.png"
@@ -159,3 +161,34 @@ def test_undecodable_bytes_are_an_error_not_a_crash(loaded, historical):
   jpeg = (historical / "Detroit_circa_1915.jpg").read_bytes()
   with pytest.raises(tf.errors.InvalidArgumentError):
     loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(jpeg[:len(jpeg) // 2]))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP"])
+def test_an_image_over_the_export_limit_is_refused_from_its_header(loaded, historical, fmt):
+  assert loaded.max_pixels.numpy() == signatures.MAX_MEGAPIXELS * 1e6  # recorded in the SavedModel
+  photo = Image.open(historical / "Detroit_circa_1915.jpg")
+  data = image_files.claiming_size(image_files.encode(photo, fmt), 12000, 10000)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"image is 12000x10000 pixels \(120 megapixels\): over this model's limit of 100 "):
+    loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(data))
+
+
+def test_l_signature_refuses_non_finite_input(loaded, test_examples):
+  l = features.parse_examples(test_examples)[features.L_KEY][:1].numpy()
+  for bad in (np.nan, np.inf, -np.inf):
+    poisoned = l.copy()
+    poisoned[0, 100, 7, 0] = bad
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
+      loaded.signatures[signatures.L_SIGNATURE](l=tf.constant(poisoned))
+
+
+def test_transparency_is_flattened_as_ingestion_flattens_it(loaded, coco128):
+  photo = Image.open(coco128 / "train2017" / "000000000009.jpg")
+  with_alpha = image_files.with_hidden_colour(photo)
+  flattened = image_files.encode(images.decode(with_alpha), "PNG")  # what ingestion makes of it
+  colorize = loaded.signatures[signatures.IMAGE_SIGNATURE]
+  served = colorize(image_bytes=tf.constant(with_alpha))[signatures.RGB_OUTPUT].numpy()
+  expected = colorize(image_bytes=tf.constant(flattened))[signatures.RGB_OUTPUT].numpy()
+  np.testing.assert_array_equal(served, expected)
+  third = served.shape[1] // 3
+  assert (served[:, :third] == 255).all()  # white, not the red stored under the transparent pixels

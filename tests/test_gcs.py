@@ -63,7 +63,7 @@ def _crc(data: bytes) -> str:
 
 
 def test_upload_copies_every_file_with_its_checksum(uploaded, client, coco128):
-  local = gcs_upload.local_files(str(coco128))
+  local = [entry.relative for entry in gcs_upload.local_files(str(coco128)).files]
   assert f"uploaded {len(local)} files" in uploaded and "skipped 0" in uploaded
   blobs = {b.name: b for b in client.list_blobs(BUCKET, prefix="coco128/")}
   assert sorted(blobs) == sorted(f"coco128/{f}" for f in local)
@@ -79,7 +79,7 @@ def test_upload_resumes_by_content(uploaded, client, coco128, tmp_path):
   shutil.copytree(coco128, copy)
   destination = f"gs://{BUCKET}/resume"
   first = gcs_upload.upload(str(copy), destination, workers=4, progress=False)
-  assert not first.skipped and not first.failed and len(first.uploaded) == len(gcs_upload.local_files(str(copy)))
+  assert not first.skipped and not first.failed and len(first.uploaded) == len(gcs_upload.local_files(str(copy)).files)
   again = gcs_upload.upload(str(copy), destination, workers=4, progress=False)
   assert again.uploaded == [] and len(again.skipped) == len(first.uploaded)
   # One object lost (an interrupted run) and one photo changed locally: exactly these two go again.

@@ -1,6 +1,14 @@
-"""`colorize photos` on the real historical photographs, a rotated photo and broken files."""
+"""`colorize photos` on the real historical photographs, a rotated photo and broken files; and
+that it never loses or overwrites a photo (names, links, read-only and full folders, kills)."""
+import contextlib
 import io
+import os
+import pathlib
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 from click.testing import CliRunner
 import numpy as np
@@ -50,7 +58,7 @@ def test_unreadable_files_are_skipped_with_a_message_and_exit_code_1(colorized_h
   assert result.exit_code == 1, result.output
   assert "truncated.jpg" in result.output and "notes.png" in result.output
   assert f"Colorized {len(list(historical.iterdir()))} photo(s)" in result.output
-  assert "skipped 2 unreadable" in result.output
+  assert "skipped 2 (listed above)" in result.output
   assert not (out / "truncated.jpg").exists() and not (out / "notes.png").exists()
 
 
@@ -93,7 +101,7 @@ def test_bad_invocations_are_usage_errors(serving_model, historical, tmp_path):
   empty = tmp_path / "empty"
   empty.mkdir()
   result = runner.invoke(cli.main, ["photos", str(empty), "-o", str(tmp_path / "o"), "--model", str(serving_model[1])])
-  assert result.exit_code == 2 and "no .jpg/.jpeg/.png photos" in result.output
+  assert result.exit_code == 2 and "no photos in" in result.output
   result = runner.invoke(cli.main, ["photos", str(historical), "-o", str(tmp_path / "o"), "--model", str(empty)])
   assert result.exit_code == 2 and "no SavedModel in" in result.output
   result = runner.invoke(cli.main, ["photos", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "o"),
@@ -103,7 +111,7 @@ def test_bad_invocations_are_usage_errors(serving_model, historical, tmp_path):
   inputs.mkdir()
   shutil.copy(historical / "Detroit_circa_1915.jpg", inputs)
   result = runner.invoke(cli.main, ["photos", str(inputs), "-o", str(inputs), "--model", str(serving_model[1])])
-  assert result.exit_code == 2 and "would be overwritten" in result.output
+  assert result.exit_code == 2 and "is the input folder" in result.output
 
 
 def test_upright_passes_native_photos_through_untouched(historical):
@@ -113,3 +121,148 @@ def test_upright_passes_native_photos_through_untouched(historical):
   Image.open(io.BytesIO(data)).convert("CMYK").save(cmyk, format="JPEG")
   converted = Image.open(io.BytesIO(photos.upright(cmyk.getvalue())))
   assert converted.format == "PNG" and converted.mode == "RGB"
+
+
+def _invoke(*args):
+  return CliRunner().invoke(cli.main, ["photos", *map(str, args)])
+
+
+def _files(folder):
+  return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_every_photo_gets_its_own_output_named_by_its_path(serving_model, historical, tmp_path):
+  photos_ = sorted(historical.iterdir())
+  for folder in ("A", "B"):
+    (tmp_path / folder).mkdir()
+  # The old numeric suffix for a repeated name collided with a real input name.
+  expected = {"A/a.jpg": photos_[0], "A/a_2.jpg": photos_[1], "B/a.jpg": photos_[2]}
+  for relative, photo in expected.items():
+    shutil.copy(photo, tmp_path / relative)
+  out = tmp_path / "out"
+  result = _invoke(tmp_path / "A", tmp_path / "B", "-o", out, "--model", serving_model[1])
+  assert result.exit_code == 0, result.output
+  assert "Colorized 3 photo(s)" in result.output
+  assert _files(out) == sorted(expected)
+  for relative, photo in expected.items():
+    source, colorized = Image.open(photo), Image.open(out / relative)
+    assert colorized.size == source.size and np.abs(_l_star(colorized) - _l_star(source)).mean() < 1.0, relative
+
+
+def test_an_input_is_never_overwritten_by_name_or_through_a_link(serving_model, historical, tmp_path):
+  photos_ = sorted(historical.iterdir())
+  a, b = tmp_path / "A", tmp_path / "B"
+  a.mkdir()
+  b.mkdir()
+  shutil.copy(photos_[0], a / "a.jpg")
+  shutil.copy(photos_[1], b / "a.jpg")
+  originals = {p: p.read_bytes() for p in (a / "a.jpg", b / "a.jpg")}
+  result = _invoke(a, b, "-o", b, "--model", serving_model[1])
+  assert result.exit_code == 2 and "is the input folder" in result.output, result.output
+  # The output's name already taken by the input itself: a hard link, a symbolic link.
+  out = tmp_path / "out"
+  out.mkdir()
+  for make_link in (os.link, os.symlink):
+    make_link(a / "a.jpg", out / "a.jpg")
+    result = _invoke(a, "-o", out, "--model", serving_model[1], "--overwrite")
+    assert result.exit_code == 2 and f"{out / 'a.jpg'} is the input" in result.output, result.output
+    os.unlink(out / "a.jpg")
+  assert {p: p.read_bytes() for p in originals} == originals
+
+
+def test_existing_outputs_are_kept_unless_overwrite_and_the_count_is_of_files_written(serving_model, historical,
+                                                                                      tmp_path):
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  for name, photo in zip(("a.jpg", "b.jpg"), sorted(historical.iterdir())[:2], strict=True):
+    shutil.copy(photo, inputs / name)
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "a.jpg").write_bytes(b"the user's own file")
+  stale = out / f"{photos.TEMP_PREFIX}999999999-0123456789ab"  # left by a killed run (no such process)
+  stale.write_bytes(b"half a photo")
+  result = _invoke(inputs, "-o", out, "--model", serving_model[1])
+  assert result.exit_code == 0, result.output
+  assert "Colorized 1 photo(s)" in result.output and "kept 1 that existed already" in result.output
+  assert (out / "a.jpg").read_bytes() == b"the user's own file"
+  assert _files(out) == ["a.jpg", "b.jpg"]  # the stale temporary is gone, and no new one is left
+  result = _invoke(inputs, "-o", out, "--model", serving_model[1], "--overwrite")
+  assert result.exit_code == 0 and "Colorized 2 photo(s)" in result.output, result.output
+  assert Image.open(out / "a.jpg").size == Image.open(inputs / "a.jpg").size
+
+
+@contextlib.contextmanager
+def _tmpfs(path, options):
+  """A tmpfs mounted at `path` (root only: CI and the development machines run as root)."""
+  path.mkdir()
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
+                           text=True, check=False)
+  if mounted.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs ({mounted.stderr.strip()})")
+  try:
+    yield path
+  finally:
+    subprocess.run(["umount", str(path)], check=True)
+
+
+def test_read_only_or_full_output_folder_is_refused_before_the_model(serving_model, historical, tmp_path):
+  with _tmpfs(tmp_path / "read_only", "ro,size=4m") as out:
+    result = _invoke(historical, "-o", out, "--model", serving_model[1])
+    assert result.exit_code == 2 and "cannot write into" in result.output and "Read-only" in result.output, \
+        result.output
+    assert "Colorizing" not in result.output  # the model was never loaded
+  with _tmpfs(tmp_path / "small", "size=1m") as out:
+    result = _invoke(historical, "-o", out, "--model", serving_model[1])
+    assert result.exit_code == 2 and "MB free" in result.output, result.output
+    assert "Colorizing" not in result.output
+    assert not list(out.iterdir())  # no half-written photo, no temporary file
+
+
+def test_folder_mode_reads_every_format_and_lists_what_it_passes_over(serving_model, historical, tmp_path):
+  photo = Image.open(historical / "Audrey_Hepburn.jpg")
+  inputs = tmp_path / "in"
+  (inputs / "scans").mkdir(parents=True)
+  shutil.copy(historical / "Audrey_Hepburn.jpg", inputs / "p.jpg")
+  for name in ("p.gif", "p.bmp", "p.webp", "scans/p.tiff"):
+    photo.save(inputs / name)
+  (inputs / "again.jpg").symlink_to(inputs / "p.jpg")  # a link inside the folder: followed
+  passed = {"notes.txt": "not a photo by its name", "pipe.jpg": "named pipe (FIFO)",
+            "escape.jpg": "link leads outside", "broken.png": "broken link"}
+  (inputs / "notes.txt").write_text("not a photo")
+  os.mkfifo(inputs / "pipe.jpg")
+  (inputs / "escape.jpg").symlink_to(historical / "Detroit_circa_1915.jpg")
+  (inputs / "broken.png").symlink_to(inputs / "gone.png")
+  out = tmp_path / "out"
+  result = _invoke(inputs, "-o", out, "--model", serving_model[1])
+  assert result.exit_code == 0, result.output
+  expected = {"again.jpg": "JPEG", "p.jpg": "JPEG", "p.gif": "GIF", "p.bmp": "BMP", "p.webp": "WEBP",
+              "scans/p.tiff": "TIFF"}
+  assert _files(out) == sorted(expected)
+  assert f"Colorized {len(expected)} photo(s)" in result.output and "photo/s" in result.output  # progress rate
+  for relative, fmt in expected.items():
+    colorized = Image.open(out / relative)
+    assert (colorized.format, colorized.size) == (fmt, photo.size), relative
+  for name, reason in passed.items():
+    assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving_model, historical, tmp_path):
+  out = tmp_path / "out"
+  env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
+  process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", str(historical),
+                              "-o", str(out), "--model", str(serving_model[1])], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + 600
+  while not (out.is_dir() and len(_files(out)) >= 2) and time.monotonic() < deadline and process.poll() is None:
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  done = [name for name in _files(out) if not name.startswith(photos.TEMP_PREFIX)]
+  assert 2 <= len(done) < len(list(historical.iterdir()))
+  for name in done:
+    Image.open(out / name).load()  # whole, not truncated
+  result = _invoke(historical, "-o", out, "--model", serving_model[1])
+  assert result.exit_code == 0, result.output
+  assert f"kept {len(done)} that existed already" in result.output
+  assert _files(out) == sorted(p.name for p in historical.iterdir())

@@ -88,3 +88,14 @@ def test_uint8_table_paths_match_the_exact_ones(real_photos):
   # Black and white ends.
   assert tf_color.rgb8_to_l(np.array([[0, 0, 0], [255, 255, 255]], np.uint8)).numpy()[:, 0].tolist() == \
       pytest.approx([0.0, 100.0], abs=0.02)
+
+
+def test_alpha_is_flattened_as_pil_composites_it_by_both_twins(real_photos):
+  # One definition (imaging/color.py); ingestion used PIL's paste on white before, so it must equal that.
+  for name, rgb in real_photos[:4]:
+    alpha = (np.arange(rgb.shape[0] * rgb.shape[1]) % 256).astype(np.uint8).reshape(rgb.shape[:2])
+    rgba = np.dstack([rgb, alpha])
+    pasted = Image.new("RGB", rgb.shape[1::-1], (255, 255, 255))
+    pasted.paste(Image.fromarray(rgba, "RGBA"), mask=Image.fromarray(alpha, "L"))
+    np.testing.assert_array_equal(color.flatten_alpha(rgba), np.asarray(pasted), err_msg=name)
+    np.testing.assert_array_equal(tf_color.flatten_alpha8(rgba).numpy(), np.asarray(pasted), err_msg=name)

@@ -22,12 +22,18 @@ from trainer import tf_color
 JPEG_QUALITY = 95
 
 
-def export(model: keras.Model, export_dir: str) -> None:
-  """Saves a serving copy of `model` (trained, possibly compiled and mixed precision)."""
+def export(model: keras.Model, export_dir: str, max_megapixels: float = signatures.MAX_MEGAPIXELS) -> None:
+  """Saves a serving copy of `model` (trained, possibly compiled and mixed precision).
+
+  `max_megapixels` bounds the photos the image signature takes (their memory grows with
+  the pixel count); it is stored in the SavedModel as the variable `max_pixels`.
+  """
+  if not 0 < max_megapixels < 1e6:
+    raise ValueError(f"max_megapixels must be in (0, 1e6), got {max_megapixels}")
   with strategy_lib.dtype_policy_scope("float32"):
     serving = model_lib.build_model(weights="none")
   serving.set_weights(model.get_weights())
-  colorizer = _Colorizer(serving)
+  colorizer = _Colorizer(serving, int(max_megapixels * 1e6))
   # TF logs every captured Keras variable's placeholder name (thousands) at INFO while saving.
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.WARNING)
@@ -48,9 +54,10 @@ class _Colorizer(tf.Module):
   for tf.functions to save takes minutes and adds nothing the signatures use.
   """
 
-  def __init__(self, model: keras.Model):
+  def __init__(self, model: keras.Model, max_pixels: int):
     super().__init__()
     self.network_variables = list(model.variables)
+    self.max_pixels = tf.Variable(max_pixels, dtype=tf.int64, trainable=False, name=signatures.MAX_PIXELS)
     self._predict = tf.function(
         lambda l, gray: model({features.L_KEY: l, features.GRAY_KEY: gray}, training=False),
         input_signature=[tf.TensorSpec((None,) + features.L_SHAPE, tf.float32),
@@ -66,12 +73,13 @@ class _Colorizer(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None] + list(features.L_SHAPE), tf.float32, name=signatures.L_INPUT)])
   def predict_ab(self, l):
+    l = tf.debugging.assert_all_finite(l, f"{signatures.L_INPUT!r} holds NaN or Inf")
     l_star = (l + 1.0) * 50.0
     return {signatures.AB_OUTPUT: self._predict(l, _gray_from_l(l_star))}
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name=signatures.IMAGE_INPUT)])
   def colorize_image(self, image_bytes):
-    rgb8 = _decode(image_bytes)
+    rgb8 = _decode(image_bytes, self.max_pixels)
     # The network's inputs are made as ingestion makes them (antialiased bilinear resize of
     # uint8 sRGB, then L and grey), except that the whole frame is used: nothing is cropped.
     l_small = tf_color.rgb8_to_l(_resize8(rgb8, features.IMAGE_SIZE))
@@ -91,14 +99,53 @@ def _resize8(rgb8, size):
   return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
-def _decode(image_bytes):
-  """-> uint8 [H, W, 3]. JPEG with the accurate IDCT, as PIL and libjpeg decode it by
-  default (TF's default fast IDCT is off by ~1 level per pixel, which would move L).
+def _decode(image_bytes, max_pixels):
+  """-> uint8 [H, W, 3], after checking the size in the header against max_pixels.
+
+  JPEG with the accurate IDCT, as PIL and libjpeg decode it by default (TF's default fast
+  IDCT is off by ~1 level per pixel, which would move L). PNG and BMP transparency is
+  flattened as ingestion flattens it (tf_color.flatten_alpha8); GIF decodes to RGB only.
   """
-  return tf.cond(
-      tf.io.is_jpeg(image_bytes),
-      lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
-      lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False))
+  is_jpeg = tf.io.is_jpeg(image_bytes)
+  is_gif = tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF")
+  height, width = _header_size(image_bytes, is_jpeg)
+  pixels = height * width
+  too_large = tf.debugging.Assert(pixels <= max_pixels, [tf.strings.format(
+      "image is {}x{} pixels ({} megapixels): over this model's limit of {} megapixels (set at export)",
+      (width, height, pixels // 1_000_000, max_pixels // 1_000_000))])
+  with tf.control_dependencies([too_large]):
+    return tf.case([
+        (is_jpeg, lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")),
+        (is_gif, lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False)),
+    ], default=lambda: tf_color.flatten_alpha8(tf.io.decode_image(image_bytes, channels=4, expand_animations=False)))
+
+
+def _header_size(image_bytes, is_jpeg):
+  """(height, width) int64 as the image's header states them, read before anything is decoded.
+
+  JPEG through TF's own header parser; PNG (IHDR), GIF (logical screen) and BMP (info
+  header) from their fixed header fields; anything else (0, 0), since decoding it fails.
+  """
+  header = tf.io.decode_raw(tf.strings.substr(image_bytes, 0, 26) + b"\0" * 26, tf.uint8)[:26]
+  header = tf.cast(header, tf.int64)
+
+  def number(start, length, big_endian):
+    digits = header[start:start + length]
+    digits = digits if big_endian else tf.reverse(digits, [0])
+    return tf.reduce_sum(digits * tf.constant([256 ** i for i in reversed(range(length))], tf.int64))
+
+  def bmp_height():
+    height = number(22, 4, big_endian=False)  # signed: negative for top-down bitmaps
+    return tf.abs(tf.where(height >= 2 ** 31, height - 2 ** 32, height))
+
+  prefix = tf.strings.substr(image_bytes, 0, 8)
+  size = tf.case([
+      (is_jpeg, lambda: tf.cast(tf.image.extract_jpeg_shape(image_bytes)[:2], tf.int64)),
+      (tf.equal(prefix, b"\x89PNG\r\n\x1a\n"), lambda: tf.stack([number(20, 4, True), number(16, 4, True)])),
+      (tf.equal(tf.strings.substr(prefix, 0, 3), b"GIF"), lambda: tf.stack([number(8, 2, False), number(6, 2, False)])),
+      (tf.equal(tf.strings.substr(prefix, 0, 2), b"BM"), lambda: tf.stack([bmp_height(), number(18, 4, False)])),
+  ], default=lambda: tf.zeros([2], tf.int64))
+  return size[0], size[1]
 
 
 def _gray_from_l(l_star):

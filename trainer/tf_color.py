@@ -127,3 +127,10 @@ def l_to_gray(l):
   """[..., 1] L* -> [..., 1] the sRGB grey level in [0, 1] with that lightness (a* = b* = 0)."""
   l = tf.convert_to_tensor(l, tf.float32)
   return tf.clip_by_value(_gamma(_f_inverse((l + 16.0) / 116.0)), 0.0, 1.0)
+
+
+def flatten_alpha8(rgba8):
+  """[..., 4] uint8 sRGB + alpha -> [..., 3] uint8 over the background: color.flatten_alpha's twin."""
+  rgba = tf.cast(rgba8, tf.int32)
+  alpha = rgba[..., 3:]
+  return tf.cast((rgba[..., :3] * alpha + color.ALPHA_BACKGROUND * (255 - alpha) + 127) // 255, tf.uint8)
