@@ -16,6 +16,8 @@ import tensorflow as tf
 from imaging import images
 from schemas import features
 from schemas import signatures
+from trainer import export
+from trainer import tf_color
 
 pytest_plugins = ("trainer_fixtures",)
 
@@ -192,3 +194,14 @@ def test_transparency_is_flattened_as_ingestion_flattens_it(loaded, coco128):
   np.testing.assert_array_equal(served, expected)
   third = served.shape[1] // 3
   assert (served[:, :third] == 255).all()  # white, not the red stored under the transparent pixels
+
+
+def test_full_resolution_strips_equal_the_whole_frame_math(historical, monkeypatch):
+  rgb8 = tf.constant(np.asarray(Image.open(historical / "Detroit_circa_1915.jpg").convert("RGB")))
+  ab = tf.random.stateless_uniform(features.AB_SHAPE, seed=(1, 2), minval=-60.0, maxval=60.0)
+  whole = tf_color.lab_to_rgb8_keep_lightness(
+      tf.concat([tf_color.rgb8_to_l(rgb8), tf.image.resize(ab[tf.newaxis], tf.shape(rgb8)[:2])[0]], axis=-1))
+  monkeypatch.setattr(export, "STRIP_PIXELS", 1000 * 37)  # 37 rows a strip: a short last strip too
+  strips = tf.function(export._with_ab)(rgb8, ab)
+  difference = np.abs(strips.numpy().astype(int) - whole.numpy())
+  assert strips.shape == rgb8.shape and difference.max() <= 1 and difference.mean() < 1e-3

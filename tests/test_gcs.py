@@ -94,6 +94,29 @@ def test_upload_resumes_by_content(uploaded, client, coco128, tmp_path):
   assert blob.size == changed.stat().st_size
 
 
+def test_upload_never_leaves_its_folder_and_lists_what_it_does_not_upload(emulator, client, coco128, historical,
+                                                                       tmp_path):
+  source = tmp_path / "coco"
+  (source / "train2017").mkdir(parents=True)
+  photos = sorted((coco128 / "train2017").iterdir())[:3]
+  for photo in photos:
+    shutil.copy(photo, source / "train2017" / photo.name)
+  (source / "val2017").symlink_to(source / "train2017", target_is_directory=True)  # inside: followed
+  (source / "hostname").symlink_to("/etc/hostname")                               # a system file: never
+  (source / "outside").symlink_to(historical, target_is_directory=True)
+  (source / "broken.jpg").symlink_to(source / "gone.jpg")
+  os.mkfifo(source / "pipe.jpg")
+  result = CliRunner().invoke(cli.main, ["upload", str(source), f"gs://{BUCKET}/links", "--workers", "2"])
+  assert result.exit_code == 0, result.output
+  names = sorted(b.name for b in client.list_blobs(BUCKET, prefix="links/"))
+  assert names == sorted(f"links/{split}/{p.name}" for split in ("train2017", "val2017") for p in photos)
+  assert "uploaded 6 files" in result.output and "not uploaded 4" in result.output
+  for name, reason in (("hostname", "link leads outside"), ("outside", "link leads outside"),
+                       ("broken.jpg", "broken link"), ("pipe.jpg", "named pipe (FIFO)")):
+    assert any(line.startswith(f"  not uploaded: {source / name}: ") and reason in line
+               for line in result.output.splitlines()), (name, result.output)
+
+
 @pytest.mark.parametrize("args, message", [
     (["/no/such/folder", f"gs://{BUCKET}/x"], "not a folder"),
     ([".", "s3://bucket/x"], "destination must be gs://BUCKET"),

@@ -20,6 +20,8 @@ from trainer import strategy as strategy_lib
 from trainer import tf_color
 
 JPEG_QUALITY = 95
+# Pixels per strip of the full-resolution colour math (~40 bytes of temporaries each).
+STRIP_PIXELS = 1 << 20
 
 
 def export(model: keras.Model, export_dir: str, max_megapixels: float = signatures.MAX_MEGAPIXELS) -> None:
@@ -73,7 +75,7 @@ class _Colorizer(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None] + list(features.L_SHAPE), tf.float32, name=signatures.L_INPUT)])
   def predict_ab(self, l):
-    l = tf.debugging.assert_all_finite(l, f"{signatures.L_INPUT!r} holds NaN or Inf")
+    l = tf.debugging.check_numerics(l, f"{signatures.L_INPUT!r} holds NaN or Inf")
     l_star = (l + 1.0) * 50.0
     return {signatures.AB_OUTPUT: self._predict(l, _gray_from_l(l_star))}
 
@@ -82,16 +84,61 @@ class _Colorizer(tf.Module):
     rgb8 = _decode(image_bytes, self.max_pixels)
     # The network's inputs are made as ingestion makes them (antialiased bilinear resize of
     # uint8 sRGB, then L and grey), except that the whole frame is used: nothing is cropped.
-    l_small = tf_color.rgb8_to_l(_resize8(rgb8, features.IMAGE_SIZE))
-    gray = tf_color.l_to_gray(tf_color.rgb8_to_l(_resize8(rgb8, features.GLOBAL_SIZE)))
+    small = _resize8(rgb8, features.IMAGE_SIZE)
+    with tf.control_dependencies([small]):  # one full-resolution float copy at a time, not two
+      large = _resize8(rgb8, features.GLOBAL_SIZE)
+    l_small = tf_color.rgb8_to_l(small)
+    gray = tf_color.l_to_gray(tf_color.rgb8_to_l(large))
     ab = self._predict(features.l_to_model(l_small * features.L_BYTES_PER_UNIT),
                        features.gray_to_model(gray * 255.0)) * features.AB_SCALE
-    ab_full = tf.image.resize(ab, tf.shape(rgb8)[:2])[0]
-    rgb_out = tf_color.lab_to_rgb8_keep_lightness(tf.concat([tf_color.rgb8_to_l(rgb8), ab_full], axis=-1))
+    rgb_out = _with_ab(rgb8, ab[0])
     return {
         signatures.JPEG_OUTPUT: tf.io.encode_jpeg(rgb_out, quality=JPEG_QUALITY, chroma_downsampling=False),
         signatures.RGB_OUTPUT: rgb_out,
     }
+
+
+def _with_ab(rgb8, ab):
+  """uint8 [H, W, 3] photo, ab [224, 224, 2] -> uint8 [H, W, 3]: the photo's L with ab upsampled
+  bilinearly (as tf.image.resize) to its size. Done in strips of STRIP_PIXELS, so the float
+  temporaries of the colour math are bounded instead of ~40 bytes per pixel of the photo.
+  """
+  height, width = tf.shape(rgb8)[0], tf.shape(rgb8)[1]
+  columns = _bilinear_taps(width, features.IMAGE_SIZE)
+  ab_columns = _interpolate(ab, columns, axis=1)  # [224, W, 2]: small
+  rows = _bilinear_taps(height, features.IMAGE_SIZE)
+  strip_rows = tf.maximum(1, STRIP_PIXELS // width)
+  strips = (height + strip_rows - 1) // strip_rows
+
+  def strip(i, done):
+    start = i * strip_rows
+    stop = tf.minimum(start + strip_rows, height)
+    ab_strip = _interpolate(ab_columns, [taps[start:stop] for taps in rows], axis=0)
+    lab = tf.concat([tf_color.rgb8_to_l(rgb8[start:stop]), ab_strip], axis=-1)
+    return i + 1, done.write(i, tf_color.lab_to_rgb8_keep_lightness(lab))
+
+  done = tf.TensorArray(tf.uint8, size=strips, infer_shape=False, element_shape=tf.TensorShape([None, None, 3]))
+  _, done = tf.while_loop(lambda i, _: i < strips, strip, [0, done], parallel_iterations=1)
+  return done.concat()
+
+
+def _bilinear_taps(out_size, in_size):
+  """(lower index, upper index, weight of upper) per output position: tf.image.resize's bilinear
+  sampling with half-pixel centres.
+  """
+  scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+  position = (tf.cast(tf.range(out_size), tf.float32) + 0.5) * scale - 0.5
+  lower = tf.floor(position)
+  weight = position - lower
+  lower = tf.cast(lower, tf.int32)
+  return tf.maximum(lower, 0), tf.minimum(lower + 1, in_size - 1), weight
+
+
+def _interpolate(values, taps, axis):
+  lower, upper, weight = taps
+  shape = [-1, 1, 1] if axis == 0 else [1, -1, 1]
+  weight = tf.reshape(weight, shape)
+  return tf.gather(values, lower, axis=axis) * (1.0 - weight) + tf.gather(values, upper, axis=axis) * weight
 
 
 def _resize8(rgb8, size):
