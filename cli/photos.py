@@ -33,7 +33,7 @@ def photos(inputs, output_dir, model_dir, overwrite):
     photos_lib.prepare_output(output_dir, [job for job in planned.jobs if not writer.keeps(job.target)])
     saved_model = photos_lib.resolve_model_dir(pathlib.Path(model_dir))
     click.echo(f"Colorizing {len(planned.jobs)} photo(s) with {saved_model}", err=True)
-    colorize = photos_lib.load_colorizer(saved_model)
+    colorizer = photos_lib.load_colorizer(saved_model)
   except photos_lib.UsageError as e:
     raise click.UsageError(str(e)) from e
 
@@ -41,11 +41,11 @@ def photos(inputs, output_dir, model_dir, overwrite):
   written, kept, failed = 0, 0, 0
   stopped = None
   for job in tqdm(planned.jobs, unit="photo", dynamic_ncols=True, file=stderr):
-    if writer.keeps(job.target):
-      kept += 1
-      continue
     try:
-      data = photos_lib.colorize_photo(colorize, job.source.read_bytes(), photos_lib.output_format(job.target))
+      if writer.keeps(job.target):
+        kept += 1
+        continue
+      data = photos_lib.colorize_photo(colorizer, job.source.read_bytes(), photos_lib.output_format(job.target))
       if writer.write(job.target, data):
         written += 1
       else:

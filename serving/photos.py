@@ -29,7 +29,7 @@ import os
 import pathlib
 import secrets
 import shutil
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from imaging import images
 from imaging import tree
@@ -51,6 +51,7 @@ _SAVE_OPTIONS = {"WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_deflate"
 # PNG, BMP and TIFF hold up to 3 bytes per pixel plus headers.
 _BYTES_PER_PIXEL = {"JPEG": 1.0, "WEBP": 1.0, "GIF": 1.1, "PNG": 3.1, "BMP": 3.1, "TIFF": 3.1}
 _PER_FILE_BYTES = 64 * 1024
+_WRITTEN = "the output of another photo of this run"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
@@ -217,8 +218,18 @@ class Writer:
     self._protected.pop(None, None)  # a photo deleted since the plan
 
   def keeps(self, target: pathlib.Path) -> bool:
-    """Whether `target` exists and stays as it is (nothing to write)."""
-    return not self.overwrite and os.path.lexists(target)
+    """Whether `target` exists and stays as it is (nothing to write). Raises PhotoError if
+    it is a file this run wrote under another name.
+    """
+    if not os.path.lexists(target):
+      return False
+    self._refuse_written(target)
+    return not self.overwrite
+
+  def _refuse_written(self, target: pathlib.Path) -> None:
+    held = self._protected.get(_identity(target), "")
+    if held.startswith(_WRITTEN):
+      raise PhotoError(f"{target} is {held}: not replaced")
 
   def write(self, target: pathlib.Path, data: bytes) -> bool:
     """Writes `data` to `target` through a temporary file; False if `target` exists and is kept.
@@ -237,6 +248,7 @@ class Writer:
           raise PhotoError(f"{target} is {held}: not replaced")
         os.replace(temporary, target)
       elif not _create(temporary, target):
+        self._refuse_written(target)
         return False
     except OSError as e:
       if e.errno in _DISK_FULL:
@@ -245,7 +257,7 @@ class Writer:
     finally:
       with contextlib.suppress(FileNotFoundError):
         os.unlink(temporary)
-    self._protected[_identity(target)] = f"{target}, written earlier in this run (does the folder ignore case?)"
+    self._protected[_identity(target)] = f"{_WRITTEN} as {target} (does the output folder ignore case?)"
     return True
 
 
@@ -279,23 +291,30 @@ def resolve_model_dir(path: pathlib.Path) -> pathlib.Path:
   return max(versions, key=lambda p: int(p.name))
 
 
-def load_colorizer(saved_model: pathlib.Path):
-  """The SavedModel's image signature."""
+@dataclasses.dataclass(frozen=True)
+class Colorizer:
+  signature: Callable
+  max_pixels: Optional[int]  # None for models exported before the limit existed
+
+
+def load_colorizer(saved_model: pathlib.Path) -> Colorizer:
+  """The SavedModel's image signature and its size limit."""
   import tensorflow as tf
-  loaded = tf.saved_model.load(str(saved_model)).signatures
-  if signatures.IMAGE_SIGNATURE not in loaded:
+  loaded = tf.saved_model.load(str(saved_model))
+  if signatures.IMAGE_SIGNATURE not in loaded.signatures:
     raise UsageError(f"{saved_model} has no {signatures.IMAGE_SIGNATURE!r} signature "
-                     f"(it has {sorted(loaded)}); export it with trainer/export.py")
-  return loaded[signatures.IMAGE_SIGNATURE]
+                     f"(it has {sorted(loaded.signatures)}); export it with trainer/export.py")
+  limit = getattr(loaded, signatures.MAX_PIXELS, None)
+  return Colorizer(loaded.signatures[signatures.IMAGE_SIGNATURE], None if limit is None else int(limit.numpy()))
 
 
-def colorize_photo(colorize, data: bytes, output: str) -> bytes:
+def colorize_photo(colorizer: Colorizer, data: bytes, output: str) -> bytes:
   """Encoded photo -> the colorized photo encoded in the PIL format `output`."""
   import tensorflow as tf
   try:
-    outputs = colorize(**{signatures.IMAGE_INPUT: tf.constant(upright(data))})
+    outputs = colorizer.signature(**{signatures.IMAGE_INPUT: tf.constant(upright(data, colorizer.max_pixels))})
   except tf.errors.InvalidArgumentError as e:
-    raise PhotoError(f"cannot decode image ({e.message.splitlines()[0]})") from e
+    raise PhotoError(f"cannot colorize ({_reason(e)})") from e
   if output == "JPEG":
     return outputs[signatures.JPEG_OUTPUT].numpy()
   from PIL import Image
@@ -304,16 +323,32 @@ def colorize_photo(colorize, data: bytes, output: str) -> bytes:
   return out.getvalue()
 
 
-def upright(data: bytes) -> bytes:
+def _reason(e) -> str:
+  """The line of a TensorFlow error that says what is wrong (graph errors begin with boilerplate)."""
+  lines = [line.strip() for line in e.message.splitlines() if line.strip()]
+  for line in lines:
+    if "assertion failed:" in line:
+      return line.split("assertion failed:", 1)[1].strip(" []")
+  meaningful = [line for line in lines
+                if not line.startswith(("Graph execution error", "Detected at node", "<stack traces", "[["))]
+  return (meaningful or lines or ["no message"])[0]
+
+
+def upright(data: bytes, max_pixels: Optional[int] = None) -> bytes:
   """The photo's bytes as the image signature should see them: unchanged when they are
   an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to PNG
-  (transparency flattened as ingestion flattens it).
+  (transparency flattened as ingestion flattens it). A photo over `max_pixels` (the
+  model's limit) is refused from its header, before it is decoded.
   """
   from PIL import Image
   from PIL import ImageOps
   from PIL import UnidentifiedImageError
   try:
     image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+      raise PhotoError(signatures.TOO_LARGE_MESSAGE.format(width, height, width * height // 1_000_000,
+                                                           max_pixels // 1_000_000))
     image.load()  # truncated files fail here, not half-way through the model
   except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
     raise PhotoError(f"not a readable image ({e})") from e

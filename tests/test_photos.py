@@ -11,6 +11,7 @@ import sys
 import time
 
 from click.testing import CliRunner
+import image_files
 import numpy as np
 from PIL import Image
 import pytest
@@ -179,7 +180,7 @@ def test_existing_outputs_are_kept_unless_overwrite_and_the_count_is_of_files_wr
   out = tmp_path / "out"
   out.mkdir()
   (out / "a.jpg").write_bytes(b"the user's own file")
-  stale = out / f"{photos.TEMP_PREFIX}999999999-0123456789ab"  # left by a killed run (no such process)
+  stale = out / ".colorize-tmp-999999999-0123456789ab"  # left by a killed run (no such process), as documented
   stale.write_bytes(b"half a photo")
   result = _invoke(inputs, "-o", out, "--model", serving_model[1])
   assert result.exit_code == 0, result.output
@@ -266,3 +267,28 @@ def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving
   assert result.exit_code == 0, result.output
   assert f"kept {len(done)} that existed already" in result.output
   assert _files(out) == sorted(p.name for p in historical.iterdir())
+
+
+def test_a_photo_over_the_models_limit_is_skipped_before_it_is_decoded(serving_model, historical, tmp_path):
+  data = (historical / "Detroit_circa_1915.jpg").read_bytes()
+  (tmp_path / "huge.jpg").write_bytes(image_files.claiming_size(data, 12000, 10000))
+  result = _invoke(tmp_path / "huge.jpg", "-o", tmp_path / "out", "--model", serving_model[1])
+  assert result.exit_code == 1, result.output
+  assert ("huge.jpg: image is 12000x10000 pixels (120 megapixels): over this model's limit of 100 megapixels"
+          in result.output)
+
+
+def test_a_second_name_for_a_file_this_run_wrote_is_never_replaced(tmp_path):
+  # What a case-insensitive output folder does with a.jpg and A.jpg: two names, one file (inode).
+  for overwrite in (False, True):
+    out = tmp_path / f"overwrite_{overwrite}"
+    out.mkdir()
+    writer = photos.Writer([], overwrite=overwrite)
+    assert writer.write(out / "a.jpg", b"the first photo")
+    os.link(out / "a.jpg", out / "A.jpg")
+    with pytest.raises(photos.PhotoError, match="another photo of this run"):
+      writer.keeps(out / "A.jpg")
+    with pytest.raises(photos.PhotoError, match="another photo of this run"):
+      writer.write(out / "A.jpg", b"the second photo")
+    assert (out / "a.jpg").read_bytes() == b"the first photo"
+    assert sorted(p.name for p in out.iterdir()) == ["A.jpg", "a.jpg"]  # and no temporary file left

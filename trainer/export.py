@@ -158,8 +158,7 @@ def _decode(image_bytes, max_pixels):
   height, width = _header_size(image_bytes, is_jpeg)
   pixels = height * width
   too_large = tf.debugging.Assert(pixels <= max_pixels, [tf.strings.format(
-      "image is {}x{} pixels ({} megapixels): over this model's limit of {} megapixels (set at export)",
-      (width, height, pixels // 1_000_000, max_pixels // 1_000_000))])
+      signatures.TOO_LARGE_MESSAGE, (width, height, pixels // 1_000_000, max_pixels // 1_000_000))])
   with tf.control_dependencies([too_large]):
     return tf.case([
         (is_jpeg, lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")),
