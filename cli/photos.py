@@ -30,17 +30,19 @@ def photos(inputs, output_dir, model_dir, overwrite):
     if not planned.jobs:
       raise photos_lib.UsageError(f"no photos in {', '.join(map(str, inputs))}")
     writer = photos_lib.Writer(planned.jobs, overwrite)
-    photos_lib.prepare_output(output_dir, [job for job in planned.jobs if not writer.keeps(job.target)])
+    todo = [job for job in planned.jobs if not writer.keeps(job.target)]
+    photos_lib.prepare_output(output_dir, todo)
     saved_model = photos_lib.resolve_model_dir(pathlib.Path(model_dir))
-    click.echo(f"Colorizing {len(planned.jobs)} photo(s) with {saved_model}", err=True)
-    colorizer = photos_lib.load_colorizer(saved_model)
+    if todo:  # a finished run, repeated, needs no model
+      click.echo(f"Colorizing {len(todo)} photo(s) with {saved_model}", err=True)
+      colorizer = photos_lib.load_colorizer(saved_model)
   except photos_lib.UsageError as e:
     raise click.UsageError(str(e)) from e
 
   from tqdm import tqdm
-  written, kept, failed = 0, 0, 0
+  written, kept, failed = 0, len(planned.jobs) - len(todo), 0
   stopped = None
-  for job in tqdm(planned.jobs, unit="photo", dynamic_ncols=True, file=stderr):
+  for index, job in enumerate(tqdm(todo, unit="photo", dynamic_ncols=True, file=stderr, disable=not todo)):
     try:
       if writer.keeps(job.target):
         kept += 1
@@ -51,7 +53,7 @@ def photos(inputs, output_dir, model_dir, overwrite):
       else:
         kept += 1
     except photos_lib.OutputFullError as e:
-      stopped = e
+      stopped = (e, len(todo) - index)
       break
     except (photos_lib.PhotoError, OSError) as e:
       failed += 1
@@ -65,7 +67,8 @@ def photos(inputs, output_dir, model_dir, overwrite):
     summary.append(f"passed over {len(planned.passed_over)} other file(s) (listed above)")
   click.echo("; ".join(summary))
   if stopped:
-    raise click.ClickException(f"stopped: the output folder takes no more files ({stopped.strerror}); "
-                               f"{len(planned.jobs) - written - kept - failed} photo(s) not colorized")
+    error, left = stopped
+    raise click.ClickException(f"stopped: the output folder takes no more files ({error.strerror}); "
+                               f"{left} photo(s) not colorized")
   if failed:
     raise SystemExit(1)

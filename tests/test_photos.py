@@ -132,7 +132,8 @@ def _files(folder):
   return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-def test_every_photo_gets_its_own_output_named_by_its_path(serving_model, historical, tmp_path):
+def test_every_photo_gets_its_own_output_and_existing_files_are_kept_unless_overwrite(serving_model, historical,
+                                                                                    tmp_path):
   photos_ = sorted(historical.iterdir())
   for folder in ("A", "B"):
     (tmp_path / folder).mkdir()
@@ -141,13 +142,28 @@ def test_every_photo_gets_its_own_output_named_by_its_path(serving_model, histor
   for relative, photo in expected.items():
     shutil.copy(photo, tmp_path / relative)
   out = tmp_path / "out"
-  result = _invoke(tmp_path / "A", tmp_path / "B", "-o", out, "--model", serving_model[1])
+  command = [tmp_path / "A", tmp_path / "B", "-o", out, "--model", serving_model[1]]
+  result = _invoke(*command)
   assert result.exit_code == 0, result.output
   assert "Colorized 3 photo(s)" in result.output
   assert _files(out) == sorted(expected)
   for relative, photo in expected.items():
     source, colorized = Image.open(photo), Image.open(out / relative)
     assert colorized.size == source.size and np.abs(_l_star(colorized) - _l_star(source)).mean() < 1.0, relative
+
+  # Again: nothing is replaced (not the user's own file either), and a dead run's temporary is removed.
+  (out / "A" / "a.jpg").write_bytes(b"the user's own file")
+  stale = out / "B" / ".colorize-tmp-999999999-0123456789ab"  # as documented; no such process
+  stale.write_bytes(b"half a photo")
+  result = _invoke(*command)
+  assert result.exit_code == 0, result.output
+  assert "Colorized 0 photo(s)" in result.output and "kept 3 that existed already" in result.output
+  assert (out / "A" / "a.jpg").read_bytes() == b"the user's own file"
+  assert _files(out) == sorted(expected)
+  result = _invoke(*command, "--overwrite")
+  assert result.exit_code == 0 and "Colorized 3 photo(s)" in result.output, result.output
+  assert Image.open(out / "A" / "a.jpg").size == Image.open(photos_[0]).size
+  assert _files(out) == sorted(expected)
 
 
 def test_an_input_is_never_overwritten_by_name_or_through_a_link(serving_model, historical, tmp_path):
@@ -169,27 +185,6 @@ def test_an_input_is_never_overwritten_by_name_or_through_a_link(serving_model, 
     assert result.exit_code == 2 and f"{out / 'a.jpg'} is the input" in result.output, result.output
     os.unlink(out / "a.jpg")
   assert {p: p.read_bytes() for p in originals} == originals
-
-
-def test_existing_outputs_are_kept_unless_overwrite_and_the_count_is_of_files_written(serving_model, historical,
-                                                                                      tmp_path):
-  inputs = tmp_path / "in"
-  inputs.mkdir()
-  for name, photo in zip(("a.jpg", "b.jpg"), sorted(historical.iterdir())[:2], strict=True):
-    shutil.copy(photo, inputs / name)
-  out = tmp_path / "out"
-  out.mkdir()
-  (out / "a.jpg").write_bytes(b"the user's own file")
-  stale = out / ".colorize-tmp-999999999-0123456789ab"  # left by a killed run (no such process), as documented
-  stale.write_bytes(b"half a photo")
-  result = _invoke(inputs, "-o", out, "--model", serving_model[1])
-  assert result.exit_code == 0, result.output
-  assert "Colorized 1 photo(s)" in result.output and "kept 1 that existed already" in result.output
-  assert (out / "a.jpg").read_bytes() == b"the user's own file"
-  assert _files(out) == ["a.jpg", "b.jpg"]  # the stale temporary is gone, and no new one is left
-  result = _invoke(inputs, "-o", out, "--model", serving_model[1], "--overwrite")
-  assert result.exit_code == 0 and "Colorized 2 photo(s)" in result.output, result.output
-  assert Image.open(out / "a.jpg").size == Image.open(inputs / "a.jpg").size
 
 
 @contextlib.contextmanager
@@ -219,7 +214,7 @@ def test_read_only_or_full_output_folder_is_refused_before_the_model(serving_mod
     assert not list(out.iterdir())  # no half-written photo, no temporary file
 
 
-def test_folder_mode_reads_every_format_and_lists_what_it_passes_over(serving_model, historical, tmp_path):
+def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses(serving_model, historical, tmp_path):
   photo = Image.open(historical / "Audrey_Hepburn.jpg")
   inputs = tmp_path / "in"
   (inputs / "scans").mkdir(parents=True)
@@ -233,13 +228,19 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over(serving_mo
   os.mkfifo(inputs / "pipe.jpg")
   (inputs / "escape.jpg").symlink_to(historical / "Detroit_circa_1915.jpg")
   (inputs / "broken.png").symlink_to(inputs / "gone.png")
+  # Over the model's limit by its header: refused before it is decoded (exit code 1, as unreadable photos).
+  data = (historical / "Detroit_circa_1915.jpg").read_bytes()
+  (inputs / "huge.jpg").write_bytes(image_files.claiming_size(data, 12000, 10000))
   out = tmp_path / "out"
   result = _invoke(inputs, "-o", out, "--model", serving_model[1])
-  assert result.exit_code == 0, result.output
+  assert result.exit_code == 1, result.output
+  assert ("huge.jpg: image is 12000x10000 pixels (120 megapixels): over this model's limit of 100 megapixels"
+          in result.output)
   expected = {"again.jpg": "JPEG", "p.jpg": "JPEG", "p.gif": "GIF", "p.bmp": "BMP", "p.webp": "WEBP",
               "scans/p.tiff": "TIFF"}
   assert _files(out) == sorted(expected)
   assert f"Colorized {len(expected)} photo(s)" in result.output and "photo/s" in result.output  # progress rate
+  assert "skipped 1 (listed above)" in result.output
   for relative, fmt in expected.items():
     colorized = Image.open(out / relative)
     assert (colorized.format, colorized.size) == (fmt, photo.size), relative
@@ -267,15 +268,6 @@ def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving
   assert result.exit_code == 0, result.output
   assert f"kept {len(done)} that existed already" in result.output
   assert _files(out) == sorted(p.name for p in historical.iterdir())
-
-
-def test_a_photo_over_the_models_limit_is_skipped_before_it_is_decoded(serving_model, historical, tmp_path):
-  data = (historical / "Detroit_circa_1915.jpg").read_bytes()
-  (tmp_path / "huge.jpg").write_bytes(image_files.claiming_size(data, 12000, 10000))
-  result = _invoke(tmp_path / "huge.jpg", "-o", tmp_path / "out", "--model", serving_model[1])
-  assert result.exit_code == 1, result.output
-  assert ("huge.jpg: image is 12000x10000 pixels (120 megapixels): over this model's limit of 100 megapixels"
-          in result.output)
 
 
 def test_a_second_name_for_a_file_this_run_wrote_is_never_replaced(tmp_path):
