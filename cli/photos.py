@@ -31,7 +31,7 @@ def photos(inputs, output_dir, model_dir, overwrite):
       raise photos_lib.UsageError(f"no photos in {', '.join(map(str, inputs))}")
     writer = photos_lib.Writer(planned.jobs, overwrite)
     todo = [job for job in planned.jobs if not writer.keeps(job.target)]
-    photos_lib.prepare_output(output_dir, todo)
+    photos_lib.prepare_output(output_dir, planned.jobs, todo)
     saved_model = photos_lib.resolve_model_dir(pathlib.Path(model_dir))
     if todo:  # a finished run, repeated, needs no model
       click.echo(f"Colorizing {len(todo)} photo(s) with {saved_model}", err=True)

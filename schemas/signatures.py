@@ -45,9 +45,9 @@ AB_OUTPUT = features.AB_KEY
 JPEG_OUTPUT = "colorized_jpeg"
 RGB_OUTPUT = "colorized_rgb"
 
-# The image signature's default size limit. Its peak memory is ~MEMORY_BYTES_PER_PIXEL per
-# pixel above the model's own (bench/serving_memory.py measures it), so 100 megapixels (a
-# 12000x8000 scan) cost ~2 GB; phones and most cameras take 12-50.
+# The image signature's default size limit. Its peak memory above the loaded model's is ~8
+# bytes per pixel (bench/serving_memory.py: 7.5 on a 24-megapixel JPEG), so 100 megapixels
+# (a 12000x8000 scan) cost ~0.8 GB; phones and most cameras take 12-50.
 MAX_MEGAPIXELS = 100.0
 MAX_PIXELS = "max_pixels"  # the SavedModel's variable holding the limit in pixels
 # Width, height, megapixels, the limit in megapixels (str.format and tf.strings.format alike).

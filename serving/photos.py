@@ -145,10 +145,10 @@ def _refuse_inputs_as_outputs(jobs: List[Job]) -> None:
       raise UsageError(f"{job.target} is the input {source} and would be overwritten: choose another --output-dir")
 
 
-def prepare_output(output_dir: pathlib.Path, jobs: List[Job]) -> None:
-  """Creates the output folders, removes temporaries of dead runs, and proves the folder
-  takes the outputs: a test file is written, and the free space must exceed a
-  conservative estimate of `jobs`' outputs. Raises UsageError otherwise.
+def prepare_output(output_dir: pathlib.Path, jobs: List[Job], todo: List[Job]) -> None:
+  """Creates the output folders of `jobs`, removes temporaries of dead runs there, and proves
+  the folder takes the outputs of `todo` (those to write): a test file is written, and the
+  free space must exceed a conservative estimate of their size. Raises UsageError otherwise.
   """
   try:
     for folder in sorted({output_dir} | {job.target.parent for job in jobs}):
@@ -165,10 +165,10 @@ def prepare_output(output_dir: pathlib.Path, jobs: List[Job]) -> None:
         os.unlink(probe)
   except OSError as e:
     raise UsageError(f"cannot write into {output_dir}: {e.strerror or e}") from e
-  needed = sum(estimated_output_bytes(job) for job in jobs)
+  needed = sum(estimated_output_bytes(job) for job in todo)
   free = shutil.disk_usage(output_dir).free
   if needed > free:
-    raise UsageError(f"{output_dir} has {free / 1e6:.1f} MB free; the {len(jobs)} photo(s) need up to "
+    raise UsageError(f"{output_dir} has {free / 1e6:.1f} MB free; the {len(todo)} photo(s) need up to "
                      f"~{needed / 1e6:.1f} MB (a conservative estimate): free some space or choose another folder")
 
 
