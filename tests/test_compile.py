@@ -127,7 +127,7 @@ def test_parameters_match_config(compiled, cfg):
   assert _param(spec, "CocoIngest", "input_base") == "gs://colorize-bucket/coco"
   assert _param(spec, "CocoIngest", "max_images") == "5000"
   assert _param(spec, "CocoIngest", "categories") == "dog,cat"
-  assert _param(spec, "CocoIngest", "test_images") == "321"
+  assert _param(spec, "CocoIngest", "test_fraction") == 0.0321
   push = json.loads(_param(spec, "Pusher", "push_destination"))
   assert push["filesystem"]["base_directory"] == cfg.serving_model_dir == "gs://colorize-bucket/runs/serving_model/colorize-nightly"
   # The schema file is referenced where the image holds it, and the project really has it there.

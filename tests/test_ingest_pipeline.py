@@ -79,7 +79,7 @@ def test_colorize_ingest_cli_with_multiprocessing_beam(coco128, tmp_path):
   assert "skipped: grayscale=1" in result.output  # 86 is among the 40 lowest ids
   assert examples.custom_properties["skip_report"].string_value in result.output
   counts = json.loads(examples.custom_properties["split_counts"].string_value)
-  assert counts["test"] == 8 and sum(counts.values()) == 39
+  assert counts["test"] == 7 and sum(counts.values()) == 39
 
 
 @pytest.mark.slow
