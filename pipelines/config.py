@@ -98,7 +98,7 @@ class PipelineConfig:
     i, t, e = self.ingest, self.train, self.evaluate
     _check(bool(i.data_root), "ingest.data_root must be set")
     _check(i.max_images >= 0, f"ingest.max_images must be >= 0, got {i.max_images}")
-    problem = snapshot.check(i.snapshot, i.snapshot_files)
+    problem = snapshot.check(i.data_root, i.snapshot, i.snapshot_files)
     _check(problem is None, problem or "")
     _check(i.span >= snapshot.NEWEST, f"ingest.span must be -1 (the newest) or a span number, got {i.span}")
     _check(i.span == snapshot.NEWEST or bool(i.snapshot),

@@ -27,6 +27,9 @@ from tfx.utils import proto_utils
 SPLIT_NAME = "photos"
 NEWEST = -1
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# Left unescaped by TFX's glob-to-regex translation (tfx/components/example_gen/utils.py).
+_REGEX_CHARS = re.compile(r"[\^$|{}]")
+_SPECS = re.compile(r"\{(SPAN|VERSION)(:[^}]*)?\}|\{YYYY\}|\{MM\}|\{DD\}")
 
 
 def pattern(snapshot: str, files: str) -> str:
@@ -46,8 +49,11 @@ def range_config(span: int) -> Optional[range_config_pb2.RangeConfig]:
       start_span_number=span, end_span_number=span))
 
 
-def check(snapshot: str, files: str) -> Optional[str]:
-  """What is wrong with a snapshot folder pattern and files glob, or None."""
+def check(input_base: str, snapshot: str, files: str) -> Optional[str]:
+  """What is wrong with an input base, a snapshot folder pattern and a files glob, or None."""
+  if _GLOB_CHARS.search(input_base):
+    # Both Beam's and TFX's listings would read them as wildcards.
+    return f"ingest.data_root must not contain *, ? or [ (rename the folder or link to it), got {input_base!r}"
   if snapshot.startswith("/") or ".." in snapshot.split("/") or _GLOB_CHARS.search(snapshot):
     return (f"ingest.snapshot must be a folder below data_root without wildcards (e.g. 'span-{{SPAN}}'), "
             f"got {snapshot!r}")
@@ -57,6 +63,11 @@ def check(snapshot: str, files: str) -> Optional[str]:
     return f"ingest.snapshot_files {files!r}: span, version and date specs belong in ingest.snapshot"
   if not snapshot:
     return None
+  if _REGEX_CHARS.search(input_base):
+    return (f"with ingest.snapshot, ingest.data_root must not contain ^ $ | {{ or }}: TFX finds span folders with a "
+            f"regular expression built from it; got {input_base!r}")
+  if _REGEX_CHARS.search(_SPECS.sub("", snapshot)):
+    return f"ingest.snapshot must not contain ^ $ | {{ or }} outside its specs, got {snapshot!r}"
   # TFX's own rules for the specs, imported only when there are specs to check: the module loads
   # TensorFlow, and this runs whenever a command loads its configuration.
   from tfx.components.example_gen import utils
