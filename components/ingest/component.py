@@ -52,7 +52,7 @@ class CocoIngest(example_gen_component.FileBasedExampleGen):
   """Photos (COCO root or folder, local or gs://; one snapshot per run) -> Examples {train, eval, test}.
 
   See components/ingest/executor.py for what is written, components/ingest/splits.py
-  for the split rule and components/images.py for decoding and the black-and-white test.
+  for the split rule and imaging/images.py for decoding and the black-and-white test.
   """
   SPEC_CLASS = CocoIngestSpec
   DRIVER_CLASS = driver.Driver

@@ -41,17 +41,17 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
-from components import images
 from components.ingest import snapshot
 from components.ingest import sources
 from components.ingest import splits
 from components.ingest import tfrecord_gzip
+from imaging import images
 from schemas import features
 
 EXAMPLES_KEY = "examples"
 METRICS_NAMESPACE = "colorize_ingest"
 SKIP_REPORT_FILE = "skip_report.json"
-# Custom properties of the Examples artifact (pipelines/summary.py prints them).
+# Custom properties of the Examples artifact (lineage/summary.py prints them).
 SPLIT_COUNTS_PROPERTY = "split_counts"
 SKIP_COUNTS_PROPERTY = "skip_counts"
 SKIP_REPORT_PROPERTY = "skip_report"
@@ -110,7 +110,7 @@ class _ToExample(beam.DoFn):
       else:
         with open(photo.path, "rb") as f:
           data = f.read()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       # Whatever a filesystem raises (OSError, BeamIOError, the GCS client's NotFound/Forbidden),
       # a file that cannot be read is a counted skip, not a failed run.
       yield self._skip(photo, images.SkipReason.UNREADABLE, f"{type(e).__name__}: {e}"[:300])
@@ -166,7 +166,8 @@ def _record_snapshot(examples: types.Artifact, exec_properties: Dict[str, Any]) 
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Writes the Examples artifact and its skip report; see the module docstring."""
 
-  def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],  # noqa: N802 (TFX's executor API)
+         output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
@@ -202,7 +203,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           | "ListPhotos" >> beam.Create(listing.photos)
           | "ToExample" >> beam.ParDo(_ToExample(keep_grayscale)).with_outputs(_ToExample.SKIPPED, main="kept"))
       routed = dict(zip(features.SPLITS, kept | "Route" >> beam.Partition(
-          _split_index, len(features.SPLITS), test_fraction=test_fraction, eval_fraction=eval_fraction)))
+          _split_index, len(features.SPLITS), test_fraction=test_fraction, eval_fraction=eval_fraction), strict=True))
       names = []
       for split in features.SPLITS:
         _ = (routed[split]

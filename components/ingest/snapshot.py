@@ -76,7 +76,8 @@ def check(input_base: str, snapshot: str, files: str) -> Optional[str]:
   except ValueError as e:
     return f"ingest.snapshot {snapshot!r}: {e}"
   if not (spans or dates):
-    return f"ingest.snapshot {snapshot!r} needs {utils.SPAN_SPEC} or {''.join(utils.DATE_SPECS)} to tell snapshots apart"
+    return (f"ingest.snapshot {snapshot!r} needs {utils.SPAN_SPEC} or {''.join(utils.DATE_SPECS)} "
+            "to tell snapshots apart")
   return None
 
 

@@ -1,14 +1,11 @@
-"""The `colorize` command line: run the pipeline, colorize photos, inspect lineage, go to the cloud.
-
-Heavy imports (TensorFlow, TFX) happen inside the commands so `colorize --help` is instant.
-"""
+"""Flags shared by the commands that run the pipeline, and the config they build."""
 import click
 
 from pipelines import config as config_lib
-from pipelines import quiet
+from trainer import settings
 
 
-def _config_options(f):
+def config_options(f):
   """Flags shared by the commands that run the pipeline; they override the config file."""
   options = [
       click.option("--config", "config_path", type=click.Path(dir_okay=False),
@@ -17,7 +14,8 @@ def _config_options(f):
                    help="COCO root (train2017/, val2017/, annotations/) or a folder of images; local or gs://. "
                    "Default: the bundled demo data."),
       click.option("--output-root", "output_root",
-                   help=f"Where pipeline outputs, metadata and pushed models go (default {config_lib.DEFAULT_OUTPUT_ROOT})."),
+                   help=f"Where pipeline outputs, metadata and pushed models go (default "
+                        f"{config_lib.DEFAULT_OUTPUT_ROOT})."),
       click.option("--pipeline-name", "pipeline_name"),
       click.option("--metadata-file", "metadata_file",
                    help="Local ML Metadata SQLite file (default: under the output root, or ./colorize_runs "
@@ -38,69 +36,28 @@ def _config_options(f):
       click.option("--batch-size", "train__batch_size", type=int, help="Per replica."),
       click.option("--learning-rate", "train__learning_rate", type=float),
       click.option("--weights", "train__weights",
-                   help="Inception-ResNet-v2 weights: imagenet (downloads once), none (random, offline) or a local file."),
+                   help="Inception-ResNet-v2 weights: imagenet (downloads once), none (random, offline) or a local "
+                        "file."),
       click.option("--strategy", "train__strategy",
-                   type=click.Choice(["auto", "cpu", "one_device", "mirrored", "multi_worker"])),
+                   type=click.Choice(settings.STRATEGIES)),
       click.option("--seed", "train__seed", type=int),
       click.option("--mse-upper-bound", "evaluate__mse_upper_bound", type=float,
                    help="Bless only models whose test MSE is below this."),
       click.option("--beam-arg", "beam_pipeline_args", multiple=True,
-                   help="A Beam pipeline argument, e.g. --beam-arg=--direct_running_mode=multi_processing (repeatable)."),
-      click.option("--cache/--no-cache", "enable_cache", default=None, help="Reuse outputs of unchanged steps (default on)."),
+                   help="A Beam pipeline argument, e.g. --beam-arg=--direct_running_mode=multi_processing "
+                        "(repeatable)."),
+      click.option("--cache/--no-cache", "enable_cache", default=None, help="Reuse outputs of unchanged steps "
+                                                                            "(default on)."),
   ]
   for option in reversed(options):
     f = option(f)
   return f
 
 
-def _load_config(config_path, overrides) -> config_lib.PipelineConfig:
+def load_config(config_path, overrides) -> config_lib.PipelineConfig:
   # Flag names spell the config key with "__" for "." (Click names must be identifiers).
   overrides = {k.replace("__", "."): v for k, v in overrides.items() if v is not None and v != ()}
   try:
     return config_lib.load(config_path, overrides)
   except config_lib.ConfigError as e:
     raise click.UsageError(str(e)) from e
-
-
-@click.group()
-def main():
-  """Colorize black-and-white photographs with a TFX pipeline (Deep Koalarization)."""
-  quiet.install()
-
-
-@main.command()
-@_config_options
-@click.option("--until", "last_stage", type=click.Choice(["ingest", "train", "evaluate", "push"]), default="push",
-              show_default=True, help="Run the pipeline up to this stage.")
-@click.option("--cpu-replicas", type=int, default=0,
-              help="Split the CPU into N logical devices so MirroredStrategy trains N replicas without a GPU.")
-def run(config_path, last_stage, cpu_replicas, **overrides):
-  """Run the pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata)."""
-  cfg = _load_config(config_path, overrides)
-  from pipelines import local_runner, summary  # pylint: disable=g-import-not-at-top
-  local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
-  summary.print_run_summary(cfg)
-
-
-@main.command()
-@_config_options
-def ingest(config_path, **overrides):
-  """Run only the ingestion stage: COCO -> TFRecords (an Examples artifact) + skip report."""
-  cfg = _load_config(config_path, overrides)
-  from pipelines import local_runner, summary  # pylint: disable=g-import-not-at-top
-  local_runner.run(cfg, last_stage="ingest")
-  summary.print_run_summary(cfg)
-
-
-from pipelines import cloud_cli  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-for _command in cloud_cli.commands(_config_options, _load_config):
-  main.add_command(_command)
-
-from pipelines import lineage  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-main.add_command(lineage.lineage)
-
-from pipelines import photos  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-main.add_command(photos.photos)
