@@ -260,7 +260,7 @@ def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
-  done = [name for name in _files(out) if not name.startswith(photos.TEMP_PREFIX)]
+  done = [name for name in _files(out) if not name.startswith(".colorize-tmp-")]
   assert 2 <= len(done) < len(list(historical.iterdir()))
   for name in done:
     Image.open(out / name).load()  # whole, not truncated
