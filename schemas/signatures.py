@@ -50,5 +50,6 @@ RGB_OUTPUT = "colorized_rgb"
 # (a 12000x8000 scan) cost ~0.8 GB; phones and most cameras take 12-50.
 MAX_MEGAPIXELS = 100.0
 MAX_PIXELS = "max_pixels"  # the SavedModel's variable holding the limit in pixels
-# Width, height, megapixels, the limit in megapixels (str.format and tf.strings.format alike).
-TOO_LARGE_MESSAGE = "image is {}x{} pixels ({} megapixels): over this model's limit of {} megapixels (set at export)"
+# Width, height, megapixels, the limit in megapixels (str.format and tf.strings.format alike; no
+# quote marks, which TensorFlow's assertion message would escape).
+TOO_LARGE_MESSAGE = "image is {}x{} pixels ({} megapixels): over the limit of this model, {} megapixels (set at export)"

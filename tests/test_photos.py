@@ -234,7 +234,7 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
   out = tmp_path / "out"
   result = _invoke(inputs, "-o", out, "--model", serving_model[1])
   assert result.exit_code == 1, result.output
-  assert ("huge.jpg: image is 12000x10000 pixels (120 megapixels): over this model's limit of 100 megapixels"
+  assert ("huge.jpg: image is 12000x10000 pixels (120 megapixels): over the limit of this model, 100 megapixels"
           in result.output)
   expected = {"again.jpg": "JPEG", "p.jpg": "JPEG", "p.gif": "GIF", "p.bmp": "BMP", "p.webp": "WEBP",
               "scans/p.tiff": "TIFF"}
@@ -256,17 +256,20 @@ def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving
                               "-o", str(out), "--model", str(serving_model[1])], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 600
-  while not (out.is_dir() and len(_files(out)) >= 2) and time.monotonic() < deadline and process.poll() is None:
+  def done():
+    return [name for name in _files(out) if not name.startswith(".colorize-tmp-")] if out.is_dir() else []
+
+  while len(done()) < 2 and time.monotonic() < deadline and process.poll() is None:
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
-  done = [name for name in _files(out) if not name.startswith(".colorize-tmp-")]
-  assert 2 <= len(done) < len(list(historical.iterdir()))
-  for name in done:
+  finished = done()
+  assert 2 <= len(finished) < len(list(historical.iterdir()))
+  for name in finished:
     Image.open(out / name).load()  # whole, not truncated
   result = _invoke(historical, "-o", out, "--model", serving_model[1])
   assert result.exit_code == 0, result.output
-  assert f"kept {len(done)} that existed already" in result.output
+  assert f"kept {len(finished)} that existed already" in result.output
   assert _files(out) == sorted(p.name for p in historical.iterdir())
 
 
