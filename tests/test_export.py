@@ -1,5 +1,7 @@
-"""The serving SavedModel: size, signatures, agreement with the Keras model, and a clean-process
-colorization of real historical photos at their own resolution."""
+"""The serving SavedModel: size, signatures, agreement with the Keras model, a clean-process
+colorization of real historical photos at their own resolution, and the REST request body
+TF Serving / Vertex AI map onto the default signature."""
+import base64
 import io
 import json
 import os
@@ -15,6 +17,7 @@ import tensorflow as tf
 from schemas import features
 from trainer import data
 from trainer import export
+import tf_serving_rest
 
 pytest_plugins = ("trainer_fixtures",)
 
@@ -75,8 +78,15 @@ def test_saved_model_holds_each_weight_once_and_no_optimizer_state(serving_model
 
 def test_signatures_and_their_keys(loaded):
   signatures = loaded.signatures
-  assert set(signatures) == {export.EXAMPLES_SIGNATURE, export.IMAGE_SIGNATURE, export.L_SIGNATURE}
-  assert export.EXAMPLES_SIGNATURE == "serving_default"  # what TFMA and TF Serving call by default
+  assert set(signatures) == {export.REST_SIGNATURE, export.EXAMPLES_SIGNATURE, export.IMAGE_SIGNATURE,
+                             export.L_SIGNATURE}
+  # What TF Serving and Vertex AI's prebuilt containers call when a request names no signature.
+  assert export.REST_SIGNATURE == tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+  rest = signatures[export.REST_SIGNATURE]
+  assert rest.structured_input_signature[1][export.IMAGE_INPUT].shape.as_list() == [None]
+  assert list(rest.structured_outputs) == [export.REST_OUTPUT]
+  # TF Serving's REST API base64-maps string tensors named *_bytes.
+  assert export.IMAGE_INPUT.endswith("_bytes") and export.REST_OUTPUT.endswith("_bytes")
   examples = signatures[export.EXAMPLES_SIGNATURE]
   assert set(examples.structured_input_signature[1]) == {export.EXAMPLES_INPUT}
   assert examples.structured_outputs[export.AB_OUTPUT].shape.as_list() == [None, 224, 224, 2]
@@ -161,3 +171,47 @@ def test_undecodable_bytes_are_an_error_not_a_crash(loaded, historical):
   jpeg = (historical / "Detroit_circa_1915.jpg").read_bytes()
   with pytest.raises(tf.errors.InvalidArgumentError):
     loaded.signatures[export.IMAGE_SIGNATURE](image_bytes=tf.constant(jpeg[:len(jpeg) // 2]))
+
+
+def _b64(data: bytes) -> dict:
+  return {"b64": base64.b64encode(data).decode()}
+
+
+def test_rest_request_colorizes_a_batch_of_real_photos_of_different_sizes(loaded, historical):
+  names = ["Detroit_circa_1915.jpg", "Audrey_Hepburn.jpg", "Helen_Keller_meeting_Charlie_Chaplin_in_1919.jpg"]
+  photos = [(historical / name).read_bytes() for name in names]
+  # Exactly what a client sends over HTTP: JSON text, no signature name (the default).
+  body = json.dumps({"instances": [_b64(photo) for photo in photos]})
+  response = json.loads(json.dumps(tf_serving_rest.predict(loaded, json.loads(body))))
+  assert list(response) == ["predictions"] and len(response["predictions"]) == len(photos)
+  single = loaded.signatures[export.IMAGE_SIGNATURE]
+  for name, photo, prediction in zip(names, photos, response["predictions"]):
+    assert list(prediction) == ["b64"], name
+    jpeg = base64.b64decode(prediction["b64"])
+    assert Image.open(io.BytesIO(jpeg)).size == Image.open(io.BytesIO(photo)).size, name
+    # The same photo as the one-photo signature makes, byte for byte.
+    assert jpeg == single(image_bytes=tf.constant(photo))[export.JPEG_OUTPUT].numpy(), name
+  # The named form of an instance means the same.
+  named = tf_serving_rest.predict(loaded, {"instances": [{export.IMAGE_INPUT: _b64(photos[2])}]})
+  assert named["predictions"] == response["predictions"][2:]
+
+
+def test_rest_request_with_a_broken_photo_fails_whole_with_the_decoder_message(loaded, historical):
+  good = (historical / "Detroit_circa_1915.jpg").read_bytes()
+  with pytest.raises(tf_serving_rest.RestError, match="(?i)jpeg|image"):
+    tf_serving_rest.predict(loaded, {"instances": [_b64(good), _b64(good[:len(good) // 2])]})
+
+
+def test_tfma_calls_the_examples_signature_of_new_and_older_models(loaded, tmp_path):
+  from pipelines import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipelines import evaluation  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.utils import model_util  # pylint: disable=g-import-not-at-top
+  spec = evaluation.eval_config(config_lib.EvalConfig()).model_specs[0]
+  assert model_util.get_callable(loaded, spec.signature_name) is loaded.signatures[export.EXAMPLES_SIGNATURE]
+  # A model exported before the REST signature: its examples signature is "serving_default".
+  older = tf.Module()
+  older.f = tf.function(lambda examples: {export.AB_OUTPUT: tf.zeros([tf.size(examples), 1])},
+                        input_signature=[tf.TensorSpec([None], tf.string, name=export.EXAMPLES_INPUT)])
+  tf.saved_model.save(older, str(tmp_path / "older"), signatures={"serving_default": older.f})
+  older_loaded = tf.saved_model.load(str(tmp_path / "older"))
+  assert model_util.get_callable(older_loaded, spec.signature_name) is older_loaded.signatures["serving_default"]

@@ -1,4 +1,4 @@
-"""The serving SavedModel: a fresh uncompiled copy of the trained model behind three signatures.
+"""The serving SavedModel: a fresh uncompiled copy of the trained model behind four signatures.
 
 Keras 3 pitfalls measured with this model: `model.save(dir, save_format="tf")` fails,
 `model.export()` stores every weight twice (438 MB), and `tf.saved_model.save` of the
@@ -9,11 +9,26 @@ the SavedModel loads and runs with TensorFlow alone, without this project or Ker
 
 Signatures (names, input keys and output keys are the constants below):
 
-  EXAMPLES_SIGNATURE "serving_default": what TFMA's Evaluator feeds.
+  REST_SIGNATURE "serving_default": what TF Serving and Vertex AI prediction call over REST.
+    in  IMAGE_INPUT "image_bytes": string [batch] encoded photos, each as IMAGE_SIGNATURE takes
+    out REST_OUTPUT "colorized_bytes": string [batch] each colorized photo as JPEG, as
+        IMAGE_SIGNATURE's JPEG_OUTPUT
+    The `_bytes` suffixes make the REST API carry both as base64:
+      POST .../models/colorize:predict  {"instances": [{"b64": "<JPEG>"}, ...]}
+      ->  {"predictions": [{"b64": "<colorized JPEG>"}, ...]}
+    Photos of different sizes cannot share a tensor, so they are colorized one after the
+    other inside the request: memory is that of the largest photo, not of the batch.
+    It is the default signature because Vertex AI's prebuilt TensorFlow containers call
+    only the default one.
+
+  EXAMPLES_SIGNATURE "predict": what TFMA's Evaluator feeds.
     in  EXAMPLES_INPUT "examples": string [batch] serialized tf.Examples (only `l` and
         `gray` are read; `ab` may be absent)
     out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], predicted a*b* / 128 in [-1, 1]
         (the scale of the `ab` label, schemas/features.py)
+    Models exported before REST_SIGNATURE existed have this signature as "serving_default";
+    TFMA, given no signature name, uses "predict" and else "serving_default", so such a
+    model still works as the Evaluator's baseline (pipelines/evaluation.py).
 
   IMAGE_SIGNATURE "colorize_image": a whole photo.
     in  IMAGE_INPUT "image_bytes": string [] one encoded JPEG/PNG/GIF/BMP image, any size
@@ -40,7 +55,8 @@ from trainer import model as model_lib
 from trainer import strategy as strategy_lib
 from trainer import tf_color
 
-EXAMPLES_SIGNATURE = "serving_default"
+REST_SIGNATURE = "serving_default"
+EXAMPLES_SIGNATURE = "predict"
 IMAGE_SIGNATURE = "colorize_image"
 L_SIGNATURE = "predict_ab"
 
@@ -50,6 +66,7 @@ L_INPUT = features.L_KEY
 AB_OUTPUT = features.AB_KEY
 JPEG_OUTPUT = "colorized_jpeg"
 RGB_OUTPUT = "colorized_rgb"
+REST_OUTPUT = "colorized_bytes"
 JPEG_QUALITY = 95
 
 
@@ -64,6 +81,7 @@ def export(model: keras.Model, export_dir: str) -> None:
   logging.set_verbosity(logging.WARNING)
   try:
     tf.saved_model.save(colorizer, export_dir, signatures={
+        REST_SIGNATURE: colorizer.colorize_images,
         EXAMPLES_SIGNATURE: colorizer.predict_examples,
         IMAGE_SIGNATURE: colorizer.colorize_image,
         L_SIGNATURE: colorizer.predict_ab,
@@ -102,6 +120,17 @@ class _Colorizer(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name=IMAGE_INPUT)])
   def colorize_image(self, image_bytes):
+    rgb_out = self._colorize(image_bytes)
+    return {JPEG_OUTPUT: _encode_jpeg(rgb_out), RGB_OUTPUT: rgb_out}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_INPUT)])
+  def colorize_images(self, image_bytes):
+    jpegs = tf.map_fn(lambda one: _encode_jpeg(self._colorize(one)), image_bytes,
+                      fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=1)
+    return {REST_OUTPUT: jpegs}
+
+  def _colorize(self, image_bytes):
+    """One encoded photo -> uint8 [H, W, 3], the colorized photo at its own resolution."""
     rgb8 = _decode(image_bytes)
     # The network's inputs are made as ingestion makes them (antialiased bilinear resize of
     # uint8 sRGB, then L and grey), except that the whole frame is used: nothing is cropped.
@@ -110,11 +139,11 @@ class _Colorizer(tf.Module):
     ab = self._predict(features.l_to_model(l_small * features.L_BYTES_PER_UNIT),
                        features.gray_to_model(gray * 255.0)) * features.AB_SCALE
     ab_full = tf.image.resize(ab, tf.shape(rgb8)[:2])[0]
-    rgb_out = tf_color.lab_to_rgb8_keep_lightness(tf.concat([tf_color.rgb8_to_l(rgb8), ab_full], axis=-1))
-    return {
-        JPEG_OUTPUT: tf.io.encode_jpeg(rgb_out, quality=JPEG_QUALITY, chroma_downsampling=False),
-        RGB_OUTPUT: rgb_out,
-    }
+    return tf_color.lab_to_rgb8_keep_lightness(tf.concat([tf_color.rgb8_to_l(rgb8), ab_full], axis=-1))
+
+
+def _encode_jpeg(rgb8):
+  return tf.io.encode_jpeg(rgb8, quality=JPEG_QUALITY, chroma_downsampling=False)
 
 
 def _resize8(rgb8, size):
