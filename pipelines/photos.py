@@ -1,4 +1,4 @@
-"""`colorize photos IN... -o OUTDIR --model DIR`: colorize photos with an exported model.
+"""`colorize photos IN... -o OUTDIR --model DIR | --endpoint URL|RESOURCE`: colorize photos.
 
 Each photo goes whole through the SavedModel's image signature (trainer/export.py), so
 the output keeps the input's resolution: ab is predicted at 224x224 and merged with the
@@ -6,6 +6,9 @@ photo's own full-resolution L. Photos are turned upright first (EXIF orientation
 written upright without an orientation tag, JPEG as JPEG and PNG as PNG, under their
 own names. Unreadable files are skipped with a message; the exit code is 1 if any was.
 TensorFlow is imported only when the command runs, so `colorize --help` stays instant.
+
+With --endpoint the same photos go to a deployed model instead (serving/endpoint.py),
+which returns JPEG: PNG outputs are that JPEG (quality 95) decoded and saved as PNG.
 """
 import io
 import pathlib
@@ -20,6 +23,7 @@ SAVED_MODEL_FILE = "saved_model.pb"
 _NATIVE = {("JPEG", "L"), ("JPEG", "RGB"),
            ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "I")}
 _EXIF_ORIENTATION = 0x0112
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 class PhotoError(Exception):
@@ -30,31 +34,88 @@ class PhotoError(Exception):
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=pathlib.Path))
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
               help="Where the colorized photos go (created if missing), under the input file names.")
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
               help="An exported SavedModel, a Trainer's model output, or a Pusher's base directory "
                    "(its newest version is used).")
-def photos(inputs, output_dir, model_dir):
+@click.option("--endpoint", help="Instead of --model, a deployed model: a REST :predict URL "
+                                 "(TF Serving: http://HOST:8501/v1/models/NAME:predict) or a Vertex AI endpoint, "
+                                 "projects/PROJECT/locations/REGION/endpoints/ID (uses your gcloud login).")
+def photos(inputs, output_dir, model_dir, endpoint):
   """Colorize photos: JPEG/PNG files, or folders of them, at their original resolution."""
+  from serving import endpoint as endpoint_lib  # pylint: disable=g-import-not-at-top
+  if (model_dir is None) == (endpoint is None):
+    raise click.UsageError("give either --model DIR or --endpoint URL|RESOURCE")
   jobs = plan(inputs, output_dir)
   if not jobs:
     raise click.UsageError(f"no {'/'.join(PHOTO_SUFFIXES)} photos in {', '.join(map(str, inputs))}")
-  saved_model = resolve_model_dir(pathlib.Path(model_dir))
-  click.echo(f"Colorizing {len(jobs)} photo(s) with {saved_model}", err=True)
-  colorize = load_colorizer(saved_model)
+  if endpoint is None:
+    saved_model = resolve_model_dir(pathlib.Path(model_dir))
+    click.echo(f"Colorizing {len(jobs)} photo(s) with {saved_model}", err=True)
+    results = _local_results(load_colorizer(saved_model), jobs)
+  else:
+    try:
+      remote = endpoint_lib.connect(endpoint)
+    except endpoint_lib.EndpointError as e:
+      raise click.UsageError(str(e)) from e
+    click.echo(f"Colorizing {len(jobs)} photo(s) with {remote.url}", err=True)
+    results = _endpoint_results(remote, jobs)
   output_dir.mkdir(parents=True, exist_ok=True)
 
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  failed = []
-  for source, target in tqdm(jobs, unit="photo", dynamic_ncols=True):
-    try:
-      target.write_bytes(colorize_photo(colorize, source.read_bytes(), target.suffix.lower()))
-    except (PhotoError, OSError) as e:
-      failed.append(source)
-      tqdm.write(f"skipped {source}: {e}", file=click.get_text_stream("stderr"))
-  click.echo(f"Colorized {len(jobs) - len(failed)} photo(s) into {output_dir}"
+  failed, done = [], 0
+  progress = tqdm(total=len(jobs), unit="photo", dynamic_ncols=True)
+  try:
+    for source, target, result in results:
+      try:
+        if isinstance(result, Exception):
+          raise result
+        target.write_bytes(result)
+        done += 1
+      except (PhotoError, OSError) as e:
+        failed.append(source)
+        tqdm.write(f"skipped {source}: {e}", file=click.get_text_stream("stderr"))
+      progress.update()
+  except endpoint_lib.EndpointError as e:  # the endpoint cannot be used: say how far it got
+    raise click.ClickException(f"{e}\n{done} of {len(jobs)} photo(s) were colorized into {output_dir} before") from e
+  finally:
+    progress.close()
+  click.echo(f"Colorized {done} photo(s) into {output_dir}"
              + (f"; skipped {len(failed)} unreadable" if failed else ""))
   if failed:
     raise SystemExit(1)
+
+
+def _local_results(colorize, jobs):
+  for source, target in jobs:
+    try:
+      yield source, target, colorize_photo(colorize, source.read_bytes(), target.suffix.lower())
+    except (PhotoError, OSError) as e:
+      yield source, target, e
+
+
+def _endpoint_results(remote, jobs):
+  """The photos sent to `remote` in batches; unreadable ones are reported without being sent."""
+  from serving import endpoint as endpoint_lib  # pylint: disable=g-import-not-at-top
+  unreadable = []
+
+  def readable():
+    for source, target in jobs:
+      try:
+        yield (source, target), upright(source.read_bytes())
+      except (PhotoError, OSError) as e:
+        unreadable.append((source, target, e))
+
+  for (source, target), result in endpoint_lib.colorize(remote, readable()):
+    yield from unreadable
+    unreadable.clear()
+    if isinstance(result, endpoint_lib.RejectedPhoto):
+      result = PhotoError(str(result))
+    elif not result.startswith(_JPEG_MAGIC):
+      result = PhotoError(f"the endpoint answered something else than a JPEG ({result[:16]!r}...)")
+    else:
+      result = from_jpeg(result, target.suffix.lower())
+    yield source, target, result
+  yield from unreadable
 
 
 def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> List[Tuple[pathlib.Path, pathlib.Path]]:
@@ -123,6 +184,16 @@ def colorize_photo(colorize, data: bytes, suffix: str) -> bytes:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   out = io.BytesIO()
   Image.fromarray(outputs[export.RGB_OUTPUT].numpy()).save(out, format="PNG")
+  return out.getvalue()
+
+
+def from_jpeg(jpeg: bytes, suffix: str) -> bytes:
+  """A colorized JPEG as the output `suffix` asks: itself, or decoded and saved as PNG."""
+  if suffix in JPEG_SUFFIXES:
+    return jpeg
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  out = io.BytesIO()
+  Image.open(io.BytesIO(jpeg)).convert("RGB").save(out, format="PNG")
   return out.getvalue()
 
 
