@@ -16,6 +16,8 @@ CLOUD = {
     "dataflow": {"machine_type": "n2-standard-8", "max_workers": 17, "disk_size_gb": 80},
     "training": {"machine_type": "a2-highgpu-4g", "accelerator_type": "NVIDIA_TESLA_A100",
                  "accelerator_count": 4, "replica_count": 3},
+    "deploy": {"enabled": True, "endpoint_name": "colorize-nightly", "machine_type": "n1-standard-8",
+               "accelerator_type": "NVIDIA_TESLA_T4", "max_replicas": 3, "traffic_percentage": 100},
     "resources": {"cpu": 2, "memory_gb": 7.5},
     "step_resources": {"CocoIngest": {"cpu": 8, "memory_gb": 32}},
 }

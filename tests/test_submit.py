@@ -128,6 +128,11 @@ def test_submit_dry_run_needs_no_network_or_login(template, tmp_path, config_fil
   tasks = body["pipelineSpec"]["root"]["dag"]["tasks"]
   assert {t["cachingOptions"]["enableCache"] for t in tasks.values()} == {True}
   assert _without_caching(body["pipelineSpec"]) == _without_caching(json.loads(template.read_text())["pipelineSpec"])
+  # What a blessed model is deployed to is part of the request (cloud.deploy).
+  value = body["pipelineSpec"]["root"]["dag"]["tasks"]["EndpointPusher"]["inputs"]["parameters"]["custom_config"]
+  value = value["runtimeValue"].get("constant") or next(iter(value["runtimeValue"]["constantValue"].values()))
+  serving_args = json.loads(value)["ai_platform_serving_args"]
+  assert serving_args["endpoint_name"] == "colorize-nightly" and serving_args["traffic_percentage"] == 100
 
 
 def _without_caching(spec):
