@@ -14,7 +14,7 @@ import tensorflow_model_analysis as tfma
 from components import metrics
 from pipelines import config as config_lib
 from schemas import features
-from trainer import export
+from schemas import signatures
 
 # "Strictly below the no-colour baseline": the gain must be at least the smallest positive double.
 _STRICTLY_POSITIVE = math.ulp(0.0)
@@ -23,12 +23,12 @@ _STRICTLY_POSITIVE = math.ulp(0.0)
 def eval_config(evaluate: config_lib.EvalConfig) -> tfma.EvalConfig:
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
-          # No name on purpose: TFMA then calls "predict" (export.EXAMPLES_SIGNATURE) and, in
+          # No name on purpose: TFMA then calls "predict" (signatures.EXAMPLES_SIGNATURE) and, in
           # models exported before the REST signature took "serving_default", that one, so the
           # last blessed model of an older release stays a usable baseline.
           model_type=tfma.TF_GENERIC,
           label_key=features.AB_KEY,
-          prediction_key=export.AB_OUTPUT,
+          prediction_key=signatures.AB_OUTPUT,
       )],
       slicing_specs=[tfma.SlicingSpec()],
       metrics_specs=[tfma.MetricsSpec(metrics=[

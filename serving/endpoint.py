@@ -12,7 +12,7 @@ ones) and MAX_INSTANCES photos. HTTP 429 and 503 (overloaded, scaling up) are re
 with exponential backoff; any other failure is an EndpointError that says what the
 server answered. The server decodes all photos of a request together and fails the
 request whole when one is unreadable (HTTP 400), so such a request is sent again one
-photo at a time: the others are colorized and the bad one is reported as RejectedPhoto.
+photo at a time: the others are colorized and the bad one is reported as PhotoRejectedError.
 """
 import base64
 import dataclasses
@@ -20,8 +20,8 @@ import json
 import random
 import re
 import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
 import urllib.parse
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 import requests
 
@@ -40,7 +40,7 @@ class EndpointError(Exception):
   """The endpoint cannot be used (unreachable, no credentials, refused, overloaded for good)."""
 
 
-class RejectedPhoto(Exception):
+class PhotoRejectedError(Exception):
   """The endpoint refused one photo (or it cannot be sent); the message says why."""
 
 
@@ -69,10 +69,11 @@ def connect(target: str, credentials=None, api_root: Optional[str] = None) -> En
     return Endpoint(url=target, session=requests.Session())
   match = VERTEX_RESOURCE.match(target)
   if not match:
-    raise EndpointError(f"--endpoint {target!r} is neither a REST :predict URL (http://HOST:8501/v1/models/NAME:predict) "
-                        "nor a Vertex AI endpoint (projects/PROJECT/locations/REGION/endpoints/ID)")
-  import google.auth  # pylint: disable=g-import-not-at-top
-  from google.auth.transport import requests as auth_requests  # pylint: disable=g-import-not-at-top
+    raise EndpointError(f"--endpoint {target!r} is neither a REST :predict URL "
+                        "(http://HOST:8501/v1/models/NAME:predict) nor a Vertex AI endpoint "
+                        "(projects/PROJECT/locations/REGION/endpoints/ID)")
+  import google.auth
+  from google.auth.transport import requests as auth_requests
   if credentials is None:
     try:
       credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
@@ -84,8 +85,8 @@ def connect(target: str, credentials=None, api_root: Optional[str] = None) -> En
 
 
 def colorize(endpoint: Endpoint, photos: Iterable[Tuple[Key, bytes]]
-             ) -> Iterator[Tuple[Key, Union[bytes, RejectedPhoto]]]:
-  """(key, encoded photo) -> (key, colorized JPEG or RejectedPhoto), streaming, in input order."""
+             ) -> Iterator[Tuple[Key, bytes | PhotoRejectedError]]:
+  """(key, encoded photo) -> (key, colorized JPEG or PhotoRejectedError), streaming, in input order."""
   pending: List[Tuple[Key, Dict[str, str]]] = []
   size = _ENVELOPE
   for key, data in photos:
@@ -94,7 +95,7 @@ def colorize(endpoint: Endpoint, photos: Iterable[Tuple[Key, bytes]]
     if _ENVELOPE + needed > endpoint.request_limit:
       yield from _send(endpoint, pending)
       pending, size = [], _ENVELOPE
-      yield key, RejectedPhoto(f"{len(data) / 1e6:.2f} MB is too large for one request to the endpoint "
+      yield key, PhotoRejectedError(f"{len(data) / 1e6:.2f} MB is too large for one request to the endpoint "
                                f"(at most {endpoint.request_limit / 1e6:.2f} MB after base64); "
                                "colorize it with a local --model")
       continue
@@ -115,13 +116,13 @@ def _send(endpoint: Endpoint, batch: List[Tuple[Key, Dict[str, str]]]):
       for item in batch:
         yield from _send(endpoint, [item])
     else:
-      yield batch[0][0], RejectedPhoto(f"the endpoint refused it: {_message(body)}")
+      yield batch[0][0], PhotoRejectedError(f"the endpoint refused it: {_message(body)}")
     return
   predictions = body.get("predictions") if isinstance(body, dict) else None
   if not isinstance(predictions, list) or len(predictions) != len(batch):
     raise EndpointError(f"{endpoint.url} answered {len(batch)} photos with something else than "
                         f"{len(batch)} predictions: {json.dumps(body)[:300]}")
-  for (key, _), prediction in zip(batch, predictions):
+  for (key, _), prediction in zip(batch, predictions, strict=True):
     if not (isinstance(prediction, dict) and isinstance(prediction.get("b64"), str)):
       raise EndpointError(f"{endpoint.url} answered a prediction without {{\"b64\": ...}} (is the deployed model "
                           f"this project's, with its REST signature as default?): {json.dumps(prediction)[:300]}")

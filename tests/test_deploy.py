@@ -14,18 +14,18 @@ import pathlib
 import threading
 import urllib.parse
 
+from cloud_fixtures import CONFIG
 import pytest
 
 from pipelines import cloud_config
 from pipelines import config as config_lib
 from pipelines import pipeline as pipeline_lib
-from cloud_fixtures import CONFIG
 
 pytest_plugins = ("trainer_fixtures",)
 
 PROJECT, REGION = "colorize-test", "europe-west4"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
-PUSHED_URI = f"gs://colorize-bucket/runs/pipeline/colorize-nightly/EndpointPusher/pushed_model/7"
+PUSHED_URI = "gs://colorize-bucket/runs/pipeline/colorize-nightly/EndpointPusher/pushed_model/7"
 
 
 class _VertexApi(http.server.BaseHTTPRequestHandler):
@@ -53,7 +53,7 @@ class _VertexApi(http.server.BaseHTTPRequestHandler):
     return {"name": f"{PARENT}/operations/{self.state['operations']}", "done": True,
             "response": {"@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{type_name}", **response}}
 
-  def do_GET(self):  # pylint: disable=invalid-name
+  def do_GET(self):
     request = self._record()
     path, endpoints, models = request["path"][len("/v1/"):], self.state["endpoints"], self.state["models"]
     if path == f"{PARENT}/endpoints":
@@ -66,7 +66,7 @@ class _VertexApi(http.server.BaseHTTPRequestHandler):
       return self._reply(200, models[path.split("@")[0]])
     return self._reply(404, {"error": {"code": 404, "message": f"{path} not found", "status": "NOT_FOUND"}})
 
-  def do_POST(self):  # pylint: disable=invalid-name
+  def do_POST(self):
     request = self._record()
     path, body = request["path"][len("/v1/"):], request["body"]
     if path == f"{PARENT}/endpoints":
@@ -96,11 +96,13 @@ class _VertexApi(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def vertex_api():
   """(state, url): a fresh loopback Vertex AI API; aiplatform pointed at it, restored after."""
-  from google.auth import credentials  # pylint: disable=g-import-not-at-top
-  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
-  from google.cloud.aiplatform import initializer  # pylint: disable=g-import-not-at-top
-  from google.cloud.aiplatform_v1.types import endpoint, endpoint_service, model_service  # pylint: disable=g-import-not-at-top
-  from google.protobuf import symbol_database  # pylint: disable=g-import-not-at-top
+  from google.auth import credentials
+  from google.cloud import aiplatform
+  from google.cloud.aiplatform import initializer
+  from google.cloud.aiplatform_v1.types import endpoint
+  from google.cloud.aiplatform_v1.types import endpoint_service
+  from google.cloud.aiplatform_v1.types import model_service
+  from google.protobuf import symbol_database
   # The REST transport parses an operation's result (an Any) from JSON through protobuf's symbol
   # database, which otherwise makes a second Python class for the type; aiplatform then drops
   # every Endpoint of that class when listing. Over gRPC, the Pusher's transport in the cloud,
@@ -122,8 +124,8 @@ def vertex_api():
 @pytest.fixture
 def gcs_folder(tmp_path, monkeypatch):
   """gs:// paths in TFX's file I/O map to a local folder for the test."""
-  from tfx.dsl.io import filesystem_registry  # pylint: disable=g-import-not-at-top
-  from tfx.dsl.io.plugins import local  # pylint: disable=g-import-not-at-top
+  from tfx.dsl.io import filesystem_registry
+  from tfx.dsl.io.plugins import local
   root = tmp_path / "gcs"
 
   def local_path(path):
@@ -137,7 +139,7 @@ def gcs_folder(tmp_path, monkeypatch):
              for name in ("open", "exists", "isdir", "listdir", "makedirs", "mkdir", "remove", "rmtree", "stat")}
   fake = type("FolderGcs", (local.LocalFilesystem,), {"SUPPORTED_SCHEMES": ["gs://"], **methods})
   registry = filesystem_registry.DEFAULT_FILESYSTEM_REGISTRY
-  monkeypatch.setitem(registry._preferred_filesystem_by_scheme, "gs://", fake)  # pylint: disable=protected-access
+  monkeypatch.setitem(registry._preferred_filesystem_by_scheme, "gs://", fake)
   return root
 
 
@@ -149,8 +151,9 @@ def _cfg(**deploy):
 
 def _push(cfg, serving_model, tmp_path, blessed=True):
   """Runs the compiled pipeline's EndpointPusher executor on a Model and a ModelBlessing."""
-  from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_artifacts
+
+  from pipelines import vertex_runner
   component = next(c for c in vertex_runner.build_pipeline(cfg).components if c.id == pipeline_lib.ENDPOINT_PUSHER)
   model = standard_artifacts.Model()
   model.uri = str(tmp_path / "model")
@@ -192,12 +195,13 @@ def test_first_push_creates_the_endpoint_uploads_and_deploys(vertex_api, gcs_fol
   assert (gcs_folder / PUSHED_URI[len("gs://"):] / "saved_model.pb").is_file()
   deployed = deploy["deployedModel"]
   assert deployed["model"] == f"{PARENT}/models/200@1"
-  from google.cloud.aiplatform_v1.types import accelerator_type  # pylint: disable=g-import-not-at-top
+  from google.cloud.aiplatform_v1.types import accelerator_type
   machine = deployed["dedicatedResources"]["machineSpec"]
   # Enums go over REST as numbers.
   assert accelerator_type.AcceleratorType(machine.pop("acceleratorType")).name == "NVIDIA_TESLA_T4"
   assert machine == {"machineType": "n1-standard-8", "acceleratorCount": 1}
-  assert (deployed["dedicatedResources"]["minReplicaCount"], deployed["dedicatedResources"]["maxReplicaCount"]) == (1, 3)
+  resources = deployed["dedicatedResources"]
+  assert (resources["minReplicaCount"], resources["maxReplicaCount"]) == (1, 3)
   assert deployed["serviceAccount"] == "pipelines@colorize-test.iam.gserviceaccount.com"
   assert deploy["trafficSplit"] == {"0": 100}
   assert pushed.get_int_custom_property("pushed") == 1

@@ -6,17 +6,18 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
+from cloud_fixtures import REPO
+from cloud_fixtures import offline_command
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import color as skcolor
 import tensorflow as tf
-
-from pipelines import cli
-from serving import endpoint as endpoint_lib
-from trainer import export
 import tf_serving_rest
-from cloud_fixtures import REPO, offline_command
+
+from cli import main as cli
+from schemas import signatures
+from serving import endpoint as endpoint_lib
 
 pytest_plugins = ("trainer_fixtures",)
 
@@ -60,11 +61,11 @@ def test_photos_command_colorizes_real_photos_through_an_endpoint(loaded, histor
   assert "truncated.jpg" in result.output and "Colorized 5 photo(s)" in result.output
   assert "skipped 1 unreadable" in result.output
   assert not (out / "truncated.jpg").exists()
-  single = loaded.signatures[export.IMAGE_SIGNATURE]
+  single = loaded.signatures[signatures.IMAGE_SIGNATURE]
   for name in names:
     colorized = (out / name).read_bytes()
     # What the local SavedModel makes of the same photo, byte for byte.
-    assert colorized == single(image_bytes=tf.constant((inputs / name).read_bytes()))[export.JPEG_OUTPUT].numpy()
+    assert colorized == single(image_bytes=tf.constant((inputs / name).read_bytes()))[signatures.JPEG_OUTPUT].numpy()
   png = Image.open(out / "louis_gray.png")
   source = Image.open(inputs / "louis_gray.png")
   assert png.format == "PNG" and png.size == source.size
@@ -81,12 +82,12 @@ def test_requests_stay_under_the_size_limit_and_too_large_photos_are_reported(lo
                      max_instances=3)
     results = list(endpoint_lib.colorize(endpoint, ((p.name, p.read_bytes()) for p in photos)))
   assert [key for key, _ in results] == [p.name for p in photos]  # every photo answered, in order
-  rejected = {key: str(r) for key, r in results if isinstance(r, endpoint_lib.RejectedPhoto)}
+  rejected = {key: str(r) for key, r in results if isinstance(r, endpoint_lib.PhotoRejectedError)}
   assert list(rejected) == [p.name for p in photos if p.stat().st_size * 4 / 3 > limit]
   assert "too large for one request" in next(iter(rejected.values()))
   assert all(request["size"] <= limit for request in server.requests)
   assert len(server.requests) >= (len(photos) - len(rejected)) / 3
-  for (key, jpeg), photo in zip(results, photos):
+  for (key, jpeg), photo in zip(results, photos, strict=True):
     if key not in rejected:
       assert Image.open(io.BytesIO(jpeg)).size == Image.open(photo).size, key
 
@@ -96,7 +97,7 @@ def test_an_undecodable_photo_fails_alone_not_its_batch(loaded, historical):
   with tf_serving_rest.Server(loaded) as server:
     endpoint = _fast(endpoint_lib.connect(f"{server.url}/v1/models/colorize:predict"))
     results = dict(endpoint_lib.colorize(endpoint, [("a", good), ("broken", b"\xff\xd8\xff not a jpeg"), ("c", good)]))
-  assert isinstance(results["broken"], endpoint_lib.RejectedPhoto)
+  assert isinstance(results["broken"], endpoint_lib.PhotoRejectedError)
   assert "the endpoint refused it" in str(results["broken"])
   assert results["a"] == results["c"] and results["a"][:3] == b"\xff\xd8\xff"
   # The batch of 3, refused whole (HTTP 400), then each photo alone.
@@ -121,7 +122,7 @@ def test_overload_is_retried_and_then_a_clear_error(loaded, historical):
 
 
 def test_vertex_endpoint_resource_is_called_with_credentials(loaded, historical):
-  from google.oauth2 import credentials as oauth2  # pylint: disable=g-import-not-at-top
+  from google.oauth2 import credentials as oauth2
   default = endpoint_lib.connect(RESOURCE, credentials=oauth2.Credentials(token="t"))
   assert default.url == f"https://europe-west4-aiplatform.googleapis.com/v1/{RESOURCE}:predict"
   photo = (historical / "Detroit_circa_1915.jpg").read_bytes()
@@ -160,7 +161,7 @@ def test_unreachable_endpoint_is_a_clear_error(historical, tmp_path):
 
 
 def test_vertex_endpoint_without_login_says_how_to_log_in(historical, tmp_path):
-  args, env = offline_command([sys.executable, "-c", "from pipelines.cli import main; main()", "photos",
+  args, env = offline_command([sys.executable, "-c", "from cli.main import main; main()", "photos",
                                str(historical / "Detroit_circa_1915.jpg"), "-o", str(tmp_path / "o"),
                                "--endpoint", RESOURCE])
   env["HOME"] = str(tmp_path)

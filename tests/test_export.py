@@ -13,11 +13,10 @@ from PIL import Image
 import pytest
 from skimage import color as skcolor
 import tensorflow as tf
+import tf_serving_rest
 
 from schemas import features
-from trainer import data
-from trainer import export
-import tf_serving_rest
+from schemas import signatures
 
 pytest_plugins = ("trainer_fixtures",)
 
@@ -57,8 +56,7 @@ def loaded(serving_model):
 @pytest.fixture(scope="module")
 def test_examples(coco128_examples):
   """4 serialized examples of the real test split."""
-  files = data.list_files([f"{coco128_examples.uri}/Split-test/*"])
-  return next(iter(tf.data.TFRecordDataset(files, data.COMPRESSION).batch(4)))
+  return next(iter(features.records([f"{coco128_examples.uri}/Split-test/*"]).batch(4)))
 
 
 def _l_star(rgb):
@@ -77,25 +75,25 @@ def test_saved_model_holds_each_weight_once_and_no_optimizer_state(serving_model
 
 
 def test_signatures_and_their_keys(loaded):
-  signatures = loaded.signatures
-  assert set(signatures) == {export.REST_SIGNATURE, export.EXAMPLES_SIGNATURE, export.IMAGE_SIGNATURE,
-                             export.L_SIGNATURE}
+  served = loaded.signatures
+  assert set(served) == {signatures.REST_SIGNATURE, signatures.EXAMPLES_SIGNATURE, signatures.IMAGE_SIGNATURE,
+                             signatures.L_SIGNATURE}
   # What TF Serving and Vertex AI's prebuilt containers call when a request names no signature.
-  assert export.REST_SIGNATURE == tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-  rest = signatures[export.REST_SIGNATURE]
-  assert rest.structured_input_signature[1][export.IMAGE_INPUT].shape.as_list() == [None]
-  assert list(rest.structured_outputs) == [export.REST_OUTPUT]
+  assert signatures.REST_SIGNATURE == tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+  rest = served[signatures.REST_SIGNATURE]
+  assert rest.structured_input_signature[1][signatures.IMAGE_INPUT].shape.as_list() == [None]
+  assert list(rest.structured_outputs) == [signatures.REST_OUTPUT]
   # TF Serving's REST API base64-maps string tensors named *_bytes.
-  assert export.IMAGE_INPUT.endswith("_bytes") and export.REST_OUTPUT.endswith("_bytes")
-  examples = signatures[export.EXAMPLES_SIGNATURE]
-  assert set(examples.structured_input_signature[1]) == {export.EXAMPLES_INPUT}
-  assert examples.structured_outputs[export.AB_OUTPUT].shape.as_list() == [None, 224, 224, 2]
-  image = signatures[export.IMAGE_SIGNATURE]
-  assert set(image.structured_input_signature[1]) == {export.IMAGE_INPUT}
-  assert set(image.structured_outputs) == {export.JPEG_OUTPUT, export.RGB_OUTPUT}
-  l_sig = signatures[export.L_SIGNATURE]
-  assert l_sig.structured_input_signature[1][export.L_INPUT].shape.as_list() == [None, 224, 224, 1]
-  assert set(l_sig.structured_outputs) == {export.AB_OUTPUT}
+  assert signatures.IMAGE_INPUT.endswith("_bytes") and signatures.REST_OUTPUT.endswith("_bytes")
+  examples = served[signatures.EXAMPLES_SIGNATURE]
+  assert set(examples.structured_input_signature[1]) == {signatures.EXAMPLES_INPUT}
+  assert examples.structured_outputs[signatures.AB_OUTPUT].shape.as_list() == [None, 224, 224, 2]
+  image = served[signatures.IMAGE_SIGNATURE]
+  assert set(image.structured_input_signature[1]) == {signatures.IMAGE_INPUT}
+  assert set(image.structured_outputs) == {signatures.JPEG_OUTPUT, signatures.RGB_OUTPUT}
+  l_sig = served[signatures.L_SIGNATURE]
+  assert l_sig.structured_input_signature[1][signatures.L_INPUT].shape.as_list() == [None, 224, 224, 1]
+  assert set(l_sig.structured_outputs) == {signatures.AB_OUTPUT}
 
 
 def test_examples_signature_equals_the_keras_model_on_real_test_examples(serving_model, loaded, test_examples):
@@ -104,7 +102,7 @@ def test_examples_signature_equals_the_keras_model_on_real_test_examples(serving
   expected = np.asarray(model({features.L_KEY: parsed[features.L_KEY], features.GRAY_KEY: parsed[features.GRAY_KEY]},
                               training=False))
   assert np.abs(expected).max() > 0.05  # the tint: not a trivially zero output
-  served = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=test_examples)[export.AB_OUTPUT].numpy()
+  served = loaded.signatures[signatures.EXAMPLES_SIGNATURE](examples=test_examples)[signatures.AB_OUTPUT].numpy()
   np.testing.assert_allclose(served, expected, atol=1e-4)
   # Serving needs no target: examples without `ab` give the same prediction.
   stripped = []
@@ -112,19 +110,19 @@ def test_examples_signature_equals_the_keras_model_on_real_test_examples(serving
     example = tf.train.Example.FromString(serialized)
     del example.features.feature[features.AB_KEY]
     stripped.append(example.SerializeToString())
-  without_ab = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=tf.constant(stripped))[export.AB_OUTPUT]
+  without_ab = loaded.signatures[signatures.EXAMPLES_SIGNATURE](examples=tf.constant(stripped))[signatures.AB_OUTPUT]
   np.testing.assert_allclose(without_ab.numpy(), served, atol=1e-6)
 
 
 def test_l_signature_predicts_ab_from_l_alone(loaded, test_examples):
   parsed = features.parse_examples(test_examples)
   l = parsed[features.L_KEY]
-  ab = loaded.signatures[export.L_SIGNATURE](l=l)[export.AB_OUTPUT].numpy()
+  ab = loaded.signatures[signatures.L_SIGNATURE](l=l)[signatures.AB_OUTPUT].numpy()
   assert ab.shape == (4,) + features.AB_SHAPE and np.abs(ab).max() <= 1.0
   # Same as the examples signature up to the grey image, which it rebuilds from L at 224.
-  from_examples = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=test_examples)[export.AB_OUTPUT].numpy()
+  from_examples = loaded.signatures[signatures.EXAMPLES_SIGNATURE](examples=test_examples)[signatures.AB_OUTPUT].numpy()
   np.testing.assert_allclose(ab, from_examples, atol=0.02)
-  one = loaded.signatures[export.L_SIGNATURE](l=l[:1])[export.AB_OUTPUT].numpy()
+  one = loaded.signatures[signatures.L_SIGNATURE](l=l[:1])[signatures.AB_OUTPUT].numpy()
   np.testing.assert_allclose(one, ab[:1], atol=1e-5)
 
 
@@ -167,10 +165,10 @@ def test_colorizes_real_photos_at_their_resolution_in_a_clean_process(serving_mo
 
 def test_undecodable_bytes_are_an_error_not_a_crash(loaded, historical):
   with pytest.raises(tf.errors.InvalidArgumentError):
-    loaded.signatures[export.IMAGE_SIGNATURE](image_bytes=tf.constant(b"not an image"))
+    loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(b"not an image"))
   jpeg = (historical / "Detroit_circa_1915.jpg").read_bytes()
   with pytest.raises(tf.errors.InvalidArgumentError):
-    loaded.signatures[export.IMAGE_SIGNATURE](image_bytes=tf.constant(jpeg[:len(jpeg) // 2]))
+    loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(jpeg[:len(jpeg) // 2]))
 
 
 def _b64(data: bytes) -> dict:
@@ -184,15 +182,15 @@ def test_rest_request_colorizes_a_batch_of_real_photos_of_different_sizes(loaded
   body = json.dumps({"instances": [_b64(photo) for photo in photos]})
   response = json.loads(json.dumps(tf_serving_rest.predict(loaded, json.loads(body))))
   assert list(response) == ["predictions"] and len(response["predictions"]) == len(photos)
-  single = loaded.signatures[export.IMAGE_SIGNATURE]
-  for name, photo, prediction in zip(names, photos, response["predictions"]):
+  single = loaded.signatures[signatures.IMAGE_SIGNATURE]
+  for name, photo, prediction in zip(names, photos, response["predictions"], strict=True):
     assert list(prediction) == ["b64"], name
     jpeg = base64.b64decode(prediction["b64"])
     assert Image.open(io.BytesIO(jpeg)).size == Image.open(io.BytesIO(photo)).size, name
     # The same photo as the one-photo signature makes, byte for byte.
-    assert jpeg == single(image_bytes=tf.constant(photo))[export.JPEG_OUTPUT].numpy(), name
+    assert jpeg == single(image_bytes=tf.constant(photo))[signatures.JPEG_OUTPUT].numpy(), name
   # The named form of an instance means the same.
-  named = tf_serving_rest.predict(loaded, {"instances": [{export.IMAGE_INPUT: _b64(photos[2])}]})
+  named = tf_serving_rest.predict(loaded, {"instances": [{signatures.IMAGE_INPUT: _b64(photos[2])}]})
   assert named["predictions"] == response["predictions"][2:]
 
 
@@ -203,15 +201,16 @@ def test_rest_request_with_a_broken_photo_fails_whole_with_the_decoder_message(l
 
 
 def test_tfma_calls_the_examples_signature_of_new_and_older_models(loaded, tmp_path):
-  from pipelines import config as config_lib  # pylint: disable=g-import-not-at-top
-  from pipelines import evaluation  # pylint: disable=g-import-not-at-top
-  from tensorflow_model_analysis.utils import model_util  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.utils import model_util
+
+  from pipelines import config as config_lib
+  from pipelines import evaluation
   spec = evaluation.eval_config(config_lib.EvalConfig()).model_specs[0]
-  assert model_util.get_callable(loaded, spec.signature_name) is loaded.signatures[export.EXAMPLES_SIGNATURE]
+  assert model_util.get_callable(loaded, spec.signature_name) is loaded.signatures[signatures.EXAMPLES_SIGNATURE]
   # A model exported before the REST signature: its examples signature is "serving_default".
   older = tf.Module()
-  older.f = tf.function(lambda examples: {export.AB_OUTPUT: tf.zeros([tf.size(examples), 1])},
-                        input_signature=[tf.TensorSpec([None], tf.string, name=export.EXAMPLES_INPUT)])
+  older.f = tf.function(lambda examples: {signatures.AB_OUTPUT: tf.zeros([tf.size(examples), 1])},
+                        input_signature=[tf.TensorSpec([None], tf.string, name=signatures.EXAMPLES_INPUT)])
   tf.saved_model.save(older, str(tmp_path / "older"), signatures={"serving_default": older.f})
   older_loaded = tf.saved_model.load(str(tmp_path / "older"))
   assert model_util.get_callable(older_loaded, spec.signature_name) is older_loaded.signatures["serving_default"]

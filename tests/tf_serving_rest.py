@@ -51,7 +51,7 @@ def predict(loaded, body: Dict[str, Any]) -> Dict[str, Any]:
     raise RestError(getattr(e, "message", str(e))) from e
   rows = [{} for _ in instances]
   for name, tensor in outputs.items():
-    for row, value in zip(rows, tensor.numpy()):
+    for row, value in zip(rows, tensor.numpy(), strict=True):
       row[name] = _encode(value, name, tensor.dtype)
   return {"predictions": [row if len(outputs) > 1 else next(iter(row.values())) for row in rows]}
 
@@ -95,7 +95,7 @@ class Server:
 
     class Handler(http.server.BaseHTTPRequestHandler):
 
-      def do_POST(self):  # pylint: disable=invalid-name
+      def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with outer.lock:
           outer.requests.append({"path": self.path, "size": len(raw),
