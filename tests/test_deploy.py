@@ -12,9 +12,9 @@ import importlib.metadata
 import json
 import pathlib
 import threading
-import urllib.parse
 
 from cloud_fixtures import CONFIG
+from cloud_fixtures import JsonApi
 import pytest
 
 from pipelines import cloud_config
@@ -28,25 +28,9 @@ PARENT = f"projects/{PROJECT}/locations/{REGION}"
 PUSHED_URI = "gs://colorize-bucket/runs/pipeline/colorize-nightly/EndpointPusher/pushed_model/7"
 
 
-class _VertexApi(http.server.BaseHTTPRequestHandler):
+class _VertexApi(JsonApi, http.server.BaseHTTPRequestHandler):
   """Endpoints, models and deployments of one project, kept in memory; long operations finish at once."""
   state = None
-
-  def _reply(self, status, body):
-    data = json.dumps(body).encode()
-    self.send_response(status)
-    self.send_header("Content-Type", "application/json")
-    self.send_header("Content-Length", str(len(data)))
-    self.end_headers()
-    self.wfile.write(data)
-
-  def _record(self):
-    raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-    url = urllib.parse.urlsplit(self.path)
-    request = {"method": self.command, "path": url.path, "query": urllib.parse.parse_qs(url.query),
-               "body": json.loads(raw) if raw else None}
-    self.state["requests"].append(request)
-    return request
 
   def _operation(self, type_name, response):
     self.state["operations"] += 1
@@ -89,9 +73,6 @@ class _VertexApi(http.server.BaseHTTPRequestHandler):
       return self._reply(200, self._operation("DeployModelResponse", {"deployedModel": deployed}))
     return self._reply(404, {"error": {"code": 404, "message": f"no route {path}", "status": "NOT_FOUND"}})
 
-  def log_message(self, *args):
-    pass
-
 
 @pytest.fixture
 def vertex_api():
@@ -110,7 +91,8 @@ def vertex_api():
   for message in (endpoint.Endpoint, model_service.UploadModelResponse, endpoint_service.DeployModelResponse):
     symbol_database.Default().RegisterMessage(message.pb())
   state = {"requests": [], "endpoints": {}, "models": {}, "operations": 0}
-  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Api", (_VertexApi,), {"state": state}))
+  handler = type("Api", (_VertexApi,), {"state": state, "requests": state["requests"]})
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
   threading.Thread(target=server.serve_forever, daemon=True).start()
   url = f"http://127.0.0.1:{server.server_address[1]}"
   # The Pusher calls aiplatform.init(project, location) itself; what is set here stays.
