@@ -226,7 +226,7 @@ def test_missing_kfp_gives_a_clear_error(tmp_path):
     ({"cloud": dict(CLOUD, deploy={"enabled": True, "accelerator_type": "T4"})},
      "cloud.deploy.accelerator_type must be one of"),
     ({"cloud": dict(CLOUD, deploy={"serving_image": "tf2-cpu"})}, "cloud.deploy.serving_image must be a container"),
-    ({"cloud": dict(CLOUD, deploy={"replicas": 2})}, "unknown config key cloud.deploy.'replicas'"),
+    ({"cloud": dict(CLOUD, deploy={"replicas": 2})}, "unknown config key cloud.deploy.replicas"),
 ])
 def test_bad_cloud_config_is_a_clear_error(tmp_path, change, message):
   from click.testing import CliRunner
