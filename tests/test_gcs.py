@@ -167,7 +167,7 @@ def test_ingestion_reads_a_coco_root_from_gs(anonymous_beam_gcs, client, coco128
   from_gs = _ingest_split_counts(gs_root, str(tmp_path / "from_gs"))
   assert from_gs == local and sum(local.values()) == 11
   report = json.loads((tmp_path / "from_gs" / "skip_report.json").read_text())
-  assert {s["reason"] for s in report["skipped"]} == {"grayscale", "unreadable"}
+  assert {s["reason"] for s in report["skipped"]} == {"grayscale", "missing"}
   assert report["annotations"] == [f"{gs_root}/annotations/instances_train2017.json"]
 
   # The driver's fingerprint works on gs:// too: stable, and a rewritten photo changes it.

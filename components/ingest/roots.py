@@ -82,9 +82,10 @@ def check_gcs(root: str) -> None:
     what = no_credentials or "the credentials in use have no permission to list it"
     raise SourceError(f"cannot list {root}: {what} ({e.code} from Cloud Storage)") from e
   except (requests.exceptions.RequestException, auth_exceptions.TransportError, OSError) as e:
-    also = f"; also, {no_credentials}" if no_credentials else ""
-    raise SourceError(f"cannot reach Cloud Storage at {endpoint} to list {root} (network: "
-                      f"{type(e).__name__}){also}") from e
+    network = f"Cloud Storage at {endpoint} cannot be reached (network: {type(e).__name__})"
+    if no_credentials:
+      raise SourceError(f"cannot list {root}: {no_credentials}, and {network} anonymously") from e
+    raise SourceError(f"cannot list {root}: {network}") from e
   if found is None:
     raise SourceError(f"data root does not exist: {root} (no objects under it)")
 
