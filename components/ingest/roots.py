@@ -48,8 +48,8 @@ def split_gcs(uri: str) -> Tuple[str, str]:
 
 def gcs_client():
   """(client, note): authenticated with Application Default Credentials, or anonymous with a note why."""
-  from google.auth import exceptions as auth_exceptions
   import google.auth
+  from google.auth import exceptions as auth_exceptions
   from google.cloud import storage
 
   if os.environ.get("STORAGE_EMULATOR_HOST"):

@@ -45,7 +45,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from components.ingest import local_tree
 from components.ingest import roots
-from components.ingest.roots import SourceError  # noqa: F401 (part of this module's interface)
+from components.ingest.roots import SourceError
 from imaging import images
 
 COCO_SUBSETS = ("train2017", "val2017")
@@ -101,10 +101,12 @@ def list_photos(root: str, categories: Sequence[str] = (), max_images: int = 0) 
     photos, duplicates = _unique_files(wanted)
     listing = Listing(photos, {}, "folder", [], duplicates)
     ignored = []
+  refused = listing.refused + [_refusal(r.relative, r.reason, r.detail) for r in refusals]
   if not listing.photos:
     what = f" containing any of the categories {list(categories)}" if categories else ""
-    raise SourceError(f"no images{what} found under {root}")
-  refused = listing.refused + [_refusal(r.relative, r.reason, r.detail) for r in refusals]
+    first = min(refused, key=lambda p: p.source, default=None)
+    why = f"; {len(refused)} entries left out, e.g. {first.source!r}: {first.refused}, {first.detail}" if first else ""
+    raise SourceError(f"no images{what} found under {root}{why}")
   photos = _with_unique_ids(listing.photos)
   photos = sorted(photos, key=lambda p: p.image_id)
   if max_images:
@@ -296,14 +298,15 @@ def _with_unique_ids(photos: List[Photo]) -> List[Photo]:
   taken = {i for i, n in claims.items() if n == 1}
   unique = []
   for p in sorted(photos, key=lambda p: p.source):
-    if claims[p.image_id] > 1:
-      salt, image_id = 0, _hash_id(p.source)
-      while image_id in taken:  # a 63-bit hash collision: practically never, still never a failed run
-        salt += 1
-        image_id = _hash_id(p.source, salt)
-      taken.add(image_id)
-      p = dataclasses.replace(p, image_id=image_id)
-    unique.append(p)
+    if claims[p.image_id] == 1:
+      unique.append(p)
+      continue
+    salt, image_id = 0, _hash_id(p.source)
+    while image_id in taken:  # a 63-bit hash collision: practically never, still never a failed run
+      salt += 1
+      image_id = _hash_id(p.source, salt)
+    taken.add(image_id)
+    unique.append(dataclasses.replace(p, image_id=image_id))
   return unique
 
 
