@@ -22,6 +22,7 @@ from tfx_bsl.tfxio import dataset_options
 from components.ingest import executor
 from components.ingest import sources
 from components.ingest import splits
+from imaging import images
 from schemas import features
 
 BLACK_AND_WHITE = ("000000000086.jpg", "000000000328.jpg")
@@ -332,19 +333,23 @@ HOSTILE_REFUSALS = {
 }
 
 
+class Hung(BaseException):
+  """Not an Exception: no `except Exception` in the code under test may turn a hang into a skip."""
+
+
 class _Watchdog:
   """Fails the test instead of hanging it forever (a FIFO opened for reading blocks)."""
 
   def __enter__(self):
     signal.signal(signal.SIGALRM, self._fail)
-    signal.alarm(300)
+    signal.alarm(120)
 
   def __exit__(self, *unused):
     signal.alarm(0)
 
   @staticmethod
   def _fail(*unused):
-    raise TimeoutError("the ingestion hung")
+    raise Hung("hung (a FIFO opened for reading?)")
 
 
 @pytest.fixture(scope="module")
@@ -399,6 +404,44 @@ def test_paths_are_literal_and_clashing_names_all_ingested(hostile_run):
   assert _sources(examples) == set(ODD_NAMES + CLASHING_NAMES)
   ids = _split_ids(examples)
   assert sum(len(v) for v in ids.values()) == len(ODD_NAMES + CLASHING_NAMES)  # one id each
+
+
+def test_special_files_are_listed_as_refusals_and_never_opened(coco128, tmp_path):
+  shutil.copy(coco128 / "train2017" / _colour_photos(coco128, 1)[0], tmp_path / "photo.jpg")
+  os.mkfifo(tmp_path / "x.jpg")
+  with _Watchdog():
+    listing = sources.list_photos(str(tmp_path))
+    with pytest.raises(images.Skip, match="FIFO"):  # also when a file becomes a FIFO after the listing
+      sources.read_bytes(str(tmp_path / "x.jpg"))
+  assert [p.source for p in listing.photos] == ["photo.jpg"]
+  assert [(p.source, p.refused) for p in listing.refused] == [("x.jpg", "not_a_file")]
+
+
+def test_every_link_is_followed_inside_the_root_or_reported(coco128, tmp_path):
+  root = tmp_path / "root"
+  (root / "sub").mkdir(parents=True)
+  shutil.copy(coco128 / "train2017" / _colour_photos(coco128, 1)[0], root / "sub" / "photo.jpg")
+  (tmp_path / "secret.jpg").write_bytes(SECRET)
+  os.symlink("loop2.jpg", root / "loop1.jpg")
+  os.symlink("loop1.jpg", root / "loop2.jpg")
+  os.symlink("gone.jpg", root / "broken.jpg")
+  os.symlink(tmp_path / "secret.jpg", root / "escape.jpg")
+  os.symlink("sub", root / "linked")
+  os.symlink("..", root / "sub" / "up")
+  listing = sources.list_photos(str(root))
+  assert [p.source for p in listing.photos] == ["sub/photo.jpg"]
+  assert {p.source: p.refused for p in listing.refused} == {
+      "broken.jpg": "broken_link", "loop1.jpg": "broken_link", "loop2.jpg": "broken_link",
+      "escape.jpg": "outside_root", "linked": "duplicate", "sub/up": "duplicate"}
+
+
+def test_a_data_root_named_like_a_pattern_is_literal(coco128, tmp_path):
+  root = tmp_path / "da[t]a *?"
+  root.mkdir()
+  (tmp_path / "data _x").mkdir()  # what the pattern would match
+  for name, photo in zip(ODD_NAMES, _colour_photos(coco128, len(ODD_NAMES)), strict=True):
+    shutil.copy(coco128 / "train2017" / photo, root / name)
+  assert sorted(p.source for p in sources.list_photos(str(root)).photos) == sorted(ODD_NAMES)
 
 
 def test_image_ids_are_unique_and_stable(tmp_path):
