@@ -342,7 +342,7 @@ class _Watchdog:
 
   def __enter__(self):
     signal.signal(signal.SIGALRM, self._fail)
-    signal.alarm(120)
+    signal.alarm(300)  # generous: the machine is shared; a FIFO hang is forever
 
   def __exit__(self, *unused):
     signal.alarm(0)
