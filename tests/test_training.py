@@ -17,6 +17,7 @@ from pipelines import config as config_lib
 from serving import photos
 from trainer import data
 from trainer import model as model_lib
+from trainer import settings
 from trainer import task
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -41,7 +42,7 @@ task.run_fn(FnArgs(
 
 def test_short_training_on_real_photos_lowers_the_loss(coco128_examples):
   keras.utils.set_random_seed(0)
-  cfg = config_lib.TrainConfig()
+  cfg = settings.TrainConfig()
   model = model_lib.compile_model(model_lib.build_model("none"), cfg.learning_rate)
   inputs, ab = next(iter(data.make_dataset([f"{coco128_examples.uri}/Split-train/*"], 4, training=False)))
   before = model.evaluate(inputs, ab, verbose=0)
@@ -52,7 +53,7 @@ def test_short_training_on_real_photos_lowers_the_loss(coco128_examples):
 
 def _train_config(**changes):
   values = dict(weights="none", batch_size=2, epochs=2, steps_per_epoch=2, eval_steps=1, checkpoint_steps=1)
-  cfg = dataclasses.replace(config_lib.TrainConfig(), **{**values, **changes})
+  cfg = dataclasses.replace(settings.TrainConfig(), **{**values, **changes})
   return dataclasses.asdict(cfg)
 
 
