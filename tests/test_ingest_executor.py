@@ -476,10 +476,11 @@ def test_coco_file_names_outside_the_root_are_refused_unread(small_coco, coco128
 
 
 def test_missing_data_root_is_one_line_before_any_heavy_import(tmp_path):
-  """`colorize ingest` and `colorize run`: exit 1, one line, no traceback, TFX never imported."""
+  """`colorize ingest` and `colorize run`: exit 1, one line, no traceback, neither TensorFlow nor Beam imported."""
   for command in ("ingest", "run"):
     result = subprocess.run(
-        [sys.executable, "-c", "import atexit, sys; atexit.register(lambda: print('tfx' in sys.modules)); "
+        [sys.executable, "-c", "import atexit, sys; atexit.register(lambda: print('tensorflow' in sys.modules "
+         "or 'apache_beam' in sys.modules)); "
          "from cli.main import main; main()", command, "--data-root", str(tmp_path / "nowhere"),
          "--output-root", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120, check=False,
