@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,8 @@ def _repeat_photos(folder: str, n: int) -> None:
     source = photos[i % len(photos)]
     copy_number = i // len(photos)
     name = f"{copy_number:04d}{os.path.basename(source)}"  # digits: a COCO-style unique id
-    os.symlink(source, os.path.join(folder, name))
+    # Copies: the ingestion follows no link out of its data root and reads a file linked twice once.
+    shutil.copyfile(source, os.path.join(folder, name))
 
 
 def _naive():

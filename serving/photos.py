@@ -20,6 +20,9 @@ Nothing is lost or overwritten (README, "Colorize your photos"):
 Folders are read with imaging/tree.py: links inside the folder are followed, everything
 else (links leading out, broken links, loops, FIFOs, non-photos) is passed over with a reason.
 TensorFlow is imported only when a photo is colorized, so `colorize --help` stays instant.
+
+With a deployed model (serving/endpoint.py) the same photos go over REST instead; it
+returns JPEG, so other outputs are that JPEG (quality 95) decoded and saved in their format.
 """
 import contextlib
 import dataclasses
@@ -34,6 +37,7 @@ from typing import Callable, Iterable, List, Optional, Tuple
 from imaging import images
 from imaging import tree
 from schemas import signatures
+from serving import endpoint as endpoint_lib
 
 # Formats the image signature reads (after PIL's conversion where needed) and PIL writes.
 FORMAT_OF_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
@@ -45,6 +49,7 @@ SAVED_MODEL_FILE = "saved_model.pb"
 _NATIVE = {("JPEG", "L"), ("JPEG", "RGB"),
            ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "I")}
 _EXIF_ORIENTATION = 0x0112
+_JPEG_MAGIC = b"\xff\xd8\xff"
 _SAVE_OPTIONS = {"WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_deflate"}}
 # Conservative output sizes for the free-space check: JPEG at quality 95 without chroma
 # subsampling stays under ~1 byte per pixel on photos (the historical set: 0.2-0.5);
@@ -308,6 +313,54 @@ def load_colorizer(saved_model: pathlib.Path) -> Colorizer:
   return Colorizer(loaded.signatures[signatures.IMAGE_SIGNATURE], None if limit is None else int(limit.numpy()))
 
 
+def local_results(colorizer: Colorizer, jobs: Iterable[Job]):
+  """(job, colorized bytes or the PhotoError/OSError) per job, with a local model."""
+  for job in jobs:
+    try:
+      yield job, colorize_photo(colorizer, job.source.read_bytes(), output_format(job.target))
+    except (PhotoError, OSError) as e:
+      yield job, e
+
+
+def endpoint_results(remote: endpoint_lib.Endpoint, jobs: Iterable[Job]):
+  """As local_results, with the photos sent to `remote` in batches; unreadable ones are
+  reported without being sent. Raises endpoint_lib.EndpointError if the endpoint fails.
+  """
+  unreadable = []
+
+  def readable():
+    for job in jobs:
+      try:
+        yield job, upright(job.source.read_bytes())
+      except (PhotoError, OSError) as e:
+        unreadable.append((job, e))
+
+  for job, answer in endpoint_lib.colorize(remote, readable()):
+    yield from unreadable
+    unreadable.clear()
+    if isinstance(answer, endpoint_lib.PhotoRejectedError):
+      yield job, PhotoError(str(answer))
+    elif not answer.startswith(_JPEG_MAGIC):
+      yield job, PhotoError(f"the endpoint answered something else than a JPEG ({answer[:16]!r}...)")
+    else:
+      yield job, from_jpeg(answer, output_format(job.target))
+  yield from unreadable
+
+
+def from_jpeg(jpeg: bytes, output: str) -> bytes:
+  """A colorized JPEG in the PIL format `output`: itself, or decoded and saved in that format."""
+  if output == "JPEG":
+    return jpeg
+  from PIL import Image
+  return _encode(Image.open(io.BytesIO(jpeg)).convert("RGB"), output)
+
+
+def _encode(image, output: str) -> bytes:
+  out = io.BytesIO()
+  image.save(out, format=output, **_SAVE_OPTIONS.get(output, {}))
+  return out.getvalue()
+
+
 def colorize_photo(colorizer: Colorizer, data: bytes, output: str) -> bytes:
   """Encoded photo -> the colorized photo encoded in the PIL format `output`."""
   import tensorflow as tf
@@ -318,9 +371,7 @@ def colorize_photo(colorizer: Colorizer, data: bytes, output: str) -> bytes:
   if output == "JPEG":
     return outputs[signatures.JPEG_OUTPUT].numpy()
   from PIL import Image
-  out = io.BytesIO()
-  Image.fromarray(outputs[signatures.RGB_OUTPUT].numpy()).save(out, format=output, **_SAVE_OPTIONS.get(output, {}))
-  return out.getvalue()
+  return _encode(Image.fromarray(outputs[signatures.RGB_OUTPUT].numpy()), output)
 
 
 def _reason(e) -> str:

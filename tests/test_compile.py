@@ -81,6 +81,24 @@ def test_tasks_images_and_executor_classes(compiled):
   assert "Evaluator" in tasks["Pusher"]["dependentTasks"]
 
 
+def test_blessed_models_are_also_deployed_to_a_vertex_endpoint(compiled):
+  spec = compiled["job"]["pipelineSpec"]
+  args = _executor(spec, "EndpointPusher")["container"]["args"]
+  assert args[args.index("--executor_class_path") + 1] == \
+      "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+  assert "Evaluator" in _tasks(spec)["EndpointPusher"]["dependentTasks"]
+  custom = json.loads(_param(spec, "EndpointPusher", "custom_config"))
+  assert custom["ai_platform_enable_vertex"] is True
+  assert custom["ai_platform_vertex_region"] == "europe-west4"
+  # Vertex AI's prebuilt TF 2.16 serving image, GPU build, from the registry nearest europe-west4.
+  assert custom["ai_platform_vertex_container_image_uri"] == \
+      "europe-docker.pkg.dev/vertex-ai/prediction/tf2-gpu.2-16:latest"
+  assert custom["ai_platform_serving_args"] == {
+      "project": "colorize-test", "endpoint_name": "colorize-nightly", "machine_type": "n1-standard-8",
+      "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 1, "min_replica_count": 1, "max_replica_count": 3,
+      "traffic_percentage": 100, "service_account": SERVICE_ACCOUNT, "labels": {"team": "vision", "env": "test"}}
+
+
 def test_dataflow_args(compiled, cfg):
   spec = compiled["job"]["pipelineSpec"]
   for task in ("CocoIngest", "Evaluator"):
@@ -198,6 +216,20 @@ def test_missing_kfp_gives_a_clear_error(tmp_path):
     ({"cloud": dict(CLOUD, dataflow={"max_wokers": 3})}, "unknown config key cloud.dataflow.max_wokers"),
     ({"cloud": dict(CLOUD, region="Europe")}, "cloud.region must look like"),
     ({"cloud": dict(CLOUD, service_account="me@example.com")}, "service account email"),
+    ({"cloud": dict(CLOUD, deploy={"enabled": True, "traffic_percentage": 120})},
+     "cloud.deploy.traffic_percentage must be 0-100, got 120"),
+    ({"cloud": dict(CLOUD, deploy={"min_replicas": 2, "max_replicas": 1})},
+     "cloud.deploy.max_replicas must be >= min_replicas (2), got 1"),
+    ({"cloud": dict(CLOUD, deploy={"min_replicas": 0})}, "cloud.deploy.min_replicas must be >= 1, got 0"),
+    ({"cloud": dict(CLOUD, deploy={"endpoint_name": ""})}, "cloud.deploy.endpoint_name must be 1-128"),
+    ({"cloud": dict(CLOUD, deploy={"endpoint_name": "x" * 129})}, "cloud.deploy.endpoint_name must be 1-128"),
+    ({"cloud": dict(CLOUD, deploy={"enabled": True, "machine_type": "g2-standard-8",
+                                   "accelerator_type": "NVIDIA_TESLA_T4"})},
+     "cloud.deploy: NVIDIA_TESLA_T4 cannot be attached to g2-standard-8"),
+    ({"cloud": dict(CLOUD, deploy={"enabled": True, "accelerator_type": "T4"})},
+     "cloud.deploy.accelerator_type must be one of"),
+    ({"cloud": dict(CLOUD, deploy={"serving_image": "tf2-cpu"})}, "cloud.deploy.serving_image must be a container"),
+    ({"cloud": dict(CLOUD, deploy={"replicas": 2})}, "unknown config key cloud.deploy.replicas"),
 ])
 def test_bad_cloud_config_is_a_clear_error(tmp_path, change, message):
   from click.testing import CliRunner
