@@ -59,7 +59,7 @@ def test_photos_command_colorizes_real_photos_through_an_endpoint(loaded, histor
   # The truncated photo is skipped before anything is sent; the others are colorized.
   assert result.exit_code == 1, result.output
   assert "truncated.jpg" in result.output and "Colorized 5 photo(s)" in result.output
-  assert "skipped 1 unreadable" in result.output
+  assert "skipped 1 (listed above)" in result.output
   assert not (out / "truncated.jpg").exists()
   single = loaded.signatures[signatures.IMAGE_SIGNATURE]
   for name in names:
