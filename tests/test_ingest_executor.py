@@ -16,7 +16,10 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from google.protobuf import text_format
 
 import image_files
+from apache_beam.metrics import monitoring_infos
+
 from components.ingest import executor
+from components.ingest import shard_writer
 from components.ingest import sources
 from components.ingest import splits
 from schemas import features
@@ -80,12 +83,12 @@ def _props(input_base, **overrides):
   return props
 
 
-def _ingest(tmp_path, input_base, **overrides):
+def _ingest(tmp_path, input_base, runner=None, **overrides):
   """Runs Do() with hand-built artifacts; returns (examples artifact, Beam pipeline result)."""
   pipelines = []
 
   def make_pipeline():
-    pipelines.append(beam.Pipeline())
+    pipelines.append(beam.Pipeline(runner=runner))
     return pipelines[-1]
 
   examples = standard_artifacts.Examples()
@@ -308,3 +311,62 @@ def test_real_coco128_fixture(coco128_examples):
   report = json.loads(tf.io.gfile.GFile(coco128_examples.get_string_custom_property("skip_report")).read())
   assert sorted(s["image_id"] for s in report["skipped"]) == [86, 328, 359, 542, 634]
   assert {s["reason"] for s in report["skipped"]} == {"grayscale"}
+
+
+def test_no_example_bytes_cross_the_runner(mixed_run):
+  """Beam's sampled element sizes of every PCollection: ids, counts, skips and shard names only."""
+  _, result = mixed_run
+  largest = [monitoring_infos.extract_distribution(info)[3] for info in result.monitoring_infos()
+             if info.urn == monitoring_infos.SAMPLED_BYTE_SIZE_URN]
+  assert len(largest) > 5
+  assert max(largest) < 5_000  # an example is ~240 KB
+
+
+def test_failed_attempts_leave_no_duplicate_or_partial_examples(mixed_folder, mixed_run, tmp_path, monkeypatch):
+  """The BundleBasedDirectRunner retries failed bundles; two attempts die on purpose, halfway.
+
+  One attempt of the example-making bundle dies after writing examples to its shard files,
+  and the commit dies after moving the first split's shards. The output is exactly that of
+  the clean run: every photo once, nothing of the failed attempt, no temp files.
+  """
+  failed = {}
+  write, commit = shard_writer.BundleShards.write, shard_writer.commit
+
+  def write_then_die_once(self, key, image_id, record):
+    write(self, key, image_id, record)
+    if len(self._shards[key].image_ids) == 2 and "write" not in failed:
+      failed["write"] = self._shards[key]
+      raise RuntimeError("worker lost (injected)")
+
+  def commit_then_die_once(shards, folder, prefix):
+    finals = commit(shards, folder, prefix)
+    if finals and "commit" not in failed:
+      failed["commit"] = finals
+      raise RuntimeError("commit interrupted (injected)")
+    return finals
+
+  monkeypatch.setattr(shard_writer.BundleShards, "write", write_then_die_once)
+  monkeypatch.setattr(shard_writer, "commit", commit_then_die_once)
+  examples, _ = _ingest(tmp_path, mixed_folder, runner="BundleBasedDirectRunner")
+  assert set(failed) == {"write", "commit"}
+  clean_ids = _split_ids(mixed_run[0])
+  for split in features.SPLITS:
+    parsed = _read_split(examples, split)
+    ids = parsed[features.IMAGE_ID_KEY].numpy().tolist() if parsed else []
+    assert sorted(ids) == sorted(clean_ids[split]), split
+  assert examples.get_string_custom_property("split_counts") == mixed_run[0].get_string_custom_property("split_counts")
+  assert all(os.path.exists(final) for final in failed["commit"])
+  assert not list((tmp_path / "examples").glob(".temp-*"))
+
+
+def test_a_bundle_committed_twice_is_an_error_not_duplicates(coco128, tmp_path):
+  photos = sorted((coco128 / "train2017").glob("*.jpg"))[:3]
+  attempts = []
+  for _ in range(2):  # the same bundle, run twice, both committed
+    bundle = shard_writer.BundleShards(str(tmp_path / "temp"))
+    for i, photo in enumerate(photos):
+      bundle.write("train", i, photo.read_bytes())
+    attempts += bundle.close()
+  assert shard_writer.read(attempts[0]) == {i: p.read_bytes() for i, p in enumerate(photos)}
+  with pytest.raises(shard_writer.DuplicateExamplesError, match="image 0 is in two committed shards"):
+    shard_writer.check_unique(attempts)

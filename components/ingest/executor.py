@@ -26,10 +26,12 @@ itself into /tmp (`setup.py sdist`, several seconds) on every run and stages it.
 """
 import json
 import posixpath
-from typing import Any, Dict, List, NamedTuple, Tuple
+from typing import Any, Dict, List, Tuple
 
 from absl import logging
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
 import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import write_split
@@ -39,6 +41,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import images
+from components.ingest import shard_writer
 from components.ingest import sources
 from components.ingest import splits
 from components.ingest import tfrecord_gzip
@@ -62,14 +65,6 @@ class EmptyDatasetError(ValueError):
   """Every listed file was skipped: there is nothing to train on."""
 
 
-class _Kept(NamedTuple):
-  image_id: int
-  source: str
-  colour: bool
-  test_rank: int
-  example: bytes  # serialized tf.Example
-
-
 def _make_example(photo: sources.Photo, arrays: images.Arrays) -> bytes:
   def _bytes(value: bytes):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
@@ -87,22 +82,37 @@ def _make_example(photo: sources.Photo, arrays: images.Arrays) -> bytes:
   })).SerializeToString()
 
 
-class _ToExample(beam.DoFn):
-  """Photo -> _Kept on the main output, or a skip record on the SKIPPED output."""
-  SKIPPED = "skipped"
+class _MakeAndWrite(beam.DoFn):
+  """Photo -> example, written to this bundle's shard of its route (shard_writer.py).
 
-  def __init__(self, keep_grayscale: bool):
+  Outputs only small (kind, value) records, one PCollection for all kinds (the commit reads
+  it as one side input): SHARD at the end of each bundle, one per route it wrote to;
+  SKIPPED per skipped file; BOUNDARY (test rank, image id) per boundary photo;
+  GRAYSCALE_KEPT (source) per kept black-and-white photo.
+  """
+  SHARD = "shard"
+  SKIPPED = "skipped"
+  BOUNDARY = "boundary"
+  GRAYSCALE_KEPT = "grayscale_kept"
+
+  def __init__(self, keep_grayscale: bool, k: int, eval_fraction: float, temp_dir: str):
     super().__init__()
     self._keep_grayscale = keep_grayscale
+    self._k = k
+    self._eval_fraction = eval_fraction
+    self._temp_dir = temp_dir
+    self._shards = None
     self._skip_counters = {}
     self._examples = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples")
+
+  def start_bundle(self):
+    self._shards = shard_writer.BundleShards(self._temp_dir)
 
   def _skip(self, photo: sources.Photo, reason: images.SkipReason, detail: str):
     if reason not in self._skip_counters:
       self._skip_counters[reason] = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"skipped_{reason.value}")
     self._skip_counters[reason].inc()
-    return beam.pvalue.TaggedOutput(self.SKIPPED, {
-        "file": photo.source, "image_id": photo.image_id, "reason": reason.value, "detail": detail})
+    return self.SKIPPED, {"file": photo.source, "image_id": photo.image_id, "reason": reason.value, "detail": detail}
 
   def process(self, ranked_photo: Tuple[int, sources.Photo]):
     test_rank, photo = ranked_photo
@@ -127,7 +137,18 @@ class _ToExample(beam.DoFn):
       yield self._skip(photo, images.SkipReason.GRAYSCALE, _bw_detail(arrays))
       return
     self._examples.inc()
-    yield _Kept(photo.image_id, photo.source, not arrays.black_and_white, test_rank, _make_example(photo, arrays))
+    route = splits.route(test_rank, not arrays.black_and_white, self._k)
+    if route == splits.DRAW:
+      route = splits.train_or_eval(photo.image_id, self._eval_fraction)
+    self._shards.write(route, photo.image_id, _make_example(photo, arrays))
+    if route == splits.BOUNDARY:
+      yield self.BOUNDARY, (test_rank, photo.image_id)
+    if arrays.black_and_white:
+      yield self.GRAYSCALE_KEPT, photo.source
+
+  def finish_bundle(self):
+    for shard in self._shards.close():
+      yield GlobalWindows.windowed_value((self.SHARD, shard))
 
 
 def _bw_detail(arrays: images.Arrays) -> str:
@@ -135,28 +156,39 @@ def _bw_detail(arrays: images.Arrays) -> str:
           f"a*b* units from the mean tint (colour photos: >= {images.BW_MAX_COLOURED_SHARE:.1%})")
 
 
-def _route_index(kept: _Kept, num_partitions: int, k: int, eval_fraction: float) -> int:
-  """Index into ROUTES: a split name, or the test boundary (see splits.py)."""
-  del num_partitions
-  route = splits.route(kept.test_rank, kept.colour, k)
-  if route == splits.DRAW:
-    route = splits.train_or_eval(kept.image_id, eval_fraction)
-  return ROUTES.index(route)
+def _commit(unused_trigger, split_uris: Dict[str, str], report_path: str, settings: Dict[str, Any],
+            records: List[Tuple[str, Any]]) -> None:
+  """Places the boundary photos, moves every committed shard into its split, writes the report.
 
-
-def _settle_boundary(boundary: List[_Kept], test_count: int, k: int, eval_fraction: float,
-                     split_uris: Dict[str, str]):
-  """Places the boundary photos and writes them to one `data_tfrecord_boundary.gz` per split; yields their splits."""
-  by_id = {b.image_id: b for b in boundary}
-  placed = splits.settle_boundary([(b.test_rank, b.image_id) for b in boundary], test_count, k, eval_fraction)
+  Runs once, on the runner's committed records only (see shard_writer.py); safe to retry.
+  """
+  by_kind = {kind: [] for kind in (_MakeAndWrite.SHARD, _MakeAndWrite.SKIPPED, _MakeAndWrite.BOUNDARY,
+                                   _MakeAndWrite.GRAYSCALE_KEPT)}
+  for kind, value in records:
+    by_kind[kind].append(value)
+  shards, boundary = by_kind[_MakeAndWrite.SHARD], by_kind[_MakeAndWrite.BOUNDARY]
+  shard_writer.check_unique(shards)
+  by_route: Dict[str, List[shard_writer.Shard]] = {route: [] for route in ROUTES}
+  for shard in shards:
+    by_route[shard.key].append(shard)
+  test_count = sum(len(s.image_ids) for s in by_route[features.TEST_SPLIT])
+  placed = splits.settle_boundary(boundary, test_count, settings["test_size"], settings["eval_fraction"])
+  boundary_examples = {}
+  for shard in by_route[splits.BOUNDARY]:
+    boundary_examples.update(shard_writer.read(shard))
+  split_counts = {}
   for split in features.SPLITS:
+    # The few boundary photos of each split, in one file beside the committed shards.
+    placed_here = [image_id for image_id, s in placed if s == split]
     tfrecord_gzip.write_records(posixpath.join(split_uris[split], BOUNDARY_FILE),
-                                [by_id[image_id].example for image_id, s in placed if s == split])
-  for _, split in placed:
-    yield split
+                                [boundary_examples[image_id] for image_id in placed_here])
+    shard_writer.commit(by_route[split], split_uris[split], write_split.DEFAULT_TF_RECORD_FILE_NAME)
+    split_counts[split] = sum(len(s.image_ids) for s in by_route[split]) + len(placed_here)
+  _write_report(report_path, settings, split_counts, by_kind[_MakeAndWrite.SKIPPED],
+                by_kind[_MakeAndWrite.GRAYSCALE_KEPT])
 
 
-def _write_report(unused_trigger, path: str, settings: Dict[str, Any], split_counts: Dict[str, int],
+def _write_report(path: str, settings: Dict[str, Any], split_counts: Dict[str, int],
                   skipped: List[dict], grayscale_kept: List[str]) -> None:
   shortfall = settings["test_size"] - split_counts.get(features.TEST_SPLIT, 0)
   skip_counts: Dict[str, int] = {}
@@ -210,38 +242,23 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                  f"{images.BW_CHROMA:g} a*b* units from the photo's mean a*b*"),
     }
 
-    with self._make_beam_pipeline() as pipeline:
-      kept, skipped = (
-          pipeline
-          | "ListPhotos" >> beam.Create([(ranks[p.image_id], p) for p in listing.photos])
-          | "ToExample" >> beam.ParDo(_ToExample(keep_grayscale)).with_outputs(_ToExample.SKIPPED, main="kept"))
-      routed = dict(zip(ROUTES, kept | "Route" >> beam.Partition(
-          _route_index, len(ROUTES), k=k, eval_fraction=eval_fraction)))
-      settled = (
-          routed[splits.BOUNDARY]
-          | "CollectBoundary" >> beam.combiners.ToList()
-          | "SettleBoundary" >> beam.FlatMap(
-              _settle_boundary, k=k, eval_fraction=eval_fraction, split_uris=split_uris,
-              test_count=beam.pvalue.AsSingleton(
-                  routed[features.TEST_SPLIT] | "CountTest" >> beam.combiners.Count.Globally())))
-      names = [settled]
-      for split in features.SPLITS:
-        _ = (routed[split]
-             | f"Payload[{split}]" >> beam.Map(lambda photo: photo.example)
-             | f"Write[{split}]" >> tfrecord_gzip.WriteToGzipTFRecord(
-                 posixpath.join(split_uris[split], write_split.DEFAULT_TF_RECORD_FILE_NAME)))
-        names.append(routed[split] | f"Name[{split}]" >> beam.Map(lambda _, name=split: name))
-      grayscale_kept = (kept
-                        | "BlackAndWhiteKept" >> beam.Filter(lambda photo: not photo.colour)
-                        | "BlackAndWhiteSource" >> beam.Map(lambda photo: photo.source))
-      _ = (pipeline
-           | "ReportTrigger" >> beam.Create([None])
-           | "WriteReport" >> beam.Map(
-               _write_report, report_path, settings,
-               split_counts=beam.pvalue.AsDict(names | "AllNames" >> beam.Flatten()
-                                               | "SplitCounts" >> beam.combiners.Count.PerElement()),
-               skipped=beam.pvalue.AsList(skipped),
-               grayscale_kept=beam.pvalue.AsList(grayscale_kept)))
+    # Files of an earlier attempt at this artifact would be read as part of it.
+    existing = [uri for uri in split_uris.values() if FileSystems.exists(uri)]
+    if existing:
+      FileSystems.delete(existing)
+    temp_dir = shard_writer.new_temp_dir(examples.uri)
+    try:
+      with self._make_beam_pipeline() as pipeline:
+        made = (
+            pipeline
+            | "ListPhotos" >> beam.Create([(ranks[p.image_id], p) for p in listing.photos])
+            | "MakeAndWrite" >> beam.ParDo(_MakeAndWrite(keep_grayscale, k, eval_fraction, temp_dir)))
+        _ = (pipeline
+             | "CommitTrigger" >> beam.Create([None])
+             | "Commit" >> beam.Map(_commit, split_uris, report_path, settings, records=beam.pvalue.AsList(made)))
+    finally:
+      # What failed or discarded bundle attempts wrote; committed shards were moved out.
+      shard_writer.remove_temp_dir(temp_dir)
 
     with tf.io.gfile.GFile(report_path) as f:
       report = json.load(f)
