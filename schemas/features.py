@@ -19,11 +19,13 @@ resized to 224 (L, ab) and 299 (gray), i.e. shorter side resized then centre-cro
 so the network never sees distorted shapes. Colorizing a whole photo at serving time
 cannot crop, so it resizes the full frame to 224x224, predicts ab, and resizes ab back
 to the original size before merging it with the original full-resolution L.
+
+TensorFlow is imported inside the functions that need it: the model definition
+(trainer/model.py) reads the constants here and must import without TensorFlow.
 """
 import os
 
 import numpy as np
-import tensorflow as tf
 
 # The same features as a TFMD schema (for ImportSchemaGen and TFMA); a test pins the two.
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.pbtxt")
@@ -62,7 +64,7 @@ def encode_ab(ab: np.ndarray) -> bytes:
 
 
 def encode_gray(gray: np.ndarray) -> bytes:
-  """sRGB grey levels in [0, 255], HxW or HxWx1 -> the stored bytes."""
+  """SRGB grey levels in [0, 255], HxW or HxWx1 -> the stored bytes."""
   if gray.dtype == np.uint8:  # already stored form; rint + clip of a uint8 299x299 costs ~2 ms
     return gray.tobytes()
   return np.clip(np.rint(gray), 0, 255).astype(np.uint8).tobytes()
@@ -85,6 +87,7 @@ def decode_gray_numpy(data: bytes) -> np.ndarray:
 
 def feature_spec():
   """tf.io.parse_example spec of a stored example."""
+  import tensorflow as tf
   return {
       IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.int64),
       SOURCE_KEY: tf.io.FixedLenFeature([], tf.string),
@@ -96,19 +99,23 @@ def feature_spec():
 
 
 def _decode_raw(data, shape):
+  import tensorflow as tf
   return tf.reshape(tf.io.decode_raw(data, tf.uint8), (-1,) + shape)
 
 
 def l_to_model(l_uint8):
   """Stored L bytes decoded to uint8 -> model scale [-1, 1]."""
+  import tensorflow as tf
   return tf.cast(l_uint8, tf.float32) / (50.0 * L_BYTES_PER_UNIT) - 1.0
 
 
 def ab_to_model(ab_uint8):
+  import tensorflow as tf
   return (tf.cast(ab_uint8, tf.float32) - AB_OFFSET) / AB_SCALE
 
 
 def gray_to_model(gray_uint8):
+  import tensorflow as tf
   return tf.cast(gray_uint8, tf.float32) / 127.5 - 1.0
 
 
@@ -118,6 +125,7 @@ def parse_examples(serialized):
   Returns a dict with `l` [B,224,224,1], `gray` [B,299,299,1] (the model inputs),
   `ab` [B,224,224,2] (the target), plus `image_id` and `source`.
   """
+  import tensorflow as tf
   parsed = tf.io.parse_example(serialized, feature_spec())
   return {
       L_KEY: l_to_model(_decode_raw(parsed[L_KEY], L_SHAPE)),

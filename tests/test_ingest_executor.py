@@ -330,7 +330,7 @@ def test_failed_attempts_leave_no_duplicate_or_partial_examples(mixed_folder, mi
   the clean run: every photo once, nothing of the failed attempt, no temp files.
   """
   failed = {}
-  write, commit = shard_writer.BundleShards.write, shard_writer.commit
+  write, commit_shards = shard_writer.BundleShards.write, shard_writer.commit
 
   def write_then_die_once(self, key, image_id, record):
     write(self, key, image_id, record)
@@ -339,7 +339,7 @@ def test_failed_attempts_leave_no_duplicate_or_partial_examples(mixed_folder, mi
       raise RuntimeError("worker lost (injected)")
 
   def commit_then_die_once(shards, folder, prefix):
-    finals = commit(shards, folder, prefix)
+    finals = commit_shards(shards, folder, prefix)
     if finals and "commit" not in failed:
       failed["commit"] = finals
       raise RuntimeError("commit interrupted (injected)")
@@ -358,15 +358,3 @@ def test_failed_attempts_leave_no_duplicate_or_partial_examples(mixed_folder, mi
   assert all(os.path.exists(final) for final in failed["commit"])
   assert not list((tmp_path / "examples").glob(".temp-*"))
 
-
-def test_a_bundle_committed_twice_is_an_error_not_duplicates(coco128, tmp_path):
-  photos = sorted((coco128 / "train2017").glob("*.jpg"))[:3]
-  attempts = []
-  for _ in range(2):  # the same bundle, run twice, both committed
-    bundle = shard_writer.BundleShards(str(tmp_path / "temp"))
-    for i, photo in enumerate(photos):
-      bundle.write("train", i, photo.read_bytes())
-    attempts += bundle.close()
-  assert shard_writer.read(attempts[0]) == {i: p.read_bytes() for i, p in enumerate(photos)}
-  with pytest.raises(shard_writer.DuplicateExamplesError, match="image 0 is in two committed shards"):
-    shard_writer.check_unique(attempts)

@@ -2,37 +2,37 @@
 
 Modelled on TFX's ExampleGen executors (tfx/components/example_gen/
 base_example_gen_executor.py): split names are set on the artifact before its split
-URIs are asked for, each split is `Split-<name>/data_tfrecord*-SSSSS-of-NNNNN.gz`
-(gzipped TFRecords of tf.Example, ExampleGen's file prefix), and the `payload_format` /
-`file_format` custom properties are set as ExampleGen sets them. Two differences, both
-for throughput: files are written by tfrecord_gzip.py (Beam's gzip level costs more
-than all the image work), and without ExampleGen's Reshuffle, which would hold every
-example in memory on the DirectRunner (the Trainer shuffles anyway).
+URIs are asked for, each split is `Split-<name>/data_tfrecord*.gz` (gzipped TFRecords of
+tf.Example, ExampleGen's file prefix), and the `payload_format` / `file_format` custom
+properties are set as ExampleGen sets them. Two differences, both for throughput: files
+are written by tfrecord_gzip.py (Beam's gzip level costs more than all the image work),
+and without ExampleGen's Reshuffle of the examples (the Trainer shuffles anyway).
 
-The Beam graph (memory stays bounded by the test boundary, not the dataset):
+The Beam graph moves no example bytes between workers or through the runner:
   listing + test ranks (in Do, before Beam: sources.py, splits.py) -> Create
-    -> decode + Lab + encode (images.py, one DoFn)
-    -> kept examples | skipped files (tagged output, a Beam counter per reason)
-  kept -> route: train | eval | test (streamed to their files) | boundary
-  boundary (a few dozen photos) + number of usable test photos -> train/eval/test
-    (written, in one step, to a BOUNDARY_FILE in each split)
-  split counts + skipped + kept black-and-white -> <artifact>/skip_report.json
-Do then copies the report's counts into the artifact's custom properties.
+    -> MakeAndWrite (make_examples.py): read, decode, Lab, encode, serialize, and append
+       to this bundle's shard file of the photo's route (train | eval | test | boundary,
+       splits.py); out come only small records: shard names with their image ids, skip
+       records (a Beam counter per reason), boundary ranks, kept black-and-white sources
+  all records (one side input) -> Commit (commit.py): place the boundary photos, move
+    the committed shards into Split-<name>/data_tfrecord-SSSSS-of-NNNNN.gz and the
+    boundary photos into data_tfrecord_boundary.gz, write <artifact>/skip_report.json
+Do then copies the report's counts into the artifact's custom properties. Retries and
+duplicate bundle attempts are safe by construction: see shard_writer.py.
 
 Runners: beam_pipeline_args pass through (`--direct_running_mode=multi_processing
---direct_num_workers=N`, Dataflow flags). Note TFX's behaviour: when the args hold
-neither --setup_file nor --extra_package, BaseBeamExecutor builds an sdist of tfx
-itself into /tmp (`setup.py sdist`, several seconds) on every run and stages it.
+--direct_num_workers=N`, Dataflow flags). Workers load make_examples.py and commit.py
+only (no TensorFlow, no TFX). Note TFX's behaviour: when the args hold neither
+--setup_file nor --extra_package, BaseBeamExecutor builds an sdist of tfx itself into
+/tmp (`setup.py sdist`, several seconds) on every run and stages it.
 """
 import json
 import posixpath
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 from absl import logging
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms.window import GlobalWindows
-import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import write_split
 from tfx.components.util import examples_utils
@@ -41,14 +41,15 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import images
+from components.ingest import commit
+from components.ingest import make_examples
 from components.ingest import shard_writer
 from components.ingest import sources
 from components.ingest import splits
-from components.ingest import tfrecord_gzip
 from schemas import features
 
 EXAMPLES_KEY = "examples"
-METRICS_NAMESPACE = "colorize_ingest"
+METRICS_NAMESPACE = make_examples.METRICS_NAMESPACE
 SKIP_REPORT_FILE = "skip_report.json"
 # Custom properties of the Examples artifact (pipelines/summary.py prints them).
 SPLIT_COUNTS_PROPERTY = "split_counts"
@@ -56,156 +57,10 @@ SKIP_COUNTS_PROPERTY = "skip_counts"
 SKIP_REPORT_PROPERTY = "skip_report"
 # Set by the driver (driver.py) as an execution property; copied to the artifact.
 INPUT_FINGERPRINT_PROPERTY = "input_fingerprint"
-ROUTES = features.SPLITS + (splits.BOUNDARY,)
-# The few boundary photos of each split (see splits.py), beside the streamed files.
-BOUNDARY_FILE = write_split.DEFAULT_TF_RECORD_FILE_NAME + "_boundary.gz"
 
 
 class EmptyDatasetError(ValueError):
   """Every listed file was skipped: there is nothing to train on."""
-
-
-def _make_example(photo: sources.Photo, arrays: images.Arrays) -> bytes:
-  def _bytes(value: bytes):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-  def _int(value: int):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-  return tf.train.Example(features=tf.train.Features(feature={
-      features.IMAGE_ID_KEY: _int(photo.image_id),
-      features.SOURCE_KEY: _bytes(photo.source.encode("utf-8")),
-      features.LICENSE_KEY: _int(photo.license),
-      features.L_KEY: _bytes(features.encode_l(arrays.l)),
-      features.AB_KEY: _bytes(features.encode_ab(arrays.ab)),
-      features.GRAY_KEY: _bytes(features.encode_gray(arrays.gray)),
-  })).SerializeToString()
-
-
-class _MakeAndWrite(beam.DoFn):
-  """Photo -> example, written to this bundle's shard of its route (shard_writer.py).
-
-  Outputs only small (kind, value) records, one PCollection for all kinds (the commit reads
-  it as one side input): SHARD at the end of each bundle, one per route it wrote to;
-  SKIPPED per skipped file; BOUNDARY (test rank, image id) per boundary photo;
-  GRAYSCALE_KEPT (source) per kept black-and-white photo.
-  """
-  SHARD = "shard"
-  SKIPPED = "skipped"
-  BOUNDARY = "boundary"
-  GRAYSCALE_KEPT = "grayscale_kept"
-
-  def __init__(self, keep_grayscale: bool, k: int, eval_fraction: float, temp_dir: str):
-    super().__init__()
-    self._keep_grayscale = keep_grayscale
-    self._k = k
-    self._eval_fraction = eval_fraction
-    self._temp_dir = temp_dir
-    self._shards = None
-    self._skip_counters = {}
-    self._examples = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples")
-
-  def start_bundle(self):
-    self._shards = shard_writer.BundleShards(self._temp_dir)
-
-  def _skip(self, photo: sources.Photo, reason: images.SkipReason, detail: str):
-    if reason not in self._skip_counters:
-      self._skip_counters[reason] = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"skipped_{reason.value}")
-    self._skip_counters[reason].inc()
-    return self.SKIPPED, {"file": photo.source, "image_id": photo.image_id, "reason": reason.value, "detail": detail}
-
-  def process(self, ranked_photo: Tuple[int, sources.Photo]):
-    test_rank, photo = ranked_photo
-    try:
-      # Builtin open for local files: a filesystem layer costs ~0.5 ms more per file.
-      if "://" in photo.path:
-        data = sources.read_bytes(photo.path)
-      else:
-        with open(photo.path, "rb") as f:
-          data = f.read()
-    except Exception as e:  # pylint: disable=broad-except
-      # Whatever a filesystem raises (OSError, BeamIOError, the GCS client's NotFound/Forbidden),
-      # a file that cannot be read is a counted skip, not a failed run.
-      yield self._skip(photo, images.SkipReason.UNREADABLE, f"{type(e).__name__}: {e}"[:300])
-      return
-    try:
-      arrays = images.to_arrays(data)
-    except images.Skip as skip:
-      yield self._skip(photo, skip.reason, skip.detail)
-      return
-    if arrays.black_and_white and not self._keep_grayscale:
-      yield self._skip(photo, images.SkipReason.GRAYSCALE, _bw_detail(arrays))
-      return
-    self._examples.inc()
-    route = splits.route(test_rank, not arrays.black_and_white, self._k)
-    if route == splits.DRAW:
-      route = splits.train_or_eval(photo.image_id, self._eval_fraction)
-    self._shards.write(route, photo.image_id, _make_example(photo, arrays))
-    if route == splits.BOUNDARY:
-      yield self.BOUNDARY, (test_rank, photo.image_id)
-    if arrays.black_and_white:
-      yield self.GRAYSCALE_KEPT, photo.source
-
-  def finish_bundle(self):
-    for shard in self._shards.close():
-      yield GlobalWindows.windowed_value((self.SHARD, shard))
-
-
-def _bw_detail(arrays: images.Arrays) -> str:
-  return (f"black-and-white: {arrays.coloured_share:.2%} of pixels are more than {images.BW_CHROMA:g} "
-          f"a*b* units from the mean tint (colour photos: >= {images.BW_MAX_COLOURED_SHARE:.1%})")
-
-
-def _commit(unused_trigger, split_uris: Dict[str, str], report_path: str, settings: Dict[str, Any],
-            records: List[Tuple[str, Any]]) -> None:
-  """Places the boundary photos, moves every committed shard into its split, writes the report.
-
-  Runs once, on the runner's committed records only (see shard_writer.py); safe to retry.
-  """
-  by_kind = {kind: [] for kind in (_MakeAndWrite.SHARD, _MakeAndWrite.SKIPPED, _MakeAndWrite.BOUNDARY,
-                                   _MakeAndWrite.GRAYSCALE_KEPT)}
-  for kind, value in records:
-    by_kind[kind].append(value)
-  shards, boundary = by_kind[_MakeAndWrite.SHARD], by_kind[_MakeAndWrite.BOUNDARY]
-  shard_writer.check_unique(shards)
-  by_route: Dict[str, List[shard_writer.Shard]] = {route: [] for route in ROUTES}
-  for shard in shards:
-    by_route[shard.key].append(shard)
-  test_count = sum(len(s.image_ids) for s in by_route[features.TEST_SPLIT])
-  placed = splits.settle_boundary(boundary, test_count, settings["test_size"], settings["eval_fraction"])
-  boundary_examples = {}
-  for shard in by_route[splits.BOUNDARY]:
-    boundary_examples.update(shard_writer.read(shard))
-  split_counts = {}
-  for split in features.SPLITS:
-    # The few boundary photos of each split, in one file beside the committed shards.
-    placed_here = [image_id for image_id, s in placed if s == split]
-    tfrecord_gzip.write_records(posixpath.join(split_uris[split], BOUNDARY_FILE),
-                                [boundary_examples[image_id] for image_id in placed_here])
-    shard_writer.commit(by_route[split], split_uris[split], write_split.DEFAULT_TF_RECORD_FILE_NAME)
-    split_counts[split] = sum(len(s.image_ids) for s in by_route[split]) + len(placed_here)
-  _write_report(report_path, settings, split_counts, by_kind[_MakeAndWrite.SKIPPED],
-                by_kind[_MakeAndWrite.GRAYSCALE_KEPT])
-
-
-def _write_report(path: str, settings: Dict[str, Any], split_counts: Dict[str, int],
-                  skipped: List[dict], grayscale_kept: List[str]) -> None:
-  shortfall = settings["test_size"] - split_counts.get(features.TEST_SPLIT, 0)
-  skip_counts: Dict[str, int] = {}
-  for s in skipped:
-    skip_counts[s["reason"]] = skip_counts.get(s["reason"], 0) + 1
-  report = dict(settings)
-  report.update({
-      "split_counts": {name: split_counts.get(name, 0) for name in features.SPLITS},
-      "skip_counts": dict(sorted(skip_counts.items())),
-      "skipped": sorted(skipped, key=lambda s: (s["reason"], s["file"])),
-      "grayscale_kept": sorted(grayscale_kept),
-      "test_shortfall": (f"{shortfall} fewer test photos than {settings['test_size']}: more than "
-                         f"{splits.margin(settings['test_size'])} of the photos next in line were unusable")
-                        if shortfall > 0 else "",
-  })
-  with tf.io.gfile.GFile(path, "w") as f:
-    json.dump(report, f, indent=1)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -249,19 +104,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     temp_dir = shard_writer.new_temp_dir(examples.uri)
     try:
       with self._make_beam_pipeline() as pipeline:
-        made = (
+        records = (
             pipeline
             | "ListPhotos" >> beam.Create([(ranks[p.image_id], p) for p in listing.photos])
-            | "MakeAndWrite" >> beam.ParDo(_MakeAndWrite(keep_grayscale, k, eval_fraction, temp_dir)))
+            | "MakeAndWrite" >> beam.ParDo(make_examples.MakeAndWrite(keep_grayscale, k, eval_fraction, temp_dir)))
         _ = (pipeline
              | "CommitTrigger" >> beam.Create([None])
-             | "Commit" >> beam.Map(_commit, split_uris, report_path, settings, records=beam.pvalue.AsList(made)))
+             | "Commit" >> beam.Map(commit.commit, split_uris, report_path, settings,
+                                    records=beam.pvalue.AsList(records)))
     finally:
       # What failed or discarded bundle attempts wrote; committed shards were moved out.
       shard_writer.remove_temp_dir(temp_dir)
 
-    with tf.io.gfile.GFile(report_path) as f:
-      report = json.load(f)
+    report = commit.read_report(report_path)
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
     examples.set_string_custom_property(SPLIT_COUNTS_PROPERTY, json.dumps(report["split_counts"]))
