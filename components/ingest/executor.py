@@ -32,7 +32,6 @@ from typing import Any, Dict, List
 
 from absl import logging
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from tfx import types
 from tfx.components.example_gen import write_split
 from tfx.components.util import examples_utils
@@ -98,9 +97,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     }
 
     # Files of an earlier attempt at this artifact would be read as part of it.
-    existing = [uri for uri in split_uris.values() if FileSystems.exists(uri)]
-    if existing:
-      FileSystems.delete(existing)
+    for uri in split_uris.values():
+      shard_writer.remove_folder(uri)
     temp_dir = shard_writer.new_temp_dir(examples.uri)
     try:
       with self._make_beam_pipeline() as pipeline:
@@ -114,7 +112,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                     records=beam.pvalue.AsList(records)))
     finally:
       # What failed or discarded bundle attempts wrote; committed shards were moved out.
-      shard_writer.remove_temp_dir(temp_dir)
+      shard_writer.remove_folder(temp_dir)
 
     report = commit.read_report(report_path)
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)

@@ -100,6 +100,10 @@ def new_temp_dir(parent: str) -> str:
   return posixpath.join(parent, f".temp-{uuid.uuid4().hex}")
 
 
-def remove_temp_dir(temp_dir: str) -> None:
-  if FileSystems.exists(temp_dir):
-    FileSystems.delete([temp_dir])
+def remove_folder(folder: str) -> None:
+  """Deletes a folder and everything in it, local or gs:// (where a folder is only a name prefix)."""
+  files = FileSystems.match([posixpath.join(folder, "**")])[0].metadata_list
+  if files:
+    FileSystems.delete([m.path for m in files])
+  if FileSystems.exists(folder):
+    FileSystems.delete([folder])
