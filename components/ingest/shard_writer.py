@@ -78,9 +78,12 @@ def commit(shards: Sequence[Shard], folder: str, prefix: str) -> List[str]:
   ordered = sorted(shards, key=lambda s: s.path)
   finals = [posixpath.join(folder, f"{prefix}-{i:05d}-of-{len(ordered):05d}{SHARD_SUFFIX}")
             for i in range(len(ordered))]
-  pending = [(s.path, final) for s, final in zip(ordered, finals) if FileSystems.exists(s.path)]
-  missing = [final for s, final in zip(ordered, finals) if (s.path, final) not in pending
-             and not FileSystems.exists(final)]
+  pending, missing = [], []
+  for shard, final in zip(ordered, finals):
+    if FileSystems.exists(shard.path):
+      pending.append((shard.path, final))
+    elif not FileSystems.exists(final):  # neither moved by an earlier attempt of this commit
+      missing.append(shard.path)
   if missing:
     raise FileNotFoundError(f"shard files vanished before their commit: {missing}")
   if pending:
