@@ -5,7 +5,7 @@ All on the same photos: coco128's 128 real COCO JPEGs repeated to BENCH_INGEST_I
 process, so peak RSS is its own:
   naive         PIL open -> centred square resized to 224 and 299 -> skimage rgb2lab
                 (224) and rgb2gray (299, the luminance the gray feature encodes) -> float arrays
-  decode_bound  PIL draft-mode decode + the two resizes (components/images.py), no colour math
+  decode_bound  PIL draft-mode decode + the two resizes (imaging/images.py), no colour math
   component_1w  CocoIngest's executor, Beam DirectRunner in-process (one worker)
   component_2w  the same, --direct_running_mode=multi_processing --direct_num_workers=2
   stages        the component's per-photo work, stage by stage, timed in one loop on
@@ -53,9 +53,9 @@ def _repeat_photos(folder: str, n: int) -> None:
 
 
 def _naive():
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from skimage import color  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  from PIL import Image
+  from skimage import color
 
   def one(path):
     image = Image.open(path).convert("RGB")
@@ -69,7 +69,7 @@ def _naive():
 
 
 def _decode_bound():
-  from components import images  # pylint: disable=g-import-not-at-top
+  from imaging import images
 
   def one(path):
     with open(path, "rb") as f:
@@ -79,9 +79,12 @@ def _decode_bound():
 
 def _stages(folder: str, workdir: str) -> Dict[str, Any]:
   """CPU seconds of each stage of make_examples.MakeAndWrite over the first STAGE_IMAGES photos."""
-  from components import color, images  # pylint: disable=g-import-not-at-top
-  from components.ingest import make_examples, sources, splits, tfrecord_gzip  # pylint: disable=g-import-not-at-top
-  from schemas import features  # pylint: disable=g-import-not-at-top
+  from components.ingest import make_examples
+  from components.ingest import sources
+  from components.ingest import tfrecord_gzip
+  from imaging import color
+  from imaging import images
+  from schemas import features
   spent = dict.fromkeys(("list", "read", "decode", "resize", "colour math", "encode", "serialize", "write"), 0.0)
 
   def timed(stage, start):
@@ -91,7 +94,6 @@ def _stages(folder: str, workdir: str) -> Dict[str, Any]:
 
   start = time.process_time()
   listing = sources.list_photos(folder)
-  splits.test_ranks([p.image_id for p in listing.photos])
   start = timed("list", start)
   photos = listing.photos[:STAGE_IMAGES]
   writer = tfrecord_gzip.GzipWriter(os.path.join(workdir, "stages.gz"))
@@ -124,9 +126,10 @@ def _stages(folder: str, workdir: str) -> Dict[str, Any]:
 
 
 def _component(folder: str, workdir: str, workers: int) -> Dict[str, Any]:
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from components.ingest import executor  # pylint: disable=g-import-not-at-top
-  from pipelines import config  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_artifacts
+
+  from components.ingest import executor
+  from pipelines import config
   ingest = config.IngestConfig()
   args = [] if workers == 1 else ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
   runner = executor.Executor(executor.Executor.Context(beam_pipeline_args=args, tmp_dir=workdir))
@@ -135,7 +138,7 @@ def _component(folder: str, workdir: str, workers: int) -> Dict[str, Any]:
   watcher = _WorkerMemory()
   start = _clock()
   runner.Do({}, {executor.EXAMPLES_KEY: [examples]}, {
-      "input_base": folder, "max_images": 0, "categories": "", "test_images": ingest.test_images,
+      "input_base": folder, "max_images": 0, "categories": "",
       "test_fraction": ingest.test_fraction, "eval_fraction": ingest.eval_fraction, "keep_grayscale": 0})
   elapsed = _since(start)
   peaks = watcher.stop()
@@ -304,6 +307,6 @@ def _stage_rows(stage_ms: Dict[str, float], one: Dict[str, Any], two: Dict[str, 
 
 
 if __name__ == "__main__":
-  from pipelines import quiet  # pylint: disable=g-import-not-at-top
+  from cli import quiet
   quiet.install()
   print(json.dumps(_case(*sys.argv[1:4])))

@@ -25,22 +25,16 @@ class KfpMissingError(RuntimeError):
 def build_pipeline(cfg: config_lib.PipelineConfig):
   """The one pipeline definition, configured for the cloud (Dataflow, Vertex Training, resources)."""
   cloud = cloud_config.require(cfg)
-  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
-  from tfx.dsl.components.base import base_component  # pylint: disable=g-import-not-at-top
-  from pipelines import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  from kfp.pipeline_spec import pipeline_spec_pb2
+  from tfx.dsl.components.base import base_component
 
-  pipeline = pipeline_lib.create_pipeline(
-      pipeline_name=cfg.pipeline_name,
-      pipeline_root=cfg.pipeline_root,
-      data_root=cfg.ingest.data_root,
-      ingest=cfg.ingest,
-      train=cfg.train,
-      evaluate=cfg.evaluate,
-      serving_model_dir=cfg.serving_model_dir,
+  from pipelines import pipeline as pipeline_lib
+
+  pipeline = pipeline_lib.from_config(
+      cfg,
       # Vertex AI keeps ML Metadata itself; none is configured here.
       metadata_connection_config=None,
       beam_pipeline_args=cloud_config.beam_pipeline_args(cfg),
-      enable_cache=cfg.enable_cache,
       vertex_training_args=cloud_config.vertex_training_args(cfg),
   )
   ids = {c.id for c in pipeline.components}
@@ -67,7 +61,7 @@ def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str) -
   if target not in TARGETS:
     raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
   try:
-    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=g-import-not-at-top
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
   except ImportError as e:
     raise KfpMissingError(KFP_MISSING) from e
   cloud = cloud_config.require(cfg)
@@ -76,6 +70,7 @@ def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str) -
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
           display_name=cfg.pipeline_name, default_image=cloud.image))
   job = runner.run(pipeline, write_out=False)
+  _keep_example_gen_resources(job["pipelineSpec"], pipeline)
   job.setdefault("labels", {}).update(cloud.labels)
   document = job if target == "vertex" else job["pipelineSpec"]
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
@@ -84,9 +79,23 @@ def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str) -
   return document
 
 
+def _keep_example_gen_resources(spec: Dict[str, Any], pipeline) -> None:
+  """TFX's step builder gives a FileBasedExampleGen (CocoIngest) its pre-cache check but drops its
+  platform_config (tfx/orchestration/kubeflow/v2/step_builder.py); put the step's resources back.
+  """
+  from google.protobuf import json_format
+  from tfx.components.example_gen.component import FileBasedExampleGen
+  for component in pipeline.components:
+    if isinstance(component, FileBasedExampleGen) and component.platform_config:
+      label = spec["components"][spec["root"]["dag"]["tasks"][component.id]["componentRef"]["name"]]["executorLabel"]
+      spec["deploymentSpec"]["executors"][label]["container"].setdefault(
+          "resources", json_format.MessageToDict(component.platform_config))
+
+
 def _to_image_paths(component) -> None:
   """Rewrites exec properties that point into this project tree (the schema file, the
-  bundled demo data) to where the image holds the same files."""
+  bundled demo data) to where the image holds the same files.
+  """
   for key, value in list(component.exec_properties.items()):
     if isinstance(value, str) and os.path.isabs(value) and cloud_config.in_project(value):
       relative = os.path.relpath(os.path.abspath(value), cloud_config.LOCAL_PROJECT_ROOT).replace(os.sep, "/")

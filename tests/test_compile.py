@@ -6,23 +6,30 @@ subprocess with no credentials and, where the kernel allows it, no network at al
 """
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
+from cloud_fixtures import CLOUD
+from cloud_fixtures import CONFIG
+from cloud_fixtures import IMAGE
+from cloud_fixtures import REPO
+from cloud_fixtures import SERVICE_ACCOUNT
+from cloud_fixtures import offline_command
 import pytest
 import yaml
 
-from cloud_fixtures import CLOUD, CONFIG, IMAGE, REPO, SERVICE_ACCOUNT, offline_command
 from pipelines import cloud_config
 from pipelines import config as config_lib
+
 
 def compile_with(tmp, target, extra=()):
   config_file = tmp / "config.yaml"
   config_file.write_text(yaml.safe_dump(CONFIG))
   output = tmp / f"{target}.json"
   args, env = offline_command(
-      [sys.executable, "-c", "from pipelines.cli import main; main()", "compile", "--config", str(config_file), "--target", target,
-       "--output", str(output), *extra])
+      [sys.executable, "-c", "from cli.main import main; main()", "compile", "--config", str(config_file),
+       "--target", target, "--output", str(output), *extra])
   env["HOME"] = str(tmp)  # no gcloud login either
   result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stdout + result.stderr
@@ -85,7 +92,7 @@ def test_dataflow_args(compiled, cfg):
                      f"--service_account_email={SERVICE_ACCOUNT}", "--labels=env=test", "--labels=team=vision"]:
       assert expected in args, (task, expected, args)
   # The Beam arguments parse as Dataflow options, as the step's launcher will parse them.
-  from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+  from apache_beam.options import pipeline_options
   args = _executor(spec, "CocoIngest")["container"]["args"]
   options = pipeline_options.PipelineOptions([a for a in args if a.startswith("--") and "=" in a])
   gcp = options.view_as(pipeline_options.GoogleCloudOptions)
@@ -127,7 +134,7 @@ def test_parameters_match_config(compiled, cfg):
   assert _param(spec, "CocoIngest", "input_base") == "gs://colorize-bucket/coco"
   assert _param(spec, "CocoIngest", "max_images") == "5000"
   assert _param(spec, "CocoIngest", "categories") == "dog,cat"
-  assert _param(spec, "CocoIngest", "test_images") == "321"
+  assert _param(spec, "CocoIngest", "test_fraction") == 0.0321
   push = json.loads(_param(spec, "Pusher", "push_destination"))
   assert push["filesystem"]["base_directory"] == cfg.serving_model_dir == "gs://colorize-bucket/runs/serving_model/colorize-nightly"
   # The schema file is referenced where the image holds it, and the project really has it there.
@@ -145,8 +152,8 @@ def test_step_resources(compiled):
 
 
 def test_loads_back_with_aiplatform_offline(compiled):
-  from google.auth import credentials  # pylint: disable=g-import-not-at-top
-  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+  from google.auth import credentials
+  from google.cloud import aiplatform
   job = aiplatform.PipelineJob(display_name="check", template_path=str(compiled["path"]),
                                pipeline_root="gs://colorize-bucket/runs/pipeline/colorize-nightly",
                                project="colorize-test", location="europe-west4",
@@ -158,7 +165,7 @@ def test_kubeflow_target_loads_with_kfp(compiled):
   spec, _ = compile_with(compiled["tmp"], "kubeflow")
   assert spec["pipelineInfo"]["name"] == "colorize-nightly"
   assert spec["deploymentSpec"] == compiled["job"]["pipelineSpec"]["deploymentSpec"]
-  from kfp import components  # pylint: disable=g-import-not-at-top
+  from kfp import components
   component = components.load_component_from_file(str(compiled["tmp"] / "kubeflow.json"))
   assert component.name == "colorize-nightly"
 
@@ -167,7 +174,7 @@ def test_missing_kfp_gives_a_clear_error(tmp_path):
   config_file = tmp_path / "config.yaml"
   config_file.write_text(yaml.safe_dump(CONFIG))
   # kfp made unimportable, as in an install without the extra.
-  code = ("import sys; sys.modules['kfp'] = None; from pipelines import cli; "
+  code = ("import sys; sys.modules['kfp'] = None; from cli import main as cli; "
           f"cli.main(['compile', '--config', {str(config_file)!r}, '--output', {str(tmp_path / 'x.json')!r}])")
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 1
@@ -177,6 +184,8 @@ def test_missing_kfp_gives_a_clear_error(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"output_root": "runs"}, "output_root must be a gs:// prefix"),
     ({"ingest": {"data_root": "/home/me/coco"}}, "ingest.data_root must be a gs://"),
+    ({"ingest": {"data_root": "gs://colorize-bucket/coco", "train_spans": 4}},
+     "ingest.train_spans must be 1 for a cloud run"),
     ({"cloud": {"project": "colorize-test"}}, "cloud.image must be set"),
     ({"cloud": {"image": IMAGE}}, "cloud.project must be set"),
     ({"cloud": dict(CLOUD, training={"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_L4"})},
@@ -186,13 +195,14 @@ def test_missing_kfp_gives_a_clear_error(tmp_path):
      "train.strategy must be auto or multi_worker"),
     ({"cloud": dict(CLOUD, labels={"Team": "x"})}, "cloud.labels: key 'Team'"),
     ({"cloud": dict(CLOUD, dataflow={"temp_location": "/tmp"})}, "temp_location must be a gs:// path"),
-    ({"cloud": dict(CLOUD, dataflow={"max_wokers": 3})}, "unknown config key cloud.dataflow.'max_wokers'"),
+    ({"cloud": dict(CLOUD, dataflow={"max_wokers": 3})}, "unknown config key cloud.dataflow.max_wokers"),
     ({"cloud": dict(CLOUD, region="Europe")}, "cloud.region must look like"),
     ({"cloud": dict(CLOUD, service_account="me@example.com")}, "service account email"),
 ])
 def test_bad_cloud_config_is_a_clear_error(tmp_path, change, message):
-  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
-  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  from click.testing import CliRunner
+
+  from cli import main as cli
   config_file = tmp_path / "config.yaml"
   config_file.write_text(yaml.safe_dump({**CONFIG, **change}))
   result = CliRunner().invoke(cli.main, ["compile", "--config", str(config_file), "--output", str(tmp_path / "x.json")])
@@ -202,7 +212,7 @@ def test_bad_cloud_config_is_a_clear_error(tmp_path, change, message):
 
 
 def test_unknown_step_in_step_resources(cfg):
-  from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
+  from pipelines import vertex_runner
   bad = dataclasses.replace(cfg, cloud=dataclasses.replace(
       cfg.cloud, step_resources={"Trainr": cloud_config.StepResources()}))
   with pytest.raises(config_lib.ConfigError, match=r"steps the pipeline does not have: \['Trainr'\]"):
@@ -210,8 +220,9 @@ def test_unknown_step_in_step_resources(cfg):
 
 
 def test_flags_override_the_config_file(tmp_path):
-  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
-  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  from click.testing import CliRunner
+
+  from cli import main as cli
   config_file = tmp_path / "config.yaml"
   config_file.write_text(yaml.safe_dump(CONFIG))
   # A bad GPU given as a flag is caught before compiling, so this is fast.
@@ -222,7 +233,7 @@ def test_flags_override_the_config_file(tmp_path):
 
 def test_training_inside_the_step_and_beam_inside_the_container(cfg):
   """cloud.training.enabled: false and dataflow.runner: DirectRunner (a Kubeflow cluster alone)."""
-  from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
+  from pipelines import vertex_runner
   local = dataclasses.replace(cfg, cloud=dataclasses.replace(
       cfg.cloud, training=dataclasses.replace(cfg.cloud.training, enabled=False),
       dataflow=dataclasses.replace(cfg.cloud.dataflow, runner="DirectRunner")))
@@ -231,3 +242,72 @@ def test_training_inside_the_step_and_beam_inside_the_container(cfg):
   assert trainer.executor_spec.executor_class.__module__ == "tfx.components.trainer.executor"
   assert "ai_platform_training_args" not in trainer.exec_properties["custom_config"]
   assert pipeline.beam_pipeline_args == ["--runner=DirectRunner", "--project=colorize-test"]
+
+
+def test_ingestion_runs_tfx_example_gen_driver_as_pre_cache_check(compiled):
+  """CocoIngest is a FileBasedExampleGen: Vertex resolves the span and fingerprints it before the cache lookup."""
+  spec = compiled["job"]["pipelineSpec"]
+  assert _tasks(spec)["CocoIngest"]["cachingOptions"] == {"enableCache": True}
+  container = _executor(spec, "CocoIngest")["container"]
+  check = container["lifecycle"]["preCacheCheck"]
+  assert check["command"] == ["python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
+  assert check["args"][:2] == ["--json_serialized_invocation_args", "{{$}}"]
+  assert json.loads(_param(spec, "CocoIngest", "input_config")) == {
+      "splits": [{"name": "photos", "pattern": "span-{SPAN}/*/*"}]}
+  # No other step has one: the rest is cached on its inputs (the Examples this check keys).
+  others = [t for t in _tasks(spec) if t != "CocoIngest" and "container" in _executor(spec, t)]
+  assert others and not any("lifecycle" in _executor(spec, t)["container"] for t in others)
+
+
+def _pre_cache_check(spec, input_base, workdir):
+  """Runs the compiled pre-cache check of CocoIngest the way Vertex does: TFX's driver module, its
+  compiled arguments, `{{$}}` replaced by an ExecutorInput holding the task's parameters."""
+  from google.protobuf import json_format
+  from kfp.pipeline_spec import pipeline_spec_pb2
+  from tfx.orchestration.kubeflow.v2 import compiler_utils
+  from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
+  from tfx.types import standard_artifacts
+
+  invocation = pipeline_spec_pb2.ExecutorInput()
+  for name, parameter in _tasks(spec)["CocoIngest"]["inputs"]["parameters"].items():
+    json_format.ParseDict(parameter["runtimeValue"]["constantValue"], invocation.inputs.parameters[name])
+  invocation.inputs.parameters["input_base"].string_value = str(input_base)
+  invocation.outputs.output_file = str(workdir / "executor_output.json")
+  invocation.outputs.artifacts["examples"].artifacts.append(pipeline_spec_pb2.RuntimeArtifact(
+      uri=str(workdir / "examples"), type=pipeline_spec_pb2.ArtifactTypeSchema(
+          instance_schema=compiler_utils.get_artifact_schema(standard_artifacts.Examples))))
+  args = [json_format.MessageToJson(invocation) if a == "{{$}}" else a
+          for a in _executor(spec, "CocoIngest")["container"]["lifecycle"]["preCacheCheck"]["args"]]
+  driver.main(driver._parse_flags(args))
+  output = json.loads((workdir / "executor_output.json").read_text())
+  return output["parameterValues"]
+
+
+def test_pre_cache_check_resolves_the_newest_span_and_sees_a_changed_photo(compiled, coco128, tmp_path):
+  from components.ingest import snapshot
+  spec = compiled["job"]["pipelineSpec"]
+  photos = sorted((coco128 / "train2017").glob("*.jpg"))[:6]
+  bucket = tmp_path / "coco"
+  for span, names in ((1, photos[:3]), (2, photos[:5])):
+    (bucket / f"span-{span}" / "train2017").mkdir(parents=True)
+    (bucket / f"span-{span}" / "annotations").mkdir()
+    (bucket / f"span-{span}" / "annotations" / "instances_train2017.json").write_text('{"images": []}')
+    for p in names:
+      shutil.copy(p, bucket / f"span-{span}" / "train2017" / p.name)
+  (tmp_path / "runs").mkdir()
+
+  def check():
+    workdir = tmp_path / "runs" / str(len(list((tmp_path / "runs").iterdir())))
+    workdir.mkdir()
+    return _pre_cache_check(spec, bucket, workdir)
+
+  first = check()
+  assert first["span"] == 2
+  assert json.loads(first["input_config"])["splits"][0]["pattern"] == "span-2/*/*"
+  assert "num_files:6," in first["input_fingerprint"]  # 5 photos and the annotations
+  # The executor ingests the snapshot folder of the resolved pattern.
+  assert snapshot.root(str(bucket), first["input_config"]) == str(bucket / "span-2")
+  assert check() == first  # unchanged: the same cache key
+  shutil.copy(photos[5], bucket / "span-2" / "train2017" / photos[0].name)  # a photo rewritten in place
+  changed = check()
+  assert changed["span"] == 2 and changed["input_fingerprint"] != first["input_fingerprint"]

@@ -1,7 +1,7 @@
 """The TFX Trainer's `run_fn` (referenced as "trainer.task.run_fn"): train, log, export.
 
 Hyper-parameters come from `fn_args.custom_config["train"]`, the fields of
-`pipelines.config.TrainConfig`.
+`trainer.settings.TrainConfig`.
 
 Resuming: TFX gives every execution new output directories, so a re-run of a killed
 Trainer cannot find state in its own. Resume state (model + optimizer, saved every
@@ -25,11 +25,11 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from pipelines import config as config_lib
 from schemas import features
 from trainer import data
 from trainer import export
 from trainer import model as model_lib
+from trainer import settings
 from trainer import strategy as strategy_lib
 from trainer import tf_color
 
@@ -99,10 +99,10 @@ def run_fn(fn_args) -> None:
     tf.io.gfile.rmtree(resume_dir)
 
 
-def train_config(custom_config) -> config_lib.TrainConfig:
+def train_config(custom_config) -> settings.TrainConfig:
   """custom_config["train"] (TrainConfig as a dict) -> a validated TrainConfig."""
   try:
-    return config_lib.from_dict({"train": dict((custom_config or {})["train"])}).train
+    return settings.from_dict(dict((custom_config or {})["train"]))
   except KeyError as e:
     raise ValueError("the Trainer needs custom_config={'train': dataclasses.asdict(TrainConfig)}") from e
 
@@ -138,7 +138,8 @@ def _is_chief(strategy) -> bool:
 
 def _worker_dir(path, strategy) -> str:
   """`path` on the chief; a scratch directory on other workers of a multi-worker run,
-  which must take part in every save but whose copies nobody reads."""
+  which must take part in every save but whose copies nobody reads.
+  """
   return path if _is_chief(strategy) else tempfile.mkdtemp(prefix="worker_")
 
 

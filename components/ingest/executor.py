@@ -2,29 +2,32 @@
 
 Modelled on TFX's ExampleGen executors (tfx/components/example_gen/
 base_example_gen_executor.py): split names are set on the artifact before its split
-URIs are asked for, each split is `Split-<name>/data_tfrecord*.gz` (gzipped TFRecords of
-tf.Example, ExampleGen's file prefix), and the `payload_format` / `file_format` custom
-properties are set as ExampleGen sets them. Two differences, both for throughput: files
-are written by tfrecord_gzip.py (Beam's gzip level costs more than all the image work),
-and without ExampleGen's Reshuffle of the examples (the Trainer shuffles anyway).
+URIs are asked for, each split is `Split-<name>/data_tfrecord*-SSSSS-of-NNNNN.gz`
+(gzipped TFRecords of tf.Example, ExampleGen's file prefix), and the `payload_format` /
+`file_format` custom properties are set as ExampleGen sets them. Two differences, both
+for throughput: files are written by tfrecord_gzip.py (Beam's gzip level costs more
+than all the image work), and without ExampleGen's Reshuffle, which would hold every
+example in memory on the DirectRunner (the Trainer shuffles anyway).
+
+Which photos: the snapshot folder TFX's driver resolved (snapshot.py: input_base plus
+the resolved span/version folder), listed by sources.py as a COCO root or plain folder.
 
 The Beam graph moves no example bytes between workers or through the runner:
-  listing + test ranks (in Do, before Beam: sources.py, splits.py) -> Create
+  listing (in Do, before Beam: sources.py) -> Create
     -> MakeAndWrite (make_examples.py): read, decode, Lab, encode, serialize, and append
-       to this bundle's shard file of the photo's route (train | eval | test | boundary,
-       splits.py); out come only small records: shard names with their image ids, skip
-       records (a Beam counter per reason), boundary ranks, kept black-and-white sources
-  all records (one side input) -> Commit (commit.py): place the boundary photos, move
-    the committed shards into Split-<name>/data_tfrecord-SSSSS-of-NNNNN.gz and the
-    boundary photos into data_tfrecord_boundary.gz, write <artifact>/skip_report.json
+       to this bundle's shard file of the photo's split (by image id, splits.py); out
+       come only small records: shard names with their image ids, skip records (a Beam
+       counter per reason), kept black-and-white sources
+  all records (one side input) -> Commit (commit.py): move the committed shards into
+    Split-<name>/data_tfrecord-SSSSS-of-NNNNN.gz, write <artifact>/skip_report.json
 Do then copies the report's counts into the artifact's custom properties. Retries and
 duplicate bundle attempts are safe by construction: see shard_writer.py.
 
 Runners: beam_pipeline_args pass through (`--direct_running_mode=multi_processing
 --direct_num_workers=N`, Dataflow flags). Workers load make_examples.py and commit.py
-only (no TensorFlow, no TFX). Note TFX's behaviour: when the args hold neither
---setup_file nor --extra_package, BaseBeamExecutor builds an sdist of tfx itself into
-/tmp (`setup.py sdist`, several seconds) on every run and stages it.
+only (no TensorFlow, no TFX). Note TFX's behaviour: when the args hold
+neither --setup_file nor --extra_package, BaseBeamExecutor builds an sdist of tfx
+itself into /tmp (`setup.py sdist`, several seconds) on every run and stages it.
 """
 import json
 import posixpath
@@ -33,45 +36,57 @@ from typing import Any, Dict, List
 from absl import logging
 import apache_beam as beam
 from tfx import types
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
 
-from components import images
 from components.ingest import commit
 from components.ingest import make_examples
 from components.ingest import shard_writer
+from components.ingest import snapshot
 from components.ingest import sources
 from components.ingest import splits
+from imaging import images
 from schemas import features
 
 EXAMPLES_KEY = "examples"
 METRICS_NAMESPACE = make_examples.METRICS_NAMESPACE
 SKIP_REPORT_FILE = "skip_report.json"
-# Custom properties of the Examples artifact (pipelines/summary.py prints them).
+# Custom properties of the Examples artifact (lineage/summary.py prints them).
 SPLIT_COUNTS_PROPERTY = "split_counts"
 SKIP_COUNTS_PROPERTY = "skip_counts"
 SKIP_REPORT_PROPERTY = "skip_report"
-# Set by the driver (driver.py) as an execution property; copied to the artifact.
-INPUT_FINGERPRINT_PROPERTY = "input_fingerprint"
 
 
 class EmptyDatasetError(ValueError):
   """Every listed file was skipped: there is nothing to train on."""
 
 
+def _record_snapshot(examples: types.Artifact, exec_properties: Dict[str, Any]) -> None:
+  """Span, version and input fingerprint from the driver (ExampleGen's custom properties), on every runner."""
+  for key in (example_gen_utils.SPAN_PROPERTY_NAME, example_gen_utils.VERSION_PROPERTY_NAME):
+    if exec_properties.get(key) is not None:
+      examples.set_int_custom_property(key, int(exec_properties[key]))
+  if exec_properties.get(example_gen_utils.FINGERPRINT_PROPERTY_NAME):
+    examples.set_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME,
+                                        exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME])
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Writes the Examples artifact and its skip report; see the module docstring."""
 
-  def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],  # noqa: N802 (TFX's executor API)
+         output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
-    root = exec_properties["input_base"]
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    root = snapshot.root(input_base, exec_properties.get(standard_component_specs.INPUT_CONFIG_KEY))
     categories = [c.strip() for c in (exec_properties.get("categories") or "").split(",") if c.strip()]
     keep_grayscale = bool(exec_properties["keep_grayscale"])
-    test_images = int(exec_properties["test_images"])
     test_fraction = float(exec_properties["test_fraction"])
     eval_fraction = float(exec_properties["eval_fraction"])
 
@@ -81,15 +96,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     report_path = posixpath.join(examples.uri, SKIP_REPORT_FILE)
 
     listing = sources.list_photos(root, categories, int(exec_properties["max_images"]))
-    ranks = splits.test_ranks([p.image_id for p in listing.photos])
-    k = splits.test_size(len(listing.photos), test_images, test_fraction)
     logging.info("Ingesting %d photos from %s (%s layout)", len(listing.photos), root, listing.layout)
     settings = {
-        "input_base": root, "layout": listing.layout, "annotations": listing.annotations,
+        "input_base": input_base, "snapshot": root, "span": exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME),
+        "version": exec_properties.get(example_gen_utils.VERSION_PROPERTY_NAME),
+        "layout": listing.layout, "annotations": listing.annotations,
         "categories": categories, "max_images": int(exec_properties["max_images"]),
         "listed": len(listing.photos), "keep_grayscale": keep_grayscale,
-        "test_images": test_images, "test_fraction": test_fraction, "eval_fraction": eval_fraction,
-        "test_size": k,
+        "test_fraction": test_fraction, "eval_fraction": eval_fraction,
         "split_rule": splits.RULE,
         "licenses": listing.licenses,
         "black_and_white_rule": (f"fewer than {images.BW_MAX_COLOURED_SHARE:.1%} of pixels more than "
@@ -104,8 +118,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       with self._make_beam_pipeline() as pipeline:
         records = (
             pipeline
-            | "ListPhotos" >> beam.Create([(ranks[p.image_id], p) for p in listing.photos])
-            | "MakeAndWrite" >> beam.ParDo(make_examples.MakeAndWrite(keep_grayscale, k, eval_fraction, temp_dir)))
+            | "ListPhotos" >> beam.Create(listing.photos)
+            | "MakeAndWrite" >> beam.ParDo(
+                make_examples.MakeAndWrite(keep_grayscale, test_fraction, eval_fraction, temp_dir)))
         _ = (pipeline
              | "CommitTrigger" >> beam.Create([None])
              | "Commit" >> beam.Map(commit.commit, split_uris, report_path, settings,
@@ -120,8 +135,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples.set_string_custom_property(SPLIT_COUNTS_PROPERTY, json.dumps(report["split_counts"]))
     examples.set_string_custom_property(SKIP_COUNTS_PROPERTY, json.dumps(report["skip_counts"]))
     examples.set_string_custom_property(SKIP_REPORT_PROPERTY, report_path)
-    if exec_properties.get(INPUT_FINGERPRINT_PROPERTY):
-      examples.set_string_custom_property(INPUT_FINGERPRINT_PROPERTY, exec_properties[INPUT_FINGERPRINT_PROPERTY])
+    _record_snapshot(examples, exec_properties)
     logging.info("Examples %s: splits %s, skipped %s", examples.uri, report["split_counts"], report["skip_counts"])
     if not sum(report["split_counts"].values()):
       raise EmptyDatasetError(f"no usable photos under {root}: all {report['listed']} files were skipped "

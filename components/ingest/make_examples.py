@@ -1,29 +1,26 @@
 """The worker side of CocoIngest: photo -> example, written where it is made.
 
-MakeAndWrite reads a photo, turns it into an example (images.py), routes it to its split
+MakeAndWrite reads a photo, turns it into an example (images.py), picks its split
 (splits.py) and appends it to its bundle's shard file of that split (shard_writer.py). Only
 small records leave it. This module and what it imports are what a Beam worker loads: no
 TensorFlow and no TFX (together ~9 CPU seconds and ~700 MB per worker process), so the
 tf.Example is serialized here by hand, as protobuf's wire format defines it.
 """
-from typing import Tuple
-
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from components import images
 from components.ingest import shard_writer
 from components.ingest import sources
 from components.ingest import splits
+from imaging import images
 from schemas import features
 
 METRICS_NAMESPACE = "colorize_ingest"
 
 SHARD = "shard"                    # a closed shard file (shard_writer.Shard)
 SKIPPED = "skipped"                # a file that made no example: {"file", "image_id", "reason", "detail"}
-BOUNDARY = "boundary"              # (test rank, image id) of a usable photo near the test boundary
 GRAYSCALE_KEPT = "grayscale_kept"  # source of a black-and-white photo kept by keep_grayscale
-KINDS = (SHARD, SKIPPED, BOUNDARY, GRAYSCALE_KEPT)
+KINDS = (SHARD, SKIPPED, GRAYSCALE_KEPT)
 
 
 def _varint(value: int) -> bytes:
@@ -43,7 +40,8 @@ def _field(number: int, payload: bytes) -> bytes:
 
 def example_bytes(int64s: dict, byte_strings: dict) -> bytes:
   """A serialized tf.train.Example with one value per feature (Example.features = 1, Features.feature = 1
-  as a map of key = 1 -> Feature = 2; Feature.bytes_list = 1, Feature.int64_list = 3; *List.value = 1)."""
+  as a map of key = 1 -> Feature = 2; Feature.bytes_list = 1, Feature.int64_list = 3; *List.value = 1).
+  """
   entries = []
   for key, value in int64s.items():
     feature = _field(3, _field(1, _varint(value)))  # packed repeated int64
@@ -69,15 +67,15 @@ def bw_detail(arrays: images.Arrays) -> str:
 
 
 class MakeAndWrite(beam.DoFn):
-  """(test rank, Photo) -> its example in this bundle's shard of its route; small (kind, value) records out.
+  """Photo -> its example in this bundle's shard of its split; small (kind, value) records out.
 
   One output PCollection for every kind (KINDS): the commit reads it as one side input.
   """
 
-  def __init__(self, keep_grayscale: bool, k: int, eval_fraction: float, temp_dir: str):
+  def __init__(self, keep_grayscale: bool, test_fraction: float, eval_fraction: float, temp_dir: str):
     super().__init__()
     self._keep_grayscale = keep_grayscale
-    self._k = k
+    self._test_fraction = test_fraction
     self._eval_fraction = eval_fraction
     self._temp_dir = temp_dir
     self._shards = None
@@ -93,8 +91,7 @@ class MakeAndWrite(beam.DoFn):
     self._skip_counters[reason].inc()
     return SKIPPED, {"file": photo.source, "image_id": photo.image_id, "reason": reason.value, "detail": detail}
 
-  def process(self, ranked_photo: Tuple[int, sources.Photo]):
-    test_rank, photo = ranked_photo
+  def process(self, photo: sources.Photo):
     try:
       # Builtin open for local files: a filesystem layer costs ~0.5 ms more per file.
       if "://" in photo.path:
@@ -116,12 +113,8 @@ class MakeAndWrite(beam.DoFn):
       yield self._skip(photo, images.SkipReason.GRAYSCALE, bw_detail(arrays))
       return
     self._examples.inc()
-    route = splits.route(test_rank, not arrays.black_and_white, self._k)
-    if route == splits.DRAW:
-      route = splits.train_or_eval(photo.image_id, self._eval_fraction)
-    self._shards.write(route, photo.image_id, make_example(photo, arrays))
-    if route == splits.BOUNDARY:
-      yield BOUNDARY, (test_rank, photo.image_id)
+    split = splits.split_of(photo.image_id, not arrays.black_and_white, self._test_fraction, self._eval_fraction)
+    self._shards.write(split, photo.image_id, make_example(photo, arrays))
     if arrays.black_and_white:
       yield GRAYSCALE_KEPT, photo.source
 

@@ -18,8 +18,8 @@ A commit refuses records that name one image twice, so a runner that committed a
 is an error, not a dataset with duplicates.
 """
 import posixpath
-import uuid
 from typing import Dict, Iterable, List, NamedTuple, Sequence
+import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -76,10 +76,9 @@ def check_unique(shards: Iterable[Shard]) -> None:
 def commit(shards: Sequence[Shard], folder: str, prefix: str) -> List[str]:
   """Renames the shard files to `<folder>/<prefix>-SSSSS-of-NNNNN.gz`; safe to repeat after a partial run."""
   ordered = sorted(shards, key=lambda s: s.path)
-  finals = [posixpath.join(folder, f"{prefix}-{i:05d}-of-{len(ordered):05d}{SHARD_SUFFIX}")
-            for i in range(len(ordered))]
+  finals = [shard_name(folder, prefix, i, len(ordered)) for i in range(len(ordered))]
   pending, missing = [], []
-  for shard, final in zip(ordered, finals):
+  for shard, final in zip(ordered, finals, strict=True):
     if FileSystems.exists(shard.path):
       pending.append((shard.path, final))
     elif not FileSystems.exists(final):  # neither moved by an earlier attempt of this commit
@@ -87,16 +86,14 @@ def commit(shards: Sequence[Shard], folder: str, prefix: str) -> List[str]:
   if missing:
     raise FileNotFoundError(f"shard files vanished before their commit: {missing}")
   if pending:
+    if not FileSystems.exists(folder):  # a local folder; on gs:// a folder is only a prefix
+      FileSystems.mkdirs(folder)
     FileSystems.rename([src for src, _ in pending], [dst for _, dst in pending])
   return finals
 
 
-def read(shard: Shard) -> Dict[int, bytes]:
-  """image id -> record, of a shard file that is still in the temp folder."""
-  records = list(tfrecord_gzip.read_records(shard.path))
-  if len(records) != len(shard.image_ids):
-    raise EOFError(f"{shard.path} holds {len(records)} records, its bundle wrote {len(shard.image_ids)}")
-  return dict(zip(shard.image_ids, records))
+def shard_name(folder: str, prefix: str, index: int, count: int) -> str:
+  return posixpath.join(folder, f"{prefix}-{index:05d}-of-{count:05d}{SHARD_SUFFIX}")
 
 
 def new_temp_dir(parent: str) -> str:

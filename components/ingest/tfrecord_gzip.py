@@ -10,8 +10,8 @@ pass, so DEFAULT_LEVEL stores. The files stay ordinary gzip, as the standard Exa
 format requires: every reader (tf.data, TFXIO, Beam) reads them like ExampleGen's.
 Files go through Beam's FileSystems (local paths, gs://).
 """
+from typing import Iterable
 import zlib
-from typing import Iterable, Iterator
 
 from apache_beam.io import tfrecordio
 from apache_beam.io.filesystem import CompressionTypes
@@ -49,12 +49,3 @@ def write_records(path: str, records: Iterable[bytes]) -> None:
   for record in records:
     writer.write_record(record)
   writer.close()
-
-
-def read_records(path: str) -> Iterator[bytes]:
-  with FileSystems.open(path, compression_type=CompressionTypes.GZIP) as f:
-    while True:
-      record = _FRAMING.read_record(f)
-      if record is None:
-        return
-      yield record
