@@ -41,11 +41,11 @@ quiet.install()
 logging.set_verbosity(logging.INFO)  # as tfx.scripts.run_executor, which runs this on Vertex
 from tfx.components.trainer import executor
 from tfx.types import standard_artifacts
-examples_uri, split_names, trainer_root, train = sys.argv[1:5]
+examples_uri, split_names, trainer_root, execution, train = sys.argv[1:6]
 examples = standard_artifacts.Examples()
 examples.uri, examples.split_names = examples_uri, split_names
 model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
-model.uri, model_run.uri = trainer_root + "/model/1", trainer_root + "/model_run/1"
+model.uri, model_run.uri = f"{trainer_root}/model/{execution}", f"{trainer_root}/model_run/{execution}"
 executor.GenericExecutor().Do({"examples": [examples]}, {"model": [model], "model_run": [model_run]}, {
     "run_fn": "trainer.task.run_fn", "train_args": '{"splits": ["train"]}', "eval_args": '{"splits": ["eval"]}',
     "custom_config": json.dumps({"train": json.loads(train)})})
@@ -72,7 +72,8 @@ def _cluster_env(naming):
           for (role, _), name in zip(ROLES, names)}
 
 
-def _start(examples, trainer_root, tmp_path, naming):
+def _start(examples, trainer_root, execution, tmp_path, naming):
+  """Both workers of TFX execution `execution` (a re-run is a new execution, with new output dirs)."""
   workers = {}
   for role, variables in _cluster_env(naming).items():
     scratch = tmp_path / f"tmp_{role}"  # the worker's TMPDIR: where its scratch copies go
@@ -81,7 +82,7 @@ def _start(examples, trainer_root, tmp_path, naming):
     env.update(variables, TMPDIR=str(scratch), CUDA_VISIBLE_DEVICES="")
     workers[role] = subprocess.Popen(
         [sys.executable, "-c", WORKER_SCRIPT, examples.uri, examples.split_names, str(trainer_root),
-         json.dumps(TRAIN)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         str(execution), json.dumps(TRAIN)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   return workers
 
 
@@ -91,6 +92,11 @@ def _saved_steps(resume_root):
 
 def _scratch(tmp_path, role):
   return list((tmp_path / f"tmp_{role}").glob("colorize_*"))
+
+
+def _event_file_writers(model_run):
+  """The processes that wrote TensorBoard events there (the writer's pid is in the file name)."""
+  return {int(e.name.split(".")[-3]) for e in model_run.rglob("events.out.tfevents.*")}
 
 
 def _summary(log):
@@ -104,10 +110,10 @@ def test_two_workers_train_in_lock_step_resume_after_kill_and_only_the_chief_wri
     coco128_examples, historical, tmp_path):
   trainer_root = tmp_path / "pipeline" / "Trainer"
   resume_root = trainer_root / "resume"
-  model_dir = trainer_root / "model" / "1" / "Format-Serving"
-  model_run = trainer_root / "model_run" / "1"
+  model_dir = trainer_root / "model" / "2" / "Format-Serving"
+  model_run = trainer_root / "model_run" / "2"
 
-  first = _start(coco128_examples, trainer_root, tmp_path, "TF_CONFIG")
+  first = _start(coco128_examples, trainer_root, 1, tmp_path, "TF_CONFIG")
   deadline = time.monotonic() + 600
   while not _saved_steps(resume_root):
     for role, worker in first.items():
@@ -119,11 +125,12 @@ def test_two_workers_train_in_lock_step_resume_after_kill_and_only_the_chief_wri
   for worker in first.values():
     worker.communicate()
   killed_at = max(_saved_steps(resume_root))
-  assert killed_at < TOTAL_STEPS and not (model_dir / "saved_model.pb").exists()
+  assert killed_at < TOTAL_STEPS and not list(trainer_root.glob("model/*/Format-Serving/saved_model.pb"))
+  assert _event_file_writers(trainer_root / "model_run" / "1") == {first["chief"].pid}
   # The other worker had its scratch directory (kill -9 left it behind); the chief has none.
   assert _scratch(tmp_path, "worker") and not _scratch(tmp_path, "chief")
 
-  second = _start(coco128_examples, trainer_root, tmp_path, "CLUSTER_SPEC")
+  second = _start(coco128_examples, trainer_root, 2, tmp_path, "CLUSTER_SPEC")
   logs = {}
   for role, worker in second.items():
     logs[role], _ = worker.communicate(timeout=900)
@@ -141,8 +148,7 @@ def test_two_workers_train_in_lock_step_resume_after_kill_and_only_the_chief_wri
   # Only the chief wrote the shared outputs; the other worker's scratch copies (its killed
   # run's included) are gone.
   assert json.loads((model_run / task.SUMMARY_FILE).read_text())["weights_sha256"] == chief["weights_sha256"]
-  events = list(model_run.rglob("events.out.tfevents.*"))
-  assert events and {e.name.split(".")[-3] for e in events} == {str(second["chief"].pid)}
+  assert _event_file_writers(model_run) == {second["chief"].pid}
   assert not _scratch(tmp_path, "worker") and not _scratch(tmp_path, "chief")
   assert not any(resume_root.iterdir()), "resume state is removed once the model is exported"
 

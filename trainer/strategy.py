@@ -43,7 +43,8 @@ def cluster_config(environ: Mapping[str, str] = os.environ) -> Dict[str, Any]:
       cluster = {_ALIASES.get(k, k): list(v) for k, v in (config.get("cluster") or {}).items()}
       task = config.get("task") or {}
     except (ValueError, AttributeError, TypeError) as e:
-      raise ValueError(f"{variable} is not a cluster description ({{'cluster': ..., 'task': ...}}): {raw[:200]!r}") from e
+      raise ValueError(f"{variable} is not a cluster description ({{'cluster': ..., 'task': ...}}): "
+                       f"{raw[:200]!r}") from e
     if not cluster:
       continue
     if not task:  # a cluster with no task: no process of it is this one

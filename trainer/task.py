@@ -14,6 +14,13 @@ deleted once the model is exported.
 TensorBoard (`fn_args.model_run_dir`): the Keras epoch loss curves (train/validation),
 the training loss every few steps, and (gray | predicted | truth) triplets of the first
 eval photos after each epoch. `training.json` there records what ran.
+
+Multi-worker (several workers in TF_CONFIG or Vertex's CLUSTER_SPEC, trainer/strategy.py):
+every worker runs this same run_fn with the same output paths and trains in lock-step.
+Only the chief writes them (model, TensorBoard, resume state); the others write their
+copies to a local scratch directory that is removed at the end. Every worker restores
+the chief's resume state, and they check that they agree on the step before training.
+Each worker logs "Training summary:" with a digest of its final weights.
 """
 import contextlib
 import dataclasses
