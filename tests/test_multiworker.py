@@ -36,7 +36,7 @@ PHOTO = "Detroit_circa_1915.jpg"
 WORKER_SCRIPT = """
 import json, sys
 from absl import logging
-from pipelines import quiet
+from cli import quiet
 quiet.install()
 logging.set_verbosity(logging.INFO)  # as tfx.scripts.run_executor, which runs this on Vertex
 from tfx.components.trainer import executor
@@ -67,9 +67,9 @@ def _cluster_env(naming):
   """{role: the environment variable Vertex (CLUSTER_SPEC) or TF (TF_CONFIG) gives that worker}."""
   addresses = [f"127.0.0.1:{port}" for port in _free_ports(len(ROLES))]
   names = [tf_name if naming == "TF_CONFIG" else pool for tf_name, pool in ROLES]
-  cluster = {name: [address] for name, address in zip(names, addresses)}
+  cluster = {name: [address] for name, address in zip(names, addresses, strict=True)}
   return {role: {naming: json.dumps({"cluster": cluster, "task": {"type": name, "index": 0}, "environment": "cloud"})}
-          for (role, _), name in zip(ROLES, names)}
+          for (role, _), name in zip(ROLES, names, strict=True)}
 
 
 def _start(examples, trainer_root, execution, tmp_path, naming):
@@ -82,7 +82,8 @@ def _start(examples, trainer_root, execution, tmp_path, naming):
     env.update(variables, TMPDIR=str(scratch), CUDA_VISIBLE_DEVICES="")
     workers[role] = subprocess.Popen(
         [sys.executable, "-c", WORKER_SCRIPT, examples.uri, examples.split_names, str(trainer_root),
-         str(execution), json.dumps(TRAIN)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         str(execution), json.dumps(TRAIN)],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   return workers
 
 

@@ -79,7 +79,7 @@ def _inception_resnet_v2(weights):
     raise WeightsError(f"Inception-ResNet-v2 weights file not found: {weights}")
   try:
     return keras.applications.InceptionResNetV2(weights=weights, input_shape=shape, name=GLOBAL_MODEL_NAME)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     if weights != "imagenet":
       raise WeightsError(f"cannot load Inception-ResNet-v2 weights from {weights}: {e}") from e
     raise WeightsError(

@@ -1,7 +1,7 @@
 """The TFX Trainer's `run_fn` (referenced as "trainer.task.run_fn"): train, log, export.
 
 Hyper-parameters come from `fn_args.custom_config["train"]`, the fields of
-`pipelines.config.TrainConfig`.
+`trainer.settings.TrainConfig`.
 
 Resuming: TFX gives every execution new output directories, so a re-run of a killed
 Trainer cannot find state in its own. Resume state (model + optimizer, saved every
@@ -34,11 +34,11 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from pipelines import config as config_lib
 from schemas import features
 from trainer import data
 from trainer import export
 from trainer import model as model_lib
+from trainer import settings
 from trainer import strategy as strategy_lib
 from trainer import tf_color
 
@@ -132,10 +132,10 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch) -> None:
   strategy_lib.check_same_on_all_workers(strategy, "the final step", step)
 
 
-def train_config(custom_config) -> config_lib.TrainConfig:
+def train_config(custom_config) -> settings.TrainConfig:
   """custom_config["train"] (TrainConfig as a dict) -> a validated TrainConfig."""
   try:
-    return config_lib.from_dict({"train": dict((custom_config or {})["train"])}).train
+    return settings.from_dict(dict((custom_config or {})["train"]))
   except KeyError as e:
     raise ValueError("the Trainer needs custom_config={'train': dataclasses.asdict(TrainConfig)}") from e
 
@@ -165,7 +165,8 @@ def _scratch_directory(strategy, resume_dir):
   """None on the chief. On the other workers of a multi-worker run: a private local directory
   for their copies of checkpoints and logs (they must take part in every save, TF's multi-worker
   rule, but nobody reads their copies), removed when run_fn ends. Its name is fixed per training
-  and worker, so a re-run after kill -9 removes what the killed run left."""
+  and worker, so a re-run after kill -9 removes what the killed run left.
+  """
   if strategy_lib.is_chief(getattr(strategy, "cluster_resolver", None)):
     yield None
     return
