@@ -32,6 +32,7 @@ TRAIN = {"weights": "none", "batch_size": 1, "epochs": 1, "steps_per_epoch": 2, 
 TOTAL_STEPS = TRAIN["epochs"] * TRAIN["steps_per_epoch"]
 ROLES = (("chief", "workerpool0"), ("worker", "workerpool1"))
 PHOTO = "Detroit_circa_1915.jpg"
+DEADLINE_S = 1800  # per run: minutes on an idle 2-core machine, many more when it is shared
 
 WORKER_SCRIPT = """
 import json, sys
@@ -106,20 +107,37 @@ def _summary(log):
   return json.loads(found[0])
 
 
+@pytest.fixture
+def started():
+  """Starts workers (as _start); kills those still running when the test ends, failed or not."""
+  launched = []
+
+  def start(*args):
+    launched.append(_start(*args))
+    return launched[-1]
+
+  yield start
+  for workers in launched:
+    for worker in workers.values():
+      if worker.poll() is None:
+        worker.kill()
+        worker.communicate()
+
+
 @pytest.mark.slow
 def test_two_workers_train_in_lock_step_resume_after_kill_and_only_the_chief_writes(
-    coco128_examples, historical, tmp_path):
+    coco128_examples, historical, tmp_path, started):
   trainer_root = tmp_path / "pipeline" / "Trainer"
   resume_root = trainer_root / "resume"
   model_dir = trainer_root / "model" / "2" / "Format-Serving"
   model_run = trainer_root / "model_run" / "2"
 
-  first = _start(coco128_examples, trainer_root, 1, tmp_path, "TF_CONFIG")
-  deadline = time.monotonic() + 600
+  first = started(coco128_examples, trainer_root, 1, tmp_path, "TF_CONFIG")
+  deadline = time.monotonic() + DEADLINE_S
   while not _saved_steps(resume_root):
     for role, worker in first.items():
       assert worker.poll() is None, f"the {role} ended before it could be killed:\n{worker.stdout.read()[-5000:]}"
-    assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+    assert time.monotonic() < deadline, f"no checkpoint within {DEADLINE_S} s"
     time.sleep(0.2)
   for worker in first.values():
     worker.send_signal(signal.SIGKILL)
@@ -131,10 +149,10 @@ def test_two_workers_train_in_lock_step_resume_after_kill_and_only_the_chief_wri
   # The other worker had its scratch directory (kill -9 left it behind); the chief has none.
   assert _scratch(tmp_path, "worker") and not _scratch(tmp_path, "chief")
 
-  second = _start(coco128_examples, trainer_root, 2, tmp_path, "CLUSTER_SPEC")
+  second = started(coco128_examples, trainer_root, 2, tmp_path, "CLUSTER_SPEC")
   logs = {}
   for role, worker in second.items():
-    logs[role], _ = worker.communicate(timeout=900)
+    logs[role], _ = worker.communicate(timeout=DEADLINE_S)
     assert worker.returncode == 0, f"{role}:\n{logs[role][-5000:]}"
 
   chief, other = _summary(logs["chief"]), _summary(logs["worker"])
