@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import export
+from schemas import signatures
 from trainer import task
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -172,8 +172,9 @@ def test_two_workers_train_in_lock_step_resume_after_kill_and_only_the_chief_wri
   assert not any(resume_root.iterdir()), "resume state is removed once the model is exported"
 
   # The exported model colorizes a real photo at its own size, in colour.
-  colorize = tf.saved_model.load(str(model_dir)).signatures[export.IMAGE_SIGNATURE]
-  rgb = colorize(**{export.IMAGE_INPUT: tf.constant((historical / PHOTO).read_bytes())})[export.RGB_OUTPUT].numpy()
-  height, width = tf.image.decode_jpeg((historical / PHOTO).read_bytes()).shape[:2]
+  colorize = tf.saved_model.load(str(model_dir)).signatures[signatures.IMAGE_SIGNATURE]
+  photo = (historical / PHOTO).read_bytes()
+  rgb = colorize(**{signatures.IMAGE_INPUT: tf.constant(photo)})[signatures.RGB_OUTPUT].numpy()
+  height, width = tf.image.decode_jpeg(photo).shape[:2]
   assert rgb.shape == (height, width, 3)
   assert np.abs(rgb.astype(int) - rgb.mean(axis=-1, keepdims=True)).mean() > 0.5, "no colour at all"
