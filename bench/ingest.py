@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,8 @@ def _repeat_photos(folder: str, n: int) -> None:
     source = photos[i % len(photos)]
     copy_number = i // len(photos)
     name = f"{copy_number:04d}{os.path.basename(source)}"  # digits: a COCO-style unique id
-    os.symlink(source, os.path.join(folder, name))
+    # Copies: the ingestion follows no link out of its data root and reads a file linked twice once.
+    shutil.copyfile(source, os.path.join(folder, name))
 
 
 def _naive():
@@ -80,7 +82,7 @@ def _component(folder: str, workdir: str, workers: int) -> Dict[str, Any]:
   examples.uri = os.path.join(workdir, "examples")
   start = _clock()
   runner.Do({}, {executor.EXAMPLES_KEY: [examples]}, {
-      "input_base": folder, "max_images": 0, "categories": "", "test_images": ingest.test_images,
+      "input_base": folder, "max_images": 0, "categories": "",
       "test_fraction": ingest.test_fraction, "eval_fraction": ingest.eval_fraction, "keep_grayscale": 0})
   elapsed = _since(start)
   counts = json.loads(examples.get_string_custom_property(executor.SPLIT_COUNTS_PROPERTY))

@@ -10,12 +10,15 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
+from components.ingest import spans
 from components.ingest.component import CocoIngest
 from components.report.component import EvaluationReport
 from pipelines import config as config_lib
 from pipelines import evaluation
 from schemas import features
 from trainer import settings
+
+ENDPOINT_PUSHER = "EndpointPusher"
 
 
 def create_pipeline(
@@ -32,12 +35,15 @@ def create_pipeline(
     enable_cache: bool = True,
     last_stage: str = "push",
     vertex_training_args: Optional[Dict[str, Any]] = None,
+    vertex_serving_args: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline up to and including `last_stage` (one of config_lib.STAGES).
 
   vertex_training_args: custom_config entries (built by pipelines/cloud_config.py) that run
   the Trainer as a Vertex AI Training job on the project image (GPUs, worker pools), as
   TFX's penguin example does; None trains inside the pipeline's own process/container.
+  vertex_serving_args: custom_config (pipelines/cloud_config.py) of TFX's Vertex Pusher, which
+  then also deploys each blessed model to a Vertex AI Endpoint; None deploys nowhere.
   """
   if last_stage not in config_lib.STAGES:
     raise ValueError(f"last_stage must be one of {config_lib.STAGES}, got {last_stage!r}")
@@ -45,9 +51,11 @@ def create_pipeline(
 
   ingest_component = CocoIngest(
       input_base=data_root,
+      snapshot_pattern=ingest.snapshot,
+      snapshot_files=ingest.snapshot_files,
+      span=ingest.span,
       max_images=ingest.max_images,
       categories=",".join(ingest.categories),
-      test_images=ingest.test_images,
       test_fraction=ingest.test_fraction,
       eval_fraction=ingest.eval_fraction,
       keep_grayscale=ingest.keep_grayscale,
@@ -55,12 +63,25 @@ def create_pipeline(
   components: List = [ingest_component]
 
   if "train" in stages:
+    train_examples = ingest_component.outputs["examples"]
+    if ingest.train_spans > 1:
+      # Accumulating data: every ingested span so far (this run's included), the newest N of them.
+      spans_resolver = tfx.dsl.Resolver(
+          strategy_class=spans.LatestSpansStrategy,
+          config={"range_config": tfx.proto.RangeConfig(
+              rolling_range=tfx.proto.RollingRange(num_spans=ingest.train_spans))},
+          examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                   producer_component_id=ingest_component.id),
+      ).with_id("latest_spans_resolver")
+      spans_resolver.add_upstream_node(ingest_component)
+      train_examples = spans_resolver.outputs["examples"]
+      components.append(spans_resolver)
     schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
     trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training_args
                    else tfx.components.Trainer)
     trainer = trainer_cls(
         run_fn="trainer.task.run_fn",
-        examples=ingest_component.outputs["examples"],
+        examples=train_examples,
         schema=schema_importer.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
@@ -100,6 +121,12 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
     ))
+    if vertex_serving_args:
+      components.append(tfx.extensions.google_cloud_ai_platform.Pusher(
+          model=trainer.outputs["model"],
+          model_blessing=evaluator.outputs["blessing"],
+          custom_config=vertex_serving_args,
+      ).with_id(ENDPOINT_PUSHER))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
