@@ -143,6 +143,55 @@ def test_vertex_training_gpu_pools(compiled, cfg):
   assert _param(spec, "Trainer", "run_fn") == "trainer.task.run_fn"
 
 
+def _vertex_environment(pools, pool, replica, tensorflow_names):
+  """What Vertex AI sets on replica `replica` of worker pool `pool` of a custom job: CLUSTER_SPEC
+  names tasks after the pools ("workerpool0", ...); TF_CONFIG maps pool 0 -> chief, 1 -> worker,
+  2 -> ps, 3 -> evaluator (or keeps the pool names, as CLUSTER_SPEC does)."""
+  def describe(name_of):
+    cluster = {name_of(i): [f"workerpool{i}-0123456789-{r}:2222" for r in range(p["replica_count"])]
+               for i, p in enumerate(pools)}
+    return json.dumps({"cluster": cluster, "task": {"type": name_of(pool), "index": replica},
+                       "environment": "cloud", "job": {"worker_pool_specs": pools}})
+  env = {"CLUSTER_SPEC": describe(lambda i: f"workerpool{i}")}
+  if tensorflow_names is not None:
+    env["TF_CONFIG"] = describe(lambda i: ("chief", "worker", "ps", "evaluator")[i] if tensorflow_names
+                                else f"workerpool{i}")
+  return env
+
+
+@pytest.mark.parametrize("tensorflow_names", [True, False, None], ids=["tf_config", "tf_config_pools", "cluster_spec"])
+def test_vertex_worker_pools_give_the_trainer_its_multi_worker_cluster(compiled, tensorflow_names):
+  """The job TFX's Vertex Trainer executor submits (built offline by its own job client) runs
+  run_fn in every replica; the variables Vertex sets there resolve to one chief and workers."""
+  from tfx.extensions.google_cloud_ai_platform import training_clients
+
+  from trainer import strategy
+
+  class OfflineJobClient(training_clients.VertexJobClient):
+    def create_client(self):  # the API client needs credentials; building the job does not
+      pass
+
+  custom = json.loads(_param(compiled["job"]["pipelineSpec"], "Trainer", "custom_config"))
+  job = OfflineJobClient("europe-west4").create_training_job(
+      {}, {}, {"custom_config": json.dumps(custom)}, "tfx.components.trainer.executor.GenericExecutor",
+      custom["ai_platform_training_args"], None, None)
+  pools = job["job_spec"]["worker_pool_specs"]
+  commands = {json.dumps(p["container_spec"]["command"]) for p in pools}
+  assert len(commands) == 1 and "tfx.components.trainer.executor.GenericExecutor" in commands.pop()
+
+  roles, clusters = [], []
+  for pool, spec in enumerate(pools):
+    for replica in range(spec["replica_count"]):
+      resolver = strategy.cluster_resolver(_vertex_environment(pools, pool, replica, tensorflow_names))
+      roles.append((resolver.task_type, resolver.task_id, strategy.is_chief(resolver)))
+      clusters.append(resolver.cluster_spec().as_dict())
+  workers = CLOUD["training"]["replica_count"]
+  assert roles == [("chief", 0, True)] + [("worker", i, False) for i in range(workers - 1)]
+  assert all(c == clusters[0] for c in clusters)
+  assert clusters[0] == {"chief": ["workerpool0-0123456789-0:2222"],
+                         "worker": [f"workerpool1-0123456789-{i}:2222" for i in range(workers - 1)]}
+
+
 def test_parameters_match_config(compiled, cfg):
   job = compiled["job"]
   spec = job["pipelineSpec"]

@@ -129,26 +129,32 @@ def test_upload_errors_are_clear(emulator, args, message):
   assert message in result.output
 
 
-def test_examples_writer_writes_gzip_tfrecords_to_gs(anonymous_beam_gcs, client, coco128, tmp_path):
-  """The ingestion's TFRecord sink (components/ingest/tfrecord_gzip.py) through Beam's GcsIO."""
-  import apache_beam as beam
+def test_ingestion_writes_its_examples_to_gs(anonymous_beam_gcs, client, coco128, tmp_path):
+  """Shard files, their commit (a rename is a copy and a delete on GCS) and the report, all on gs://."""
   import tensorflow as tf
 
-  from components.ingest import tfrecord_gzip
-  photos = [p.read_bytes() for p in sorted((coco128 / "train2017").iterdir())[:12]]
-  with beam.Pipeline() as p:
-    _ = (p | beam.Create(photos)
-         | tfrecord_gzip.WriteToGzipTFRecord(f"gs://{BUCKET}/examples/Split-train/data_tfrecord"))
-  blobs = [b for b in client.list_blobs(BUCKET, prefix="examples/Split-train/") if b.size]
-  assert blobs and all(b.name.endswith(".gz") for b in blobs)
-  records = []
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for photo in sorted((coco128 / "train2017").glob("*.jpg"))[:12]:
+    shutil.copy(photo, folder / photo.name)
+  counts = _ingest_split_counts(str(folder), f"gs://{BUCKET}/examples")
+  blobs = list(client.list_blobs(BUCKET, prefix="examples/"))
+  names = sorted(b.name for b in blobs)
+  assert "examples/skip_report.json" in names
+  assert not [n for n in names if "/.temp-" in n]  # temp files committed or deleted
+  ids = {}
   for blob in blobs:
-    data = blob.download_as_bytes()
-    assert data[:2] == b"\x1f\x8b"  # ordinary gzip, as the Examples format requires
-    path = tmp_path / blob.name.replace("/", "_")
-    path.write_bytes(data)
-    records += [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
-  assert sorted(records) == sorted(photos)
+    if blob.name.startswith("examples/Split-"):
+      data = blob.download_as_bytes()
+      assert data[:2] == b"\x1f\x8b"  # ordinary gzip, as the Examples format requires
+      path = tmp_path / blob.name.replace("/", "_")
+      path.write_bytes(data)
+      split = blob.name.split("/")[1][len("Split-"):]
+      for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
+        example = tf.train.Example.FromString(record.numpy())
+        ids.setdefault(split, []).append(example.features.feature["image_id"].int64_list.value[0])
+  assert {split: len(v) for split, v in ids.items()} == {s: n for s, n in counts.items() if n}
+  assert sorted(sum(ids.values(), [])) == sorted(int(p.stem) for p in folder.iterdir())
 
 
 def _ingest_split_counts(input_base: str, output_uri: str) -> dict:

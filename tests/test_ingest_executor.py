@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import apache_beam as beam
+from apache_beam.metrics import monitoring_infos
 from google.protobuf import text_format
 import image_files
 import numpy as np
@@ -20,6 +21,7 @@ from tfx.types import standard_artifacts
 from tfx_bsl.tfxio import dataset_options
 
 from components.ingest import executor
+from components.ingest import shard_writer
 from components.ingest import sources
 from components.ingest import splits
 from imaging import images
@@ -85,12 +87,12 @@ def _props(input_base, **overrides):
   return props
 
 
-def _ingest(tmp_path, input_base, **overrides):
+def _ingest(tmp_path, input_base, runner=None, **overrides):
   """Runs Do() with hand-built artifacts; returns (examples artifact, Beam pipeline result)."""
   pipelines = []
 
   def make_pipeline():
-    pipelines.append(beam.Pipeline())
+    pipelines.append(beam.Pipeline(runner=runner))
     return pipelines[-1]
 
   examples = standard_artifacts.Examples()
@@ -489,3 +491,50 @@ def test_missing_data_root_is_one_line_before_any_heavy_import(tmp_path):
     assert result.stderr.strip().splitlines() == [f"Error: data root does not exist: {tmp_path / 'nowhere'} "
                                                   "(No such file or directory)"]
     assert result.stdout.strip() == "False"
+
+
+def test_no_example_bytes_cross_the_runner(mixed_run):
+  """Beam's sampled element sizes of every PCollection: ids, counts, skips and shard names only."""
+  _, result = mixed_run
+  largest = [monitoring_infos.extract_distribution(info)[3] for info in result.monitoring_infos()
+             if info.urn == monitoring_infos.SAMPLED_BYTE_SIZE_URN]
+  assert len(largest) > 5
+  assert max(largest) < 5_000  # an example is ~240 KB
+
+
+def test_failed_attempts_leave_no_duplicate_or_partial_examples(mixed_folder, mixed_run, tmp_path, monkeypatch):
+  """The BundleBasedDirectRunner retries failed bundles; two attempts die on purpose, halfway.
+
+  One attempt of the example-making bundle dies after writing examples to its shard files,
+  and the commit dies after moving the first split's shards. The output is exactly that of
+  the clean run: every photo once, nothing of the failed attempt, no temp files.
+  """
+  failed = {}
+  write, commit_shards = shard_writer.BundleShards.write, shard_writer.commit
+
+  def write_then_die_once(self, key, image_id, record):
+    write(self, key, image_id, record)
+    if len(self._shards[key].image_ids) == 2 and "write" not in failed:
+      failed["write"] = self._shards[key]
+      raise RuntimeError("worker lost (injected)")
+
+  def commit_then_die_once(shards, folder, prefix):
+    finals = commit_shards(shards, folder, prefix)
+    if finals and "commit" not in failed:
+      failed["commit"] = finals
+      raise RuntimeError("commit interrupted (injected)")
+    return finals
+
+  monkeypatch.setattr(shard_writer.BundleShards, "write", write_then_die_once)
+  monkeypatch.setattr(shard_writer, "commit", commit_then_die_once)
+  examples, _ = _ingest(tmp_path, mixed_folder, runner="BundleBasedDirectRunner")
+  assert set(failed) == {"write", "commit"}
+  clean_ids = _split_ids(mixed_run[0])
+  for split in features.SPLITS:
+    parsed = _read_split(examples, split)
+    ids = parsed[features.IMAGE_ID_KEY].numpy().tolist() if parsed else []
+    assert sorted(ids) == sorted(clean_ids[split]), split
+  assert examples.get_string_custom_property("split_counts") == mixed_run[0].get_string_custom_property("split_counts")
+  assert all(os.path.exists(final) for final in failed["commit"])
+  assert not list((tmp_path / "examples").glob(".temp-*"))
+
