@@ -261,12 +261,7 @@ def vertex_training_args(cfg) -> Optional[Dict[str, Any]]:
   job = {"project": cloud.project, "job_spec": job_spec}
   if cloud.labels:
     job["labels"] = dict(cloud.labels)
-  ext = tfx.extensions.google_cloud_ai_platform
-  return {
-      ext.ENABLE_VERTEX_KEY: True,
-      ext.VERTEX_REGION_KEY: cloud.region,
-      ext.TRAINING_ARGS_KEY: job,
-  }
+  return _on_vertex(cloud, {tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: job})
 
 
 def vertex_serving_args(cfg) -> Optional[Dict[str, Any]]:
@@ -297,12 +292,15 @@ def vertex_serving_args(cfg) -> Optional[Dict[str, Any]]:
   if cloud.labels:
     args["labels"] = dict(cloud.labels)
   ext = tfx.extensions.google_cloud_ai_platform
-  return {
-      ext.ENABLE_VERTEX_KEY: True,
-      ext.VERTEX_REGION_KEY: cloud.region,
-      ext.VERTEX_CONTAINER_IMAGE_URI_KEY: serving_image(cloud),
-      ext.SERVING_ARGS_KEY: args,
-  }
+  return _on_vertex(cloud, {ext.VERTEX_CONTAINER_IMAGE_URI_KEY: serving_image(cloud), ext.SERVING_ARGS_KEY: args})
+
+
+def _on_vertex(cloud: CloudConfig, entries: Dict[str, Any]) -> Dict[str, Any]:
+  """custom_config that sends a TFX Vertex extension component's work to Vertex AI in cloud.region."""
+  from tfx import v1 as tfx
+
+  ext = tfx.extensions.google_cloud_ai_platform
+  return {ext.ENABLE_VERTEX_KEY: True, ext.VERTEX_REGION_KEY: cloud.region, **entries}
 
 
 def serving_image(cloud: CloudConfig) -> str:
