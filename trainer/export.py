@@ -31,6 +31,8 @@ Signatures (names, input keys and output keys are the constants below):
     in  L_INPUT "l": float32 [batch, 224, 224, 1], L* / 50 - 1 in [-1, 1]
     out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], a*b* / 128 in [-1, 1]
 """
+from typing import Optional
+
 from absl import logging
 import keras
 import tensorflow as tf
@@ -53,11 +55,16 @@ RGB_OUTPUT = "colorized_rgb"
 JPEG_QUALITY = 95
 
 
-def export(model: keras.Model, export_dir: str) -> None:
-  """Saves a serving copy of `model` (trained, possibly compiled and mixed precision)."""
+def export(model: keras.Model, export_dir: str, embedder: Optional[keras.Model] = None) -> None:
+  """Saves a serving copy of `model` (trained, possibly compiled and mixed precision).
+
+  `model` is the fusion model, or the colorizer head trained on precomputed embeddings
+  together with the `embedder` that made them: either way the SavedModel holds the
+  whole network, Inception-ResNet-v2 included.
+  """
   with strategy_lib.dtype_policy_scope("float32"):
     serving = model_lib.build_model(weights="none")
-  serving.set_weights(model.get_weights())
+  model_lib.copy_weights([model] if embedder is None else [embedder, model], serving)
   colorizer = _Colorizer(serving)
   # TF logs every captured Keras variable's placeholder name (thousands) at INFO while saving.
   verbosity = logging.get_verbosity()
