@@ -34,6 +34,8 @@ def _config_options(f):
       click.option("--learning-rate", "train__learning_rate", type=float),
       click.option("--weights", "train__weights",
                    help="Inception-ResNet-v2 weights: imagenet (downloads once), none (random, offline) or a local file."),
+      click.option("--global-features", "train__global_features", type=click.Choice(config_lib.GLOBAL_FEATURES),
+                   help="live: Inception-ResNet-v2 in every training step; precomputed: once per photo (Embed step)."),
       click.option("--strategy", "train__strategy",
                    type=click.Choice(["auto", "cpu", "one_device", "mirrored", "multi_worker"])),
       click.option("--seed", "train__seed", type=int),

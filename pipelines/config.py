@@ -13,6 +13,9 @@ DEFAULT_PIPELINE_NAME = "colorize"
 # Bundled real COCO-layout demo data, relative to the project root.
 DEMO_DATA_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "coco_demo")
 DEFAULT_OUTPUT_ROOT = "colorize_runs"
+LIVE = "live"
+PRECOMPUTED = "precomputed"
+GLOBAL_FEATURES = (LIVE, PRECOMPUTED)
 
 
 class ConfigError(ValueError):
@@ -38,6 +41,9 @@ class TrainConfig:
   batch_size: int = 8                    # per replica; global batch = batch_size x replicas
   learning_rate: float = 1e-3
   weights: str = "imagenet"              # "imagenet", "none" (random init, offline) or a local .h5/.keras weights file
+  # live: Inception-ResNet-v2 runs in every training step; precomputed: once per photo in
+  # the Embed component, and training runs only the colorizer head (README).
+  global_features: str = LIVE
   augment: bool = True
   seed: int = 42
   strategy: str = "auto"                 # auto | cpu | one_device | mirrored | multi_worker
@@ -101,6 +107,8 @@ class PipelineConfig:
     _check(t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}")
     _check(t.weights in ("imagenet", "none") or t.weights.endswith((".h5", ".keras")),
            f"train.weights must be 'imagenet', 'none' or a .h5/.keras weights file, got {t.weights!r}")
+    _check(t.global_features in GLOBAL_FEATURES,
+           f"train.global_features must be {' or '.join(GLOBAL_FEATURES)}, got {t.global_features!r}")
     _check(t.strategy in ("auto", "cpu", "one_device", "mirrored", "multi_worker"),
            f"train.strategy must be auto|cpu|one_device|mirrored|multi_worker, got {t.strategy!r}")
     _check(t.mixed_precision in ("auto", "on", "off"),

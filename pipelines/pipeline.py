@@ -1,4 +1,9 @@
-"""The colorization pipeline: ingest -> train -> evaluate -> push.
+"""The colorization pipeline: ingest -> [embed] -> train -> evaluate -> push.
+
+With train.global_features: precomputed, an Embed step between ingestion and training
+adds Inception-ResNet-v2's class vector to the examples once, and the Trainer reads
+those; the Evaluator and the report keep scoring the ingested test examples with the
+full served model, so their numbers mean the same in both modes.
 
 One `create_pipeline` serves every runner (local, Kubeflow, Vertex AI): runners only
 build configuration and call it. Code is referenced by import path (`run_fn`,
@@ -10,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
+from components.embed.component import Embed
 from components.ingest.component import CocoIngest
 from components.report.component import EvaluationReport
 from pipelines import config as config_lib
@@ -33,12 +39,15 @@ def create_pipeline(
     enable_cache: bool = True,
     last_stage: str = "push",
     vertex_training_args: Optional[Dict[str, Any]] = None,
+    embed_beam_pipeline_args: Sequence[str] = (),
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline up to and including `last_stage` (one of STAGES).
 
   vertex_training_args: custom_config entries (built by pipelines/cloud_config.py) that run
   the Trainer as a Vertex AI Training job on the project image (GPUs, worker pools), as
   TFX's penguin example does; None trains inside the pipeline's own process/container.
+  embed_beam_pipeline_args: Beam arguments added for the Embed step only (Dataflow GPU
+  workers: pipelines/cloud_config.py).
   """
   if last_stage not in STAGES:
     raise ValueError(f"last_stage must be one of {STAGES}, got {last_stage!r}")
@@ -59,9 +68,17 @@ def create_pipeline(
     schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
     trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training_args
                    else tfx.components.Trainer)
+    train_examples = ingest_component.outputs["examples"]
+    if train.global_features == config_lib.PRECOMPUTED:
+      # Only the weights reach the Embed step: other training settings leave its cache key alone.
+      embed = Embed(examples=train_examples, weights=train.weights)
+      if embed_beam_pipeline_args:
+        embed = embed.with_beam_pipeline_args(list(embed_beam_pipeline_args))
+      train_examples = embed.outputs["embedded_examples"]
+      components.append(embed)
     trainer = trainer_cls(
         run_fn="trainer.task.run_fn",
-        examples=ingest_component.outputs["examples"],
+        examples=train_examples,
         schema=schema_importer.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),

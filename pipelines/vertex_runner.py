@@ -42,6 +42,7 @@ def build_pipeline(cfg: config_lib.PipelineConfig):
       beam_pipeline_args=cloud_config.beam_pipeline_args(cfg),
       enable_cache=cfg.enable_cache,
       vertex_training_args=cloud_config.vertex_training_args(cfg),
+      embed_beam_pipeline_args=cloud_config.embed_beam_pipeline_args(cfg),
   )
   ids = {c.id for c in pipeline.components}
   unknown = sorted(set(cloud.step_resources) - ids)

@@ -24,7 +24,7 @@ CONFIG = {
     "output_root": "gs://colorize-bucket/runs",
     "ingest": {"data_root": "gs://colorize-bucket/coco", "max_images": 5000, "categories": ["dog", "cat"],
                "test_images": 321},
-    "train": {"epochs": 7, "batch_size": 16, "strategy": "multi_worker"},
+    "train": {"epochs": 7, "batch_size": 16, "strategy": "multi_worker", "global_features": "precomputed"},
     "evaluate": {"mse_upper_bound": 0.015},
     "cloud": CLOUD,
 }

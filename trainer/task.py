@@ -3,6 +3,12 @@
 Hyper-parameters come from `fn_args.custom_config["train"]`, the fields of
 `pipelines.config.TrainConfig`.
 
+train.global_features: live trains the fusion model (Inception-ResNet-v2 frozen inside
+every step); precomputed trains only the colorizer head on the `embedding` feature of
+the Embed component's Examples, after checking that those embeddings were made with
+train.weights, and exports the head joined with that Inception-ResNet-v2: the same
+SavedModel either way.
+
 Resuming: TFX gives every execution new output directories, so a re-run of a killed
 Trainer cannot find state in its own. Resume state (model + optimizer, saved every
 `checkpoint_steps` steps and at each epoch end) lives beside the Trainer's outputs, in
@@ -26,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from pipelines import config as config_lib
+from schemas import embedding_info
 from schemas import features
 from trainer import data
 from trainer import export
@@ -50,8 +57,16 @@ def run_fn(fn_args) -> None:
   logging.info("Training on %d replica(s) (%s, %s): global batch %d, %d epochs x %d steps",
                replicas, type(strategy).__name__, policy, global_batch, cfg.epochs, steps_per_epoch)
 
+  precomputed = cfg.global_features == config_lib.PRECOMPUTED
+  embedder = None
+  if precomputed:
+    # Checked before any training, and kept for the export (float32, outside the strategy).
+    embedder = model_lib.build_embedder(cfg.weights)
+    embedding_info.check(list(fn_args.train_files) + list(fn_args.eval_files), cfg.weights,
+                         model_lib.weights_fingerprint(embedder))
   with strategy_lib.dtype_policy_scope(policy), strategy.scope():
-    model = model_lib.compile_model(model_lib.build_model(cfg.weights), cfg.learning_rate)
+    network = model_lib.build_colorizer() if precomputed else model_lib.build_model(cfg.weights)
+    model = model_lib.compile_model(network, cfg.learning_rate)
     model.optimizer.build(model.trainable_variables)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
   resume_dir = resume_directory(fn_args)
@@ -67,7 +82,8 @@ def run_fn(fn_args) -> None:
   eval_steps = min(cfg.eval_steps, full_batches) if cfg.eval_steps else full_batches
   if eval_steps:
     # Finite, of known length, and no validation_steps: Keras starts it afresh every epoch.
-    eval_ds = data.make_dataset(fn_args.eval_files, global_batch, training=False, drop_remainder=True)
+    eval_ds = data.make_dataset(fn_args.eval_files, global_batch, training=False, drop_remainder=True,
+                                precomputed=precomputed)
     validation = dict(validation_data=eval_ds.take(eval_steps).apply(
         tf.data.experimental.assert_cardinality(eval_steps)))
   else:
@@ -77,7 +93,7 @@ def run_fn(fn_args) -> None:
   log_dir = _worker_dir(fn_args.model_run_dir, strategy)
   callbacks = [
       keras.callbacks.TensorBoard(log_dir, update_freq="epoch"),
-      _Progress(manager, cfg.checkpoint_steps, log_dir, _triplet_inputs(fn_args.eval_files)),
+      _Progress(manager, cfg.checkpoint_steps, log_dir, _triplet_inputs(fn_args.eval_files, precomputed)),
   ]
   # A run resumed mid-epoch first finishes that epoch, then runs the remaining ones.
   step = start_step
@@ -85,7 +101,7 @@ def run_fn(fn_args) -> None:
     epoch, done_in_epoch = divmod(step, steps_per_epoch)
     last_epoch = cfg.epochs if done_in_epoch == 0 else epoch + 1
     train_ds = data.make_dataset(fn_args.train_files, global_batch, training=True, augment=cfg.augment,
-                                 seed=cfg.seed, skip_batches=step)
+                                 seed=cfg.seed, skip_batches=step, precomputed=precomputed)
     model.fit(train_ds, initial_epoch=epoch, epochs=last_epoch, steps_per_epoch=steps_per_epoch - done_in_epoch,
               callbacks=callbacks, verbose=2, **validation)
     step = int(model.optimizer.iterations.numpy())
@@ -94,7 +110,7 @@ def run_fn(fn_args) -> None:
       "config": dataclasses.asdict(cfg), "strategy": type(strategy).__name__, "replicas": replicas,
       "global_batch": global_batch, "dtype_policy": policy, "steps_per_epoch": steps_per_epoch,
       "total_steps": total_steps, "resumed_from_step": start_step, "final_step": step})
-  export.export(model, _worker_dir(fn_args.serving_model_dir, strategy))
+  export.export(model, _worker_dir(fn_args.serving_model_dir, strategy), embedder=embedder)
   if tf.io.gfile.exists(resume_dir) and _is_chief(strategy):
     tf.io.gfile.rmtree(resume_dir)
 
@@ -148,9 +164,10 @@ def _write_summary(model_run_dir, summary) -> None:
     f.write(json.dumps(summary, indent=2))
 
 
-def _triplet_inputs(eval_files):
+def _triplet_inputs(eval_files, precomputed):
   """The first few eval photos, for the TensorBoard image triplets."""
-  return next(iter(data.make_dataset(eval_files, TENSORBOARD_IMAGES, training=False)), None)
+  return next(iter(data.make_dataset(eval_files, TENSORBOARD_IMAGES, training=False, precomputed=precomputed)),
+              None)
 
 
 def _lab_to_rgb(l, ab):

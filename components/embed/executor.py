@@ -17,10 +17,9 @@ name afterwards is the embedding's fingerprint; more means workers built differe
 weights (another Keras version building "none", another file), which fails the run.
 
 The output artifact records the weights in custom properties (EMBEDDING_WEIGHTS_PROPERTY,
-EMBEDDING_FINGERPRINT_PROPERTY) and in EMBEDDING_INFO_FILE inside it, which is what the
-Trainer reads (its run_fn sees file patterns, not artifacts).
+EMBEDDING_FINGERPRINT_PROPERTY) and in schemas/embedding_info.py's file inside it, which
+is what the Trainer checks.
 """
-import json
 import posixpath
 from typing import Any, Dict, List, Sequence
 
@@ -35,6 +34,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.ingest import tfrecord_gzip
+from schemas import embedding_info
 from schemas import features
 from trainer import model as model_lib
 
@@ -47,22 +47,11 @@ DEFAULT_BATCH_SIZE = 32
 METRICS_NAMESPACE = "colorize_embed"
 EMBEDDING_WEIGHTS_PROPERTY = "embedding_weights"
 EMBEDDING_FINGERPRINT_PROPERTY = "embedding_weights_fingerprint"
-EMBEDDING_INFO_FILE = "embedding.json"
 FINGERPRINTS_DIR = "_weights_fingerprints"
 
 
 class EmbeddingError(RuntimeError):
-  """The embedding cannot be made or used as asked; the message says why."""
-
-
-def read_info(examples_uri: str) -> Dict[str, str]:
-  """{"weights", "fingerprint"} of the embedded Examples at `examples_uri`."""
-  path = posixpath.join(examples_uri, EMBEDDING_INFO_FILE)
-  if not tf.io.gfile.exists(path):
-    raise EmbeddingError(f"{examples_uri} holds no precomputed embeddings ({EMBEDDING_INFO_FILE} missing): "
-                         "train on the Embed component's output, or set train.global_features: live")
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  """The embedding cannot be made as asked; the message says why."""
 
 
 class EmbedderHandler(inference.ModelHandler):
@@ -155,7 +144,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       embedded.mlmd_artifact.custom_properties[key].CopyFrom(value)
     embedded.set_string_custom_property(EMBEDDING_WEIGHTS_PROPERTY, weights)
     embedded.set_string_custom_property(EMBEDDING_FINGERPRINT_PROPERTY, fingerprint)
-    with tf.io.gfile.GFile(posixpath.join(embedded.uri, EMBEDDING_INFO_FILE), "w") as f:
-      json.dump({"weights": weights, "fingerprint": fingerprint}, f)
+    embedding_info.write(embedded.uri, weights, fingerprint)
     logging.info("Embedded %s -> %s with Inception-ResNet-v2 weights %r (%s)", source.uri, embedded.uri, weights,
                  fingerprint[:16])
