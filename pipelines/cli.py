@@ -67,7 +67,7 @@ def main():
 
 @main.command()
 @_config_options
-@click.option("--until", "last_stage", type=click.Choice(["ingest", "train", "evaluate", "push"]), default="push",
+@click.option("--until", "last_stage", type=click.Choice(["ingest", "embed", "train", "evaluate", "push"]), default="push",
               show_default=True, help="Run the pipeline up to this stage.")
 @click.option("--cpu-replicas", type=int, default=0,
               help="Split the CPU into N logical devices so MirroredStrategy trains N replicas without a GPU.")

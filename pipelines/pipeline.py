@@ -22,7 +22,8 @@ from pipelines import config as config_lib
 from pipelines import evaluation
 from schemas import features
 
-STAGES = ("ingest", "train", "evaluate", "push")
+# "embed" adds a step only with train.global_features: precomputed.
+STAGES = ("ingest", "embed", "train", "evaluate", "push")
 
 
 def create_pipeline(
@@ -64,18 +65,19 @@ def create_pipeline(
   )
   components: List = [ingest_component]
 
+  train_examples = ingest_component.outputs["examples"]
+  if "embed" in stages and train.global_features == config_lib.PRECOMPUTED:
+    # Only the weights reach the Embed step: other training settings leave its cache key alone.
+    embed = Embed(examples=train_examples, weights=train.weights)
+    if embed_beam_pipeline_args:
+      embed = embed.with_beam_pipeline_args(list(embed_beam_pipeline_args))
+    train_examples = embed.outputs["embedded_examples"]
+    components.append(embed)
+
   if "train" in stages:
     schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
     trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training_args
                    else tfx.components.Trainer)
-    train_examples = ingest_component.outputs["examples"]
-    if train.global_features == config_lib.PRECOMPUTED:
-      # Only the weights reach the Embed step: other training settings leave its cache key alone.
-      embed = Embed(examples=train_examples, weights=train.weights)
-      if embed_beam_pipeline_args:
-        embed = embed.with_beam_pipeline_args(list(embed_beam_pipeline_args))
-      train_examples = embed.outputs["embedded_examples"]
-      components.append(embed)
     trainer = trainer_cls(
         run_fn="trainer.task.run_fn",
         examples=train_examples,

@@ -47,6 +47,13 @@ TENSORBOARD_IMAGES = 3
 def run_fn(fn_args) -> None:
   """Trains the fusion model on the train split and exports it to fn_args.serving_model_dir."""
   cfg = train_config(fn_args.custom_config)
+  precomputed = cfg.global_features == config_lib.PRECOMPUTED
+  embedder = None
+  if precomputed:
+    # Checked before anything else, and kept for the export (float32, outside the strategy).
+    embedder = model_lib.build_embedder(cfg.weights)
+    embedding_info.check(list(fn_args.train_files) + list(fn_args.eval_files), cfg.weights,
+                         model_lib.weights_fingerprint(embedder))
   keras.utils.set_random_seed(cfg.seed)
   strategy = strategy_lib.select(cfg.strategy)
   replicas = strategy.num_replicas_in_sync
@@ -57,13 +64,6 @@ def run_fn(fn_args) -> None:
   logging.info("Training on %d replica(s) (%s, %s): global batch %d, %d epochs x %d steps",
                replicas, type(strategy).__name__, policy, global_batch, cfg.epochs, steps_per_epoch)
 
-  precomputed = cfg.global_features == config_lib.PRECOMPUTED
-  embedder = None
-  if precomputed:
-    # Checked before any training, and kept for the export (float32, outside the strategy).
-    embedder = model_lib.build_embedder(cfg.weights)
-    embedding_info.check(list(fn_args.train_files) + list(fn_args.eval_files), cfg.weights,
-                         model_lib.weights_fingerprint(embedder))
   with strategy_lib.dtype_policy_scope(policy), strategy.scope():
     network = model_lib.build_colorizer() if precomputed else model_lib.build_model(cfg.weights)
     model = model_lib.compile_model(network, cfg.learning_rate)

@@ -16,9 +16,8 @@ weights_fingerprint) and leaves the fingerprint as a file name in FINGERPRINTS_D
 name afterwards is the embedding's fingerprint; more means workers built different
 weights (another Keras version building "none", another file), which fails the run.
 
-The output artifact records the weights in custom properties (EMBEDDING_WEIGHTS_PROPERTY,
-EMBEDDING_FINGERPRINT_PROPERTY) and in schemas/embedding_info.py's file inside it, which
-is what the Trainer checks.
+The output artifact records the weights in custom properties (components/embed/__init__.py)
+and in schemas/embedding_info.py's file inside it, which is what the Trainer checks.
 """
 import posixpath
 from typing import Any, Dict, List, Sequence
@@ -30,9 +29,12 @@ import numpy as np
 import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
+from components import embed
 from components.ingest import tfrecord_gzip
 from schemas import embedding_info
 from schemas import features
@@ -45,8 +47,6 @@ WEIGHTS_PARAMETER = "weights"
 BATCH_SIZE_PARAMETER = "batch_size"
 DEFAULT_BATCH_SIZE = 32
 METRICS_NAMESPACE = "colorize_embed"
-EMBEDDING_WEIGHTS_PROPERTY = "embedding_weights"
-EMBEDDING_FINGERPRINT_PROPERTY = "embedding_weights_fingerprint"
 FINGERPRINTS_DIR = "_weights_fingerprints"
 
 
@@ -141,9 +141,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                            f"{weights!r} ({fingerprints}): they must all run the same project image")
     fingerprint = fingerprints[0]
     for key, value in source.mlmd_artifact.custom_properties.items():
-      embedded.mlmd_artifact.custom_properties[key].CopyFrom(value)
-    embedded.set_string_custom_property(EMBEDDING_WEIGHTS_PROPERTY, weights)
-    embedded.set_string_custom_property(EMBEDDING_FINGERPRINT_PROPERTY, fingerprint)
+      if key in embed.COPIED_PROPERTIES:
+        embedded.mlmd_artifact.custom_properties[key].CopyFrom(value)
+    examples_utils.set_payload_format(embedded, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(embedded, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+    embedded.set_string_custom_property(embed.WEIGHTS_PROPERTY, weights)
+    embedded.set_string_custom_property(embed.FINGERPRINT_PROPERTY, fingerprint)
     embedding_info.write(embedded.uri, weights, fingerprint)
     logging.info("Embedded %s -> %s with Inception-ResNet-v2 weights %r (%s)", source.uri, embedded.uri, weights,
                  fingerprint[:16])
