@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := python3 -m uv
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench lock clean
+.PHONY: setup demo lint test test-fast bench lock clean
 
 setup: $(VENV)/.installed
 
@@ -18,12 +18,16 @@ $(VENV)/.installed: requirements.lock setup.py
 	@touch $@
 
 demo: setup
-	$(VENV)/bin/colorize run --config demo.yaml
+	$(VENV)/bin/colorize run --config configs/demo.yaml
 
-test: setup
+# Google Python style checks (ruff.toml says which rules and why some are off).
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup

@@ -7,7 +7,9 @@ setuptools.setup(
     description="A TFX pipeline that learns to colorize black-and-white photographs "
     "(Deep Koalarization).",
     python_requires=">=3.10,<3.11",
-    packages=setuptools.find_packages(include=["pipelines*", "components*", "trainer*", "schemas*"]),
+    packages=setuptools.find_packages(
+        include=["schemas*", "imaging*", "components*", "trainer*", "pipelines*", "cloud*", "lineage*", "serving*",
+                 "cli*"]),
     package_data={"schemas": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",
@@ -27,7 +29,8 @@ setuptools.setup(
             "scikit-image",
             "psutil",
             "gcp-storage-emulator",
+            "ruff",
         ],
     },
-    entry_points={"console_scripts": ["colorize=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["colorize=cli.main:main"]},
 )

@@ -5,7 +5,7 @@ All on the same photos: coco128's 128 real COCO JPEGs repeated to BENCH_INGEST_I
 process, so peak RSS is its own:
   naive         PIL open -> centred square resized to 224 and 299 -> skimage rgb2lab
                 (224) and rgb2gray (299, the luminance the gray feature encodes) -> float arrays
-  decode_bound  PIL draft-mode decode + the two resizes (components/images.py), no colour math
+  decode_bound  PIL draft-mode decode + the two resizes (imaging/images.py), no colour math
   component_1w  CocoIngest's executor, Beam DirectRunner in-process (one worker)
   component_2w  the same, --direct_running_mode=multi_processing --direct_num_workers=2
 Per-core rates divide by CPU seconds (this machine is shared, so wall time includes
@@ -44,9 +44,9 @@ def _repeat_photos(folder: str, n: int) -> None:
 
 
 def _naive():
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from skimage import color  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  from PIL import Image
+  from skimage import color
 
   def one(path):
     image = Image.open(path).convert("RGB")
@@ -60,7 +60,7 @@ def _naive():
 
 
 def _decode_bound():
-  from components import images  # pylint: disable=g-import-not-at-top
+  from imaging import images
 
   def one(path):
     with open(path, "rb") as f:
@@ -69,9 +69,10 @@ def _decode_bound():
 
 
 def _component(folder: str, workdir: str, workers: int) -> Dict[str, Any]:
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from components.ingest import executor  # pylint: disable=g-import-not-at-top
-  from pipelines import config  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_artifacts
+
+  from components.ingest import executor
+  from pipelines import config
   ingest = config.IngestConfig()
   args = [] if workers == 1 else ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
   runner = executor.Executor(executor.Executor.Context(beam_pipeline_args=args, tmp_dir=workdir))
@@ -173,6 +174,6 @@ def run() -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-  from pipelines import quiet  # pylint: disable=g-import-not-at-top
+  from cli import quiet
   quiet.install()
   print(json.dumps(_case(*sys.argv[1:4])))

@@ -22,9 +22,9 @@ def format_table(title: str, rows: List[Dict[str, Any]]) -> str:
     columns += [c for c in row if c not in columns]
   cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
   widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-  lines = [f"== {title}", "  ".join(c.ljust(w) for c, w in zip(columns, widths)),
+  lines = [f"== {title}", "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
            "  ".join("-" * w for w in widths)]
-  lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+  lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
   return "\n".join(lines)
 
 

@@ -65,13 +65,15 @@ def _clock():
 
 def _prepare(workdir: str) -> Dict[str, Any]:
   """The coco128 Examples artifact (the real ingestion executor), its embedded copy (the
-  real Embed executor), an exported model; the CPU time of ingesting and of embedding."""
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  real Embed executor), an exported model; the CPU time of ingesting and of embedding.
+  """
+  from tfx.types import standard_artifacts
+
   from components.embed import executor as embed_executor
-  from components.ingest import executor  # pylint: disable=g-import-not-at-top
-  from pipelines import config  # pylint: disable=g-import-not-at-top
-  from trainer import export  # pylint: disable=g-import-not-at-top
-  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  from components.ingest import executor
+  from pipelines import config
+  from trainer import export
+  from trainer import model as model_lib
   ingest = config.IngestConfig()
   examples = standard_artifacts.Examples()
   examples.uri = os.path.join(workdir, "examples")
@@ -85,7 +87,8 @@ def _prepare(workdir: str) -> Dict[str, Any]:
   embed_executor.Executor().Do({embed_executor.EXAMPLES_KEY: [examples]},
                                {embed_executor.EMBEDDED_EXAMPLES_KEY: [embedded]},
                                {embed_executor.WEIGHTS_PARAMETER: "none",
-                                embed_executor.BATCH_SIZE_PARAMETER: embed_executor.DEFAULT_BATCH_SIZE})
+                                embed_executor.BATCH_SIZE_PARAMETER: embed_executor.DEFAULT_BATCH_SIZE,
+                                embed_executor.EMBEDDER_FN_PARAMETER: embed_executor.DEFAULT_EMBEDDER_FN})
   done = _clock()
   export.export(model_lib.build_model("none"), os.path.join(workdir, "model"))
   photos = sum(json.loads(examples.get_string_custom_property("split_counts")).values())
@@ -96,8 +99,10 @@ def _prepare(workdir: str) -> Dict[str, Any]:
 def _embed() -> Dict[str, Any]:
   """Steady-state Inception-ResNet-v2 inference, as the Embed executor's model handler runs it."""
   import numpy as np
+
   from components.embed import executor
-  handler = executor.EmbedderHandler("none", tempfile.mkdtemp(prefix="bench_fingerprints_"), EMBED_BATCH)
+  handler = executor.EmbedderHandler(executor.DEFAULT_EMBEDDER_FN, "none", tempfile.mkdtemp(prefix="bench_fp_"),
+                                     EMBED_BATCH)
   model = handler.load_model()
   batch = [np.zeros((299, 299, 1), np.uint8)] * EMBED_BATCH
   _, cpu_ms = _timed(lambda: handler.run_inference(batch, model), EMBED_CALLS)
@@ -105,9 +110,10 @@ def _embed() -> Dict[str, Any]:
 
 
 def _input(workdir: str, stage: str) -> Dict[str, Any]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from schemas import features  # pylint: disable=g-import-not-at-top
-  from trainer import data  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
+  from schemas import features
+  from trainer import data
   patterns = [os.path.join(workdir, "examples", "Split-train", "*")]
   batch = 32
   if stage == "input_augment":
@@ -116,8 +122,7 @@ def _input(workdir: str, stage: str) -> Dict[str, Any]:
     ds = data.make_dataset([os.path.join(workdir, "embedded", "Split-train", "*")], batch, training=True,
                            augment=True, seed=0, precomputed=True)
   else:
-    records = tf.data.TFRecordDataset(data.list_files(patterns), data.COMPRESSION,
-                                      num_parallel_reads=tf.data.AUTOTUNE).repeat().batch(batch)
+    records = features.records(patterns).repeat().batch(batch)
     if stage == "input_parse":
       records = records.map(features.parse_examples, num_parallel_calls=tf.data.AUTOTUNE)
     ds = records.prefetch(tf.data.AUTOTUNE)
@@ -133,11 +138,11 @@ def _input(workdir: str, stage: str) -> Dict[str, Any]:
 
 
 def _train(workdir: str, batch: int, replicas: int, precomputed: bool) -> Dict[str, Any]:
-  from trainer import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+  from trainer import strategy as strategy_lib
   if replicas > 1:
     strategy_lib.split_cpu(replicas)
-  from trainer import data  # pylint: disable=g-import-not-at-top
-  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  from trainer import data
+  from trainer import model as model_lib
   strategy = strategy_lib.select("mirrored" if replicas > 1 else "cpu")
   assert strategy.num_replicas_in_sync == replicas
   with strategy.scope():
@@ -147,19 +152,20 @@ def _train(workdir: str, batch: int, replicas: int, precomputed: bool) -> Dict[s
   examples = "embedded" if precomputed else "examples"
   ds = data.make_dataset([os.path.join(workdir, examples, "Split-train", "*")], global_batch, training=True,
                          seed=0, precomputed=precomputed)
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)  # traces the step
   ends = [time.perf_counter()]
   timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
   model.fit(ds, steps_per_epoch=TRAIN_STEPS, epochs=1, verbose=0, callbacks=[timer])
-  steps = sorted(b - a for a, b in zip(ends, ends[1:]))
+  steps = sorted(b - a for a, b in zip(ends, ends[1:], strict=True))
   # The median step: this machine is shared, and one step can catch someone else's burst.
   return {"global_batch": global_batch, "step_s": steps[len(steps) // 2]}
 
 
 def _one_megapixel_jpeg():
-  import io  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  import io
+
+  from PIL import Image
   image = Image.open(os.path.join(HISTORICAL, ONE_MP_PHOTO)).convert("RGB")
   scale = (ONE_MP / (image.width * image.height)) ** 0.5
   image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
@@ -170,7 +176,8 @@ def _one_megapixel_jpeg():
 
 def _timed(fn, calls: int):
   """(median wall ms, mean CPU ms) of `calls` calls after a warm-up one. CPU time counts
-  every thread; wall time also counts waiting for other people's processes."""
+  every thread; wall time also counts waiting for other people's processes.
+  """
   fn()
   times = []
   cpu_start = _clock()[1]
@@ -182,26 +189,30 @@ def _timed(fn, calls: int):
 
 
 def _colorize(workdir: str, which: str) -> Dict[str, Any]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from trainer import export  # pylint: disable=g-import-not-at-top
-  signatures = tf.saved_model.load(os.path.join(workdir, "model")).signatures
-  colorize = signatures[export.IMAGE_SIGNATURE]
+  import tensorflow as tf
+
+  from schemas import signatures
+  loaded = tf.saved_model.load(os.path.join(workdir, "model")).signatures
+  colorize = loaded[signatures.IMAGE_SIGNATURE]
   if which == "colorize_1mp":
     jpeg, size = _one_megapixel_jpeg()
     photo = tf.constant(jpeg)
-    network = signatures[export.L_SIGNATURE]
+    network = loaded[signatures.L_SIGNATURE]
     l = tf.zeros([1, 224, 224, 1])
-    ms, cpu_ms = _timed(lambda: colorize(**{export.IMAGE_INPUT: photo}), COLORIZE_CALLS)
-    network_ms, network_cpu_ms = _timed(lambda: network(**{export.L_INPUT: l}), COLORIZE_CALLS)
+    ms, cpu_ms = _timed(lambda: colorize(**{signatures.IMAGE_INPUT: photo}), COLORIZE_CALLS)
+    network_ms, network_cpu_ms = _timed(lambda: network(**{signatures.L_INPUT: l}), COLORIZE_CALLS)
     return {"photo": f"{ONE_MP_PHOTO} at {size[0]}x{size[1]}", "ms": ms, "cpu_ms": cpu_ms,
             "network_ms": network_ms, "network_cpu_ms": network_cpu_ms}
   rows = []
   for path in sorted(glob.glob(os.path.join(HISTORICAL, "*"))):
     photo = tf.constant(open(path, "rb").read())
-    ms, cpu_ms = _timed(lambda: colorize(**{export.IMAGE_INPUT: photo}), 3)  # pylint: disable=cell-var-from-loop
-    height, width = colorize(**{export.IMAGE_INPUT: photo})[export.RGB_OUTPUT].shape[:2]
+    ms, cpu_ms = _timed(lambda photo=photo: colorize(**{signatures.IMAGE_INPUT: photo}), 3)
+    height, width = colorize(**{signatures.IMAGE_INPUT: photo})[signatures.RGB_OUTPUT].shape[:2]
     rows.append({"megapixels": width * height / 1e6, "ms": ms, "cpu_ms": cpu_ms})
-  mean = lambda key: sum(r[key] for r in rows) / len(rows)
+
+  def mean(key):
+    return sum(r[key] for r in rows) / len(rows)
+
   return {"photos": len(rows), "mean_megapixels": mean("megapixels"), "mean_ms": mean("ms"),
           "mean_cpu_ms": mean("cpu_ms")}
 
@@ -304,6 +315,6 @@ def run() -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-  from pipelines import quiet  # pylint: disable=g-import-not-at-top
+  from cli import quiet
   quiet.install()
   print(json.dumps(_case(*sys.argv[1:3])))

@@ -106,14 +106,16 @@ def psnr(rgb_true: np.ndarray, rgb_pred: np.ndarray) -> np.ndarray:
 
 def ssim(rgb_true: np.ndarray, rgb_pred: np.ndarray) -> np.ndarray:
   """Per-image SSIM of uint8 sRGB batches [B, H, W, 3]: 11x11 Gaussian window, sigma 1.5
-  (Wang et al. 2004), averaged over channels."""
+  (Wang et al. 2004), averaged over channels.
+  """
   return tf.image.ssim(tf.constant(rgb_true), tf.constant(rgb_pred), max_val=255).numpy()
 
 
 def colorfulness(rgb: np.ndarray) -> np.ndarray:
   """Per-image colorfulness of uint8 sRGB batches [B, H, W, 3] (Hasler and Suesstrunk 2003):
   sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2), rg = R - G, yb = (R + G) / 2 - B.
-  0 for a grey image; around 30-60 for ordinary photos."""
+  0 for a grey image; around 30-60 for ordinary photos.
+  """
   r, g, b = np.moveaxis(rgb.astype(np.float64), -1, 0)
   rg = (r - g).reshape(len(rgb), -1)
   yb = (0.5 * (r + g) - b).reshape(len(rgb), -1)

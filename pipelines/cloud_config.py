@@ -14,8 +14,8 @@ import os
 import re
 from typing import Any, Dict, List, Optional
 
-from pipelines import config as config_lib
-from pipelines.config import ConfigError
+from schemas import config_fields
+from schemas.config_fields import ConfigError
 
 # GPUs attach only to some machine families; Vertex rejects other pairs when the job starts,
 # which is an hour too late. A family not listed here is not checked.
@@ -36,6 +36,8 @@ _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _ACCELERATOR = re.compile(r"^nvidia-[a-z0-9-]+$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+_check = config_fields.check
 
 
 @dataclasses.dataclass
@@ -73,8 +75,10 @@ class StepResources:
 class CloudConfig:
   project: str = ""
   region: str = "us-central1"
-  image: str = ""                        # the project image (Dockerfile), e.g. us-central1-docker.pkg.dev/P/colorize/colorize:0.1.0
-  service_account: str = ""              # runs the pipeline, Dataflow workers and the training job; "" = the default one
+  # The project image (Dockerfile), e.g. us-central1-docker.pkg.dev/P/colorize/colorize:0.1.0.
+  image: str = ""
+  # Runs the pipeline, Dataflow workers and the training job; "" = the default one.
+  service_account: str = ""
   labels: Dict[str, str] = dataclasses.field(default_factory=dict)
   dataflow: DataflowConfig = dataclasses.field(default_factory=DataflowConfig)
   training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
@@ -86,7 +90,8 @@ class CloudConfig:
            f"cloud.project must be a GCP project id (6-30 lowercase letters, digits, '-'), got {self.project!r}")
     _check(bool(_REGION.match(self.region)), f"cloud.region must look like 'us-central1', got {self.region!r}")
     _check(not self.service_account or self.service_account.endswith(".gserviceaccount.com"),
-           f"cloud.service_account must be a service account email (...gserviceaccount.com), got {self.service_account!r}")
+           "cloud.service_account must be a service account email (...gserviceaccount.com), "
+           f"got {self.service_account!r}")
     for key, value in self.labels.items():
       _check(bool(_LABEL.match(str(key))),
              f"cloud.labels: key {key!r} must start with a lowercase letter and hold only a-z 0-9 _ - (max 63)")
@@ -95,7 +100,8 @@ class CloudConfig:
     d, t = self.dataflow, self.training
     _check(d.runner in ("DataflowRunner", "DirectRunner"),
            f"cloud.dataflow.runner must be DataflowRunner or DirectRunner, got {d.runner!r}")
-    _check(not d.region or bool(_REGION.match(d.region)), f"cloud.dataflow.region must look like 'us-central1', got {d.region!r}")
+    _check(not d.region or bool(_REGION.match(d.region)),
+           f"cloud.dataflow.region must look like 'us-central1', got {d.region!r}")
     _check(not d.temp_location or d.temp_location.startswith("gs://"),
            f"cloud.dataflow.temp_location must be a gs:// path, got {d.temp_location!r}")
     _check(d.max_workers >= 1, f"cloud.dataflow.max_workers must be >= 1, got {d.max_workers}")
@@ -113,7 +119,8 @@ class CloudConfig:
     if t.accelerator_type:
       _check(t.accelerator_count >= 1,
              f"cloud.training.accelerator_count must be >= 1 with accelerator_type {t.accelerator_type}")
-    for name, r in [("resources", self.resources)] + [(f"step_resources.{k}", v) for k, v in self.step_resources.items()]:
+    steps = [(f"step_resources.{k}", v) for k, v in self.step_resources.items()]
+    for name, r in [("resources", self.resources)] + steps:
       _check(r.cpu > 0, f"cloud.{name}.cpu must be > 0, got {r.cpu}")
       _check(r.memory_gb > 0, f"cloud.{name}.memory_gb must be > 0, got {r.memory_gb}")
     return self
@@ -122,25 +129,25 @@ class CloudConfig:
 def from_dict(values: Dict[str, Any]) -> CloudConfig:
   """The `cloud:` mapping of a config file (or flags) -> a checked CloudConfig; unknown keys are errors."""
   if not isinstance(values, dict):
-    raise ConfigError(f"cloud must be a mapping, got {type(values).__name__}")
+    raise ConfigError(f"cloud must be a mapping of keys to values, got {values!r}")
   values = dict(values)
   nested = {
-      "dataflow": _build(DataflowConfig, values.pop("dataflow", None) or {}, "cloud.dataflow"),
-      "training": _build(TrainingConfig, values.pop("training", None) or {}, "cloud.training"),
-      "resources": _build(StepResources, values.pop("resources", None) or {}, "cloud.resources"),
+      "dataflow": config_fields.build(DataflowConfig, values.pop("dataflow", None) or {}, "cloud.dataflow"),
+      "training": config_fields.build(TrainingConfig, values.pop("training", None) or {}, "cloud.training"),
+      "resources": config_fields.build(StepResources, values.pop("resources", None) or {}, "cloud.resources"),
   }
   steps = values.pop("step_resources", None) or {}
   if not isinstance(steps, dict):
     raise ConfigError(f"cloud.step_resources must map component ids to {{cpu, memory_gb}}, got {steps!r}")
   nested["step_resources"] = {
-      str(k): _build(StepResources, v or {}, f"cloud.step_resources.{k}") for k, v in steps.items()}
+      str(k): config_fields.build(StepResources, v or {}, f"cloud.step_resources.{k}") for k, v in steps.items()}
   labels = values.pop("labels", None) or {}
   if isinstance(labels, (list, tuple)):
     labels = _parse_labels(labels)
   if not isinstance(labels, dict):
     raise ConfigError(f"cloud.labels must be a mapping or KEY=VALUE strings, got {labels!r}")
   nested["labels"] = {str(k): str(v) for k, v in labels.items()}
-  return dataclasses.replace(_build(CloudConfig, values, "cloud"), **nested).validate()
+  return config_fields.build(CloudConfig, values, "cloud", nested=nested).validate()
 
 
 def require(cfg) -> CloudConfig:
@@ -205,7 +212,8 @@ def beam_pipeline_args(cfg) -> List[str]:
 
 def embed_beam_pipeline_args(cfg) -> List[str]:
   """Beam arguments added for the Embed step: Dataflow GPU workers, one SDK process each
-  (several processes would each load Inception-ResNet-v2 onto the same GPU)."""
+  (several processes would each load Inception-ResNet-v2 onto the same GPU).
+  """
   d = require(cfg).dataflow
   if d.runner == "DirectRunner" or not d.embed_accelerator:
     return []
@@ -223,7 +231,7 @@ def vertex_training_args(cfg) -> Optional[Dict[str, Any]]:
   t = cloud.training
   if not t.enabled:
     return None
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from tfx import v1 as tfx
 
   machine_spec = {"machine_type": t.machine_type}
   if t.accelerator_type:
@@ -255,7 +263,7 @@ def in_project(path: str) -> bool:
 
 def accelerator_types() -> List[str]:
   """GPU types Vertex AI Training accepts, from the aiplatform API definition itself."""
-  from google.cloud.aiplatform_v1.types import accelerator_type  # pylint: disable=g-import-not-at-top
+  from google.cloud.aiplatform_v1.types import accelerator_type
   return [a.name for a in accelerator_type.AcceleratorType if a.name.startswith("NVIDIA_")]
 
 
@@ -271,14 +279,3 @@ def _parse_labels(items) -> Dict[str, str]:
       raise ConfigError(f"cloud.labels: {item!r} must be KEY=VALUE")
     labels[key.strip()] = value.strip()
   return labels
-
-
-def _build(cls, values: Any, section: str):
-  if not isinstance(values, dict):
-    raise ConfigError(f"{section} must be a mapping, got {values!r}")
-  return config_lib._build(cls, values, section)  # pylint: disable=protected-access
-
-
-def _check(ok: bool, message: str) -> None:
-  if not ok:
-    raise ConfigError(message)

@@ -9,17 +9,20 @@ import json
 import os
 from typing import Any, Dict, Optional, Tuple
 
+from pipelines import cloud_config
+from schemas import config_fields
+from schemas.config_fields import ConfigError  # the error every config module raises
+from trainer import settings
+
+# The pipeline's stages in order; `colorize run --until STAGE` stops after one.
+# "embed" adds a step only with train.global_features: precomputed.
+STAGES = ("ingest", "embed", "train", "evaluate", "push")
 DEFAULT_PIPELINE_NAME = "colorize"
 # Bundled real COCO-layout demo data, relative to the project root.
 DEMO_DATA_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "coco_demo")
 DEFAULT_OUTPUT_ROOT = "colorize_runs"
-LIVE = "live"
-PRECOMPUTED = "precomputed"
-GLOBAL_FEATURES = (LIVE, PRECOMPUTED)
 
-
-class ConfigError(ValueError):
-  """A configuration value is missing or invalid; the message says which."""
+_check = config_fields.check
 
 
 @dataclasses.dataclass
@@ -34,24 +37,6 @@ class IngestConfig:
 
 
 @dataclasses.dataclass
-class TrainConfig:
-  epochs: int = 2
-  steps_per_epoch: int = 0               # 0 = one pass over the train split per epoch
-  eval_steps: int = 0                    # 0 = one pass over the eval split
-  batch_size: int = 8                    # per replica; global batch = batch_size x replicas
-  learning_rate: float = 1e-3
-  weights: str = "imagenet"              # "imagenet", "none" (random init, offline) or a local .h5/.keras weights file
-  # live: Inception-ResNet-v2 runs in every training step; precomputed: once per photo in
-  # the Embed component, and training runs only the colorizer head (README).
-  global_features: str = LIVE
-  augment: bool = True
-  seed: int = 42
-  strategy: str = "auto"                 # auto | cpu | one_device | mirrored | multi_worker
-  mixed_precision: str = "auto"          # auto (on for GPUs) | on | off
-  checkpoint_steps: int = 200            # save resume state every N steps (and at each epoch end)
-
-
-@dataclasses.dataclass
 class EvalConfig:
   mse_upper_bound: float = 0.02          # absolute bound on pixelwise ab MSE for blessing
   mse_change_tolerance: float = 1e-3     # may be this much worse than the last blessed model
@@ -61,17 +46,18 @@ class EvalConfig:
 @dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = DEFAULT_PIPELINE_NAME
-  output_root: str = DEFAULT_OUTPUT_ROOT  # local folder or gs:// prefix holding pipeline root, metadata and pushed models
+  # A local folder or gs:// prefix holding the pipeline root, metadata and pushed models.
+  output_root: str = DEFAULT_OUTPUT_ROOT
   # ML Metadata SQLite file of local runs; "" = under output_root, or under
   # DEFAULT_OUTPUT_ROOT when output_root is gs:// (SQLite cannot live in a bucket).
   metadata_file: str = ""
   beam_pipeline_args: Tuple[str, ...] = ()
   enable_cache: bool = True
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
-  train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+  train: settings.TrainConfig = dataclasses.field(default_factory=settings.TrainConfig)
   evaluate: EvalConfig = dataclasses.field(default_factory=EvalConfig)
-  # pipelines/cloud_config.CloudConfig: the `cloud:` section, only read by compile/submit/schedule.
-  cloud: Optional[Any] = None
+  # The `cloud:` section, only read by compile/submit/schedule.
+  cloud: Optional[cloud_config.CloudConfig] = None
 
   @property
   def pipeline_root(self) -> str:
@@ -100,20 +86,7 @@ class PipelineConfig:
     _check(i.test_images >= 1, f"ingest.test_images must be >= 1, got {i.test_images}")
     _check(0 < i.test_fraction < 1, f"ingest.test_fraction must be in (0, 1), got {i.test_fraction}")
     _check(0 < i.eval_fraction < 1, f"ingest.eval_fraction must be in (0, 1), got {i.eval_fraction}")
-    _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
-    _check(t.steps_per_epoch >= 0, f"train.steps_per_epoch must be >= 0, got {t.steps_per_epoch}")
-    _check(t.eval_steps >= 0, f"train.eval_steps must be >= 0, got {t.eval_steps}")
-    _check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
-    _check(t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}")
-    _check(t.weights in ("imagenet", "none") or t.weights.endswith((".h5", ".keras")),
-           f"train.weights must be 'imagenet', 'none' or a .h5/.keras weights file, got {t.weights!r}")
-    _check(t.global_features in GLOBAL_FEATURES,
-           f"train.global_features must be {' or '.join(GLOBAL_FEATURES)}, got {t.global_features!r}")
-    _check(t.strategy in ("auto", "cpu", "one_device", "mirrored", "multi_worker"),
-           f"train.strategy must be auto|cpu|one_device|mirrored|multi_worker, got {t.strategy!r}")
-    _check(t.mixed_precision in ("auto", "on", "off"),
-           f"train.mixed_precision must be auto|on|off, got {t.mixed_precision!r}")
-    _check(t.checkpoint_steps >= 1, f"train.checkpoint_steps must be >= 1, got {t.checkpoint_steps}")
+    t.validate()
     _check(e.mse_upper_bound > 0, f"evaluate.mse_upper_bound must be > 0, got {e.mse_upper_bound}")
     _check(e.mse_change_tolerance >= 0,
            f"evaluate.mse_change_tolerance must be >= 0, got {e.mse_change_tolerance}")
@@ -126,17 +99,17 @@ class PipelineConfig:
 
 def from_dict(values: Dict[str, Any]) -> PipelineConfig:
   """Nested dict (from a file or flags) -> a validated PipelineConfig; unknown keys are errors."""
-  values = dict(values)
-  sections = {"ingest": IngestConfig, "train": TrainConfig, "evaluate": EvalConfig}
-  kwargs = {}
-  for name, cls in sections.items():
-    kwargs[name] = _build(cls, values.pop(name, None) or {}, name)
-  cloud = values.pop("cloud", None)
-  if cloud is not None:
-    from pipelines import cloud_config  # pylint: disable=g-import-not-at-top
-    kwargs["cloud"] = cloud_config.from_dict(cloud)
-  top = _build(PipelineConfig, values, "")
-  cfg = dataclasses.replace(top, **kwargs).validate()
+  if not isinstance(values, dict):
+    raise ConfigError(f"the config must be a mapping of keys to values, got {values!r}")
+  nested = {
+      "ingest": config_fields.build(IngestConfig, _section(values, "ingest"), "ingest"),
+      "train": settings.from_dict(_section(values, "train")),
+      "evaluate": config_fields.build(EvalConfig, _section(values, "evaluate"), "evaluate"),
+  }
+  if values.get("cloud") is not None:
+    nested["cloud"] = cloud_config.from_dict(values["cloud"])
+  top = {k: v for k, v in values.items() if k not in (*nested, "cloud")}
+  cfg = config_fields.build(PipelineConfig, top, "", nested=nested).validate()
   # Artifact URIs recorded in ML Metadata must not depend on the directory a command ran in.
   cfg.output_root = _absolute(cfg.output_root)
   cfg.metadata_file = cfg.metadata_file and _absolute(cfg.metadata_file)
@@ -150,16 +123,19 @@ def load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> Pip
   if path:
     if not os.path.exists(path):
       raise ConfigError(f"config file not found: {path}")
-    with open(path) as f:
-      text = f.read()
+    try:
+      with open(path, encoding="utf-8") as f:
+        text = f.read()
+    except OSError as e:
+      raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
     try:
       if path.endswith((".yaml", ".yml")):
-        import yaml  # pylint: disable=g-import-not-at-top
+        import yaml
         values = yaml.safe_load(text) or {}
       else:
         values = json.loads(text)
-    except Exception as e:  # pylint: disable=broad-except
-      raise ConfigError(f"cannot parse config file {path}: {e}") from e
+    except ValueError as e:  # JSON and YAML syntax errors, bad encodings
+      raise ConfigError(f"cannot parse config file {path}: {' '.join(str(e).split())}") from e
     if not isinstance(values, dict):
       raise ConfigError(f"config file {path} must hold a mapping, got {type(values).__name__}")
   for dotted, value in (overrides or {}).items():
@@ -168,37 +144,19 @@ def load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> Pip
     node = values
     *parents, leaf = dotted.split(".")
     for p in parents:
-      node = node.setdefault(p, {})
+      if node.get(p) is None:
+        node[p] = {}
+      if not isinstance(node[p], dict):
+        raise ConfigError(f"{p} must be a mapping of keys to values, got {node[p]!r}")
+      node = node[p]
     node[leaf] = value
   return from_dict(values)
 
 
-def _build(cls, values: Dict[str, Any], section: str):
-  fields = {f.name: f for f in dataclasses.fields(cls)}
-  prefix = f"{section}." if section else ""
-  kwargs = {}
-  for key, value in values.items():
-    if key not in fields or key in ("ingest", "train", "evaluate"):
-      raise ConfigError(f"unknown config key {prefix}{key!r}; known: {sorted(fields)}")
-    default = getattr(cls(), key)
-    try:
-      if isinstance(default, tuple):
-        value = tuple(value.split(",") if isinstance(value, str) else value)
-      elif isinstance(default, bool):
-        if isinstance(value, str):
-          value = {"true": True, "false": False, "1": True, "0": False}[value.lower()]
-        value = bool(value)
-      elif isinstance(default, (int, float, str)):
-        value = type(default)(value)
-    except (ValueError, KeyError, TypeError) as e:
-      raise ConfigError(f"{prefix}{key}: cannot use {value!r} as {type(default).__name__}") from e
-    kwargs[key] = value
-  return cls(**kwargs)
-
-
-def _check(ok: bool, message: str) -> None:
-  if not ok:
-    raise ConfigError(message)
+def _section(values: Dict[str, Any], name: str) -> Any:
+  """A section's mapping; an empty `name:` line in a YAML file means no keys."""
+  section = values.get(name)
+  return {} if section is None else section
 
 
 def _absolute(path: str) -> str:

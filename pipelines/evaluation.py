@@ -14,7 +14,7 @@ import tensorflow_model_analysis as tfma
 from components import metrics
 from pipelines import config as config_lib
 from schemas import features
-from trainer import export
+from schemas import signatures
 
 # "Strictly below the no-colour baseline": the gain must be at least the smallest positive double.
 _STRICTLY_POSITIVE = math.ulp(0.0)
@@ -23,10 +23,10 @@ _STRICTLY_POSITIVE = math.ulp(0.0)
 def eval_config(evaluate: config_lib.EvalConfig) -> tfma.EvalConfig:
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
-          signature_name=export.EXAMPLES_SIGNATURE,
+          signature_name=signatures.EXAMPLES_SIGNATURE,
           model_type=tfma.TF_GENERIC,
           label_key=features.AB_KEY,
-          prediction_key=export.AB_OUTPUT,
+          prediction_key=signatures.AB_OUTPUT,
       )],
       slicing_specs=[tfma.SlicingSpec()],
       metrics_specs=[tfma.MetricsSpec(metrics=[

@@ -13,25 +13,19 @@ def run(cfg: config_lib.PipelineConfig, last_stage: str = "push", cpu_replicas: 
   so it is done here, first.
   """
   if cpu_replicas > 1:
-    from trainer import strategy  # pylint: disable=g-import-not-at-top
+    from trainer import strategy
     strategy.split_cpu(cpu_replicas)
 
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from pipelines import pipeline  # pylint: disable=g-import-not-at-top
+  from tfx import v1 as tfx
+
+  from pipelines import pipeline
 
   os.makedirs(os.path.dirname(os.path.abspath(cfg.metadata_path)), exist_ok=True)
   tfx.orchestration.LocalDagRunner().run(
-      pipeline.create_pipeline(
-          pipeline_name=cfg.pipeline_name,
-          pipeline_root=cfg.pipeline_root,
-          data_root=cfg.ingest.data_root,
-          ingest=cfg.ingest,
-          train=cfg.train,
-          evaluate=cfg.evaluate,
-          serving_model_dir=cfg.serving_model_dir,
+      pipeline.from_config(
+          cfg,
           metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
               cfg.metadata_path),
           beam_pipeline_args=cfg.beam_pipeline_args,
-          enable_cache=cfg.enable_cache,
           last_stage=last_stage,
       ))

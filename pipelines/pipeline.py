@@ -21,9 +21,7 @@ from components.report.component import EvaluationReport
 from pipelines import config as config_lib
 from pipelines import evaluation
 from schemas import features
-
-# "embed" adds a step only with train.global_features: precomputed.
-STAGES = ("ingest", "embed", "train", "evaluate", "push")
+from trainer import settings
 
 
 def create_pipeline(
@@ -32,7 +30,7 @@ def create_pipeline(
     pipeline_root: str,
     data_root: str,
     ingest: config_lib.IngestConfig,
-    train: config_lib.TrainConfig,
+    train: settings.TrainConfig,
     evaluate: config_lib.EvalConfig,
     serving_model_dir: str,
     metadata_connection_config=None,
@@ -42,7 +40,7 @@ def create_pipeline(
     vertex_training_args: Optional[Dict[str, Any]] = None,
     embed_beam_pipeline_args: Sequence[str] = (),
 ) -> tfx.dsl.Pipeline:
-  """Builds the pipeline up to and including `last_stage` (one of STAGES).
+  """Builds the pipeline up to and including `last_stage` (one of config_lib.STAGES).
 
   vertex_training_args: custom_config entries (built by pipelines/cloud_config.py) that run
   the Trainer as a Vertex AI Training job on the project image (GPUs, worker pools), as
@@ -50,9 +48,9 @@ def create_pipeline(
   embed_beam_pipeline_args: Beam arguments added for the Embed step only (Dataflow GPU
   workers: pipelines/cloud_config.py).
   """
-  if last_stage not in STAGES:
-    raise ValueError(f"last_stage must be one of {STAGES}, got {last_stage!r}")
-  stages = STAGES[:STAGES.index(last_stage) + 1]
+  if last_stage not in config_lib.STAGES:
+    raise ValueError(f"last_stage must be one of {config_lib.STAGES}, got {last_stage!r}")
+  stages = config_lib.STAGES[:config_lib.STAGES.index(last_stage) + 1]
 
   ingest_component = CocoIngest(
       input_base=data_root,
@@ -66,7 +64,7 @@ def create_pipeline(
   components: List = [ingest_component]
 
   train_examples = ingest_component.outputs["examples"]
-  if "embed" in stages and train.global_features == config_lib.PRECOMPUTED:
+  if "embed" in stages and train.global_features == settings.PRECOMPUTED:
     # Only the weights reach the Embed step: other training settings leave its cache key alone.
     embed = Embed(examples=train_examples, weights=train.weights)
     if embed_beam_pipeline_args:
@@ -128,4 +126,23 @@ def create_pipeline(
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(beam_pipeline_args),
+  )
+
+
+def from_config(cfg: config_lib.PipelineConfig, **runner_args) -> tfx.dsl.Pipeline:
+  """create_pipeline with every input the config holds.
+
+  A runner adds what only it knows: its metadata connection, Beam arguments, Vertex
+  training, the last stage.
+  """
+  return create_pipeline(
+      pipeline_name=cfg.pipeline_name,
+      pipeline_root=cfg.pipeline_root,
+      data_root=cfg.ingest.data_root,
+      ingest=cfg.ingest,
+      train=cfg.train,
+      evaluate=cfg.evaluate,
+      serving_model_dir=cfg.serving_model_dir,
+      enable_cache=cfg.enable_cache,
+      **runner_args,
   )

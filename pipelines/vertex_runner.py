@@ -25,22 +25,16 @@ class KfpMissingError(RuntimeError):
 def build_pipeline(cfg: config_lib.PipelineConfig):
   """The one pipeline definition, configured for the cloud (Dataflow, Vertex Training, resources)."""
   cloud = cloud_config.require(cfg)
-  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
-  from tfx.dsl.components.base import base_component  # pylint: disable=g-import-not-at-top
-  from pipelines import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  from kfp.pipeline_spec import pipeline_spec_pb2
+  from tfx.dsl.components.base import base_component
 
-  pipeline = pipeline_lib.create_pipeline(
-      pipeline_name=cfg.pipeline_name,
-      pipeline_root=cfg.pipeline_root,
-      data_root=cfg.ingest.data_root,
-      ingest=cfg.ingest,
-      train=cfg.train,
-      evaluate=cfg.evaluate,
-      serving_model_dir=cfg.serving_model_dir,
+  from pipelines import pipeline as pipeline_lib
+
+  pipeline = pipeline_lib.from_config(
+      cfg,
       # Vertex AI keeps ML Metadata itself; none is configured here.
       metadata_connection_config=None,
       beam_pipeline_args=cloud_config.beam_pipeline_args(cfg),
-      enable_cache=cfg.enable_cache,
       vertex_training_args=cloud_config.vertex_training_args(cfg),
       embed_beam_pipeline_args=cloud_config.embed_beam_pipeline_args(cfg),
   )
@@ -68,7 +62,7 @@ def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str) -
   if target not in TARGETS:
     raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
   try:
-    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=g-import-not-at-top
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
   except ImportError as e:
     raise KfpMissingError(KFP_MISSING) from e
   cloud = cloud_config.require(cfg)
@@ -87,7 +81,8 @@ def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str) -
 
 def _to_image_paths(component) -> None:
   """Rewrites exec properties that point into this project tree (the schema file, the
-  bundled demo data) to where the image holds the same files."""
+  bundled demo data) to where the image holds the same files.
+  """
   for key, value in list(component.exec_properties.items()):
     if isinstance(value, str) and os.path.isabs(value) and cloud_config.in_project(value):
       relative = os.path.relpath(os.path.abspath(value), cloud_config.LOCAL_PROJECT_ROOT).replace(os.sep, "/")

@@ -4,10 +4,12 @@ The Embed component (components/embed/) writes INFO_FILE beside the splits; the 
 reads it before training on the embeddings (its run_fn gets the splits' file patterns,
 not the artifact and its custom properties), and refuses other weights.
 """
+import hashlib
 import json
 import posixpath
 from typing import Dict, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 INFO_FILE = "embedding.json"
@@ -15,6 +17,17 @@ INFO_FILE = "embedding.json"
 
 class EmbeddingError(ValueError):
   """Precomputed embeddings are missing or were made with other weights; the message says what to do."""
+
+
+def fingerprint(weights: Sequence[np.ndarray]) -> str:
+  """sha256 of a network's weights (Keras `get_weights()` of the embedder): what names the
+  embedding, compared by the trainer before it trains on one.
+  """
+  digest = hashlib.sha256()
+  for weight in weights:
+    digest.update(str(weight.shape).encode())
+    digest.update(np.ascontiguousarray(weight, np.float32).tobytes())
+  return digest.hexdigest()
 
 
 def write(examples_uri: str, weights: str, fingerprint: str) -> None:
@@ -34,7 +47,8 @@ def read(examples_uri: str) -> Dict[str, str]:
 
 def check(split_patterns: Sequence[str], weights: str, fingerprint: str) -> None:
   """Raises EmbeddingError unless the Examples of every `<uri>/Split-<name>/*` pattern were
-  embedded with the weights whose fingerprint is `fingerprint` (train.weights = `weights`)."""
+  embedded with the weights whose fingerprint is `fingerprint` (train.weights = `weights`).
+  """
   for uri in sorted({posixpath.dirname(posixpath.dirname(p.rstrip("/"))) for p in split_patterns}):
     info = read(uri)
     if info["fingerprint"] != fingerprint:

@@ -23,11 +23,25 @@ resized to 224 (L, ab) and 299 (gray), i.e. shorter side resized then centre-cro
 so the network never sees distorted shapes. Colorizing a whole photo at serving time
 cannot crop, so it resizes the full frame to 224x224, predicts ab, and resizes ab back
 to the original size before merging it with the original full-resolution L.
+
+TensorFlow is imported on first use by the functions that need it: the model definition
+(trainer/model.py) reads the constants here and must import without TensorFlow.
 """
 import os
+from typing import List, Sequence
 
 import numpy as np
-import tensorflow as tf
+
+
+class _TensorFlowOnFirstUse:
+  """`tf` for the functions below, imported when one of them first runs."""
+
+  def __getattr__(self, name):
+    import tensorflow
+    return getattr(tensorflow, name)
+
+
+tf = _TensorFlowOnFirstUse()
 
 # The same features as a TFMD schema (for ImportSchemaGen and TFMA); a test pins the two.
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.pbtxt")
@@ -52,6 +66,9 @@ L_BYTES_PER_UNIT = 255.0 / 100.0
 AB_OFFSET = 128.0
 AB_SCALE = 128.0
 
+# How an Examples split is stored: gzip TFRecord files (as TFX's ExampleGens write them).
+RECORD_COMPRESSION = "GZIP"
+
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
 TEST_SPLIT = "test"
@@ -69,7 +86,7 @@ def encode_ab(ab: np.ndarray) -> bytes:
 
 
 def encode_gray(gray: np.ndarray) -> bytes:
-  """sRGB grey levels in [0, 255], HxW or HxWx1 -> the stored bytes."""
+  """SRGB grey levels in [0, 255], HxW or HxWx1 -> the stored bytes."""
   if gray.dtype == np.uint8:  # already stored form; rint + clip of a uint8 299x299 costs ~2 ms
     return gray.tobytes()
   return np.clip(np.rint(gray), 0, 255).astype(np.uint8).tobytes()
@@ -98,6 +115,19 @@ def decode_ab_numpy(data: bytes) -> np.ndarray:
 def decode_gray_numpy(data: bytes) -> np.ndarray:
   """Stored bytes -> sRGB grey 299x299x1 uint8."""
   return np.frombuffer(data, np.uint8).reshape(GRAY_SHAPE)
+
+
+def record_files(patterns: Sequence[str]) -> List[str]:
+  """The TFRecord files matching the patterns (e.g. "<split dir>/*"), sorted: a stable order."""
+  files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
+  if not files:
+    raise FileNotFoundError(f"no TFRecord files match {list(patterns)}")
+  return files
+
+
+def records(patterns: Sequence[str]):
+  """A tf.data.Dataset of the serialized examples in the files matching the patterns."""
+  return tf.data.TFRecordDataset(record_files(patterns), RECORD_COMPRESSION, num_parallel_reads=tf.data.AUTOTUNE)
 
 
 def feature_spec():

@@ -4,16 +4,15 @@ The CPU is split into two logical devices before TensorFlow initialises, so
 MirroredStrategy tests really train two replicas (LocalDagRunner runs components in
 this process, so it cannot be done later).
 """
-import os
 import pathlib
 
 import pytest
 
-from pipelines import quiet
+from cli import quiet
 
-quiet.install()
+quiet.install()  # before TensorFlow is imported, so its start-up chatter is filtered
 
-from trainer import strategy  # pylint: disable=g-import-not-at-top,wrong-import-position
+from trainer import strategy  # noqa: E402
 
 strategy.split_cpu(2)
 
@@ -44,9 +43,10 @@ def coco128_examples(coco128, tmp_path_factory):
   Splits with the default IngestConfig: train 88, eval 9, test 26 (the 5 black-and-white
   photos skipped). For tests of the stages that read examples.
   """
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from components.ingest import executor  # pylint: disable=g-import-not-at-top
-  from pipelines import config  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_artifacts
+
+  from components.ingest import executor
+  from pipelines import config
 
   ingest = config.IngestConfig()
   examples = standard_artifacts.Examples()

@@ -36,10 +36,10 @@ class Emulator:
       try:
         with urllib.request.urlopen(self.url + "/", timeout=2):
           return
-      except OSError:
+      except OSError as e:
         if self._process.poll() is not None or time.monotonic() > deadline:
           self.stop()
-          raise RuntimeError(f"gcp-storage-emulator did not start on {self.url}")
+          raise RuntimeError(f"gcp-storage-emulator did not start on {self.url}") from e
         time.sleep(0.2)
 
   def stop(self):

@@ -1,11 +1,11 @@
-"""components/color.py against scikit-image, on the real photos and across the sRGB cube."""
+"""imaging/color.py against scikit-image, on the real photos and across the sRGB cube."""
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import color as skcolor
 
-from components import color
-from components import images
+from imaging import color
+from imaging import images
 from schemas import features
 
 

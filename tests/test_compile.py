@@ -10,20 +10,26 @@ import subprocess
 import sys
 
 from apache_beam.options import pipeline_options
+from cloud_fixtures import CLOUD
+from cloud_fixtures import CONFIG
+from cloud_fixtures import IMAGE
+from cloud_fixtures import REPO
+from cloud_fixtures import SERVICE_ACCOUNT
+from cloud_fixtures import offline_command
 import pytest
 import yaml
 
-from cloud_fixtures import CLOUD, CONFIG, IMAGE, REPO, SERVICE_ACCOUNT, offline_command
 from pipelines import cloud_config
 from pipelines import config as config_lib
+
 
 def compile_with(tmp, target, extra=()):
   config_file = tmp / "config.yaml"
   config_file.write_text(yaml.safe_dump(CONFIG))
   output = tmp / f"{target}.json"
   args, env = offline_command(
-      [sys.executable, "-c", "from pipelines.cli import main; main()", "compile", "--config", str(config_file), "--target", target,
-       "--output", str(output), *extra])
+      [sys.executable, "-c", "from cli.main import main; main()", "compile", "--config", str(config_file),
+       "--target", target, "--output", str(output), *extra])
   env["HOME"] = str(tmp)  # no gcloud login either
   result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stdout + result.stderr
@@ -90,7 +96,7 @@ def test_dataflow_args(compiled, cfg):
                      f"--service_account_email={SERVICE_ACCOUNT}", "--labels=env=test", "--labels=team=vision"]:
       assert expected in args, (task, expected, args)
   # The Beam arguments parse as Dataflow options, as the step's launcher will parse them.
-  from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+  from apache_beam.options import pipeline_options
   args = _executor(spec, "CocoIngest")["container"]["args"]
   options = pipeline_options.PipelineOptions([a for a in args if a.startswith("--") and "=" in a])
   gcp = options.view_as(pipeline_options.GoogleCloudOptions)
@@ -166,8 +172,8 @@ def test_step_resources(compiled):
 
 
 def test_loads_back_with_aiplatform_offline(compiled):
-  from google.auth import credentials  # pylint: disable=g-import-not-at-top
-  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+  from google.auth import credentials
+  from google.cloud import aiplatform
   job = aiplatform.PipelineJob(display_name="check", template_path=str(compiled["path"]),
                                pipeline_root="gs://colorize-bucket/runs/pipeline/colorize-nightly",
                                project="colorize-test", location="europe-west4",
@@ -179,7 +185,7 @@ def test_kubeflow_target_loads_with_kfp(compiled):
   spec, _ = compile_with(compiled["tmp"], "kubeflow")
   assert spec["pipelineInfo"]["name"] == "colorize-nightly"
   assert spec["deploymentSpec"] == compiled["job"]["pipelineSpec"]["deploymentSpec"]
-  from kfp import components  # pylint: disable=g-import-not-at-top
+  from kfp import components
   component = components.load_component_from_file(str(compiled["tmp"] / "kubeflow.json"))
   assert component.name == "colorize-nightly"
 
@@ -188,7 +194,7 @@ def test_missing_kfp_gives_a_clear_error(tmp_path):
   config_file = tmp_path / "config.yaml"
   config_file.write_text(yaml.safe_dump(CONFIG))
   # kfp made unimportable, as in an install without the extra.
-  code = ("import sys; sys.modules['kfp'] = None; from pipelines import cli; "
+  code = ("import sys; sys.modules['kfp'] = None; from cli import main as cli; "
           f"cli.main(['compile', '--config', {str(config_file)!r}, '--output', {str(tmp_path / 'x.json')!r}])")
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 1
@@ -207,13 +213,14 @@ def test_missing_kfp_gives_a_clear_error(tmp_path):
      "train.strategy must be auto or multi_worker"),
     ({"cloud": dict(CLOUD, labels={"Team": "x"})}, "cloud.labels: key 'Team'"),
     ({"cloud": dict(CLOUD, dataflow={"temp_location": "/tmp"})}, "temp_location must be a gs:// path"),
-    ({"cloud": dict(CLOUD, dataflow={"max_wokers": 3})}, "unknown config key cloud.dataflow.'max_wokers'"),
+    ({"cloud": dict(CLOUD, dataflow={"max_wokers": 3})}, "unknown config key cloud.dataflow.max_wokers"),
     ({"cloud": dict(CLOUD, region="Europe")}, "cloud.region must look like"),
     ({"cloud": dict(CLOUD, service_account="me@example.com")}, "service account email"),
 ])
 def test_bad_cloud_config_is_a_clear_error(tmp_path, change, message):
-  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
-  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  from click.testing import CliRunner
+
+  from cli import main as cli
   config_file = tmp_path / "config.yaml"
   config_file.write_text(yaml.safe_dump({**CONFIG, **change}))
   result = CliRunner().invoke(cli.main, ["compile", "--config", str(config_file), "--output", str(tmp_path / "x.json")])
@@ -223,7 +230,7 @@ def test_bad_cloud_config_is_a_clear_error(tmp_path, change, message):
 
 
 def test_unknown_step_in_step_resources(cfg):
-  from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
+  from pipelines import vertex_runner
   bad = dataclasses.replace(cfg, cloud=dataclasses.replace(
       cfg.cloud, step_resources={"Trainr": cloud_config.StepResources()}))
   with pytest.raises(config_lib.ConfigError, match=r"steps the pipeline does not have: \['Trainr'\]"):
@@ -231,8 +238,9 @@ def test_unknown_step_in_step_resources(cfg):
 
 
 def test_flags_override_the_config_file(tmp_path):
-  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
-  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  from click.testing import CliRunner
+
+  from cli import main as cli
   config_file = tmp_path / "config.yaml"
   config_file.write_text(yaml.safe_dump(CONFIG))
   # A bad GPU given as a flag is caught before compiling, so this is fast.
@@ -243,7 +251,7 @@ def test_flags_override_the_config_file(tmp_path):
 
 def test_training_inside_the_step_and_beam_inside_the_container(cfg):
   """cloud.training.enabled: false and dataflow.runner: DirectRunner (a Kubeflow cluster alone)."""
-  from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
+  from pipelines import vertex_runner
   local = dataclasses.replace(cfg, cloud=dataclasses.replace(
       cfg.cloud, training=dataclasses.replace(cfg.cloud.training, enabled=False),
       dataflow=dataclasses.replace(cfg.cloud.dataflow, runner="DirectRunner")))

@@ -21,9 +21,9 @@ def eval_files(coco128_examples):
 @pytest.fixture(scope="module")
 def examples(train_files):
   """8 parsed train examples (not augmented), with static batch shapes."""
-  serialized = next(iter(tf.data.TFRecordDataset(data.list_files(train_files), data.COMPRESSION).batch(8)))
+  serialized = next(iter(features.records(train_files).batch(8)))
   parsed = features.parse_examples(serialized)
-  return {k: tf.ensure_shape(parsed[k], (8,) + s) for k, s in data._IMAGE_SHAPES.items()}  # pylint: disable=protected-access
+  return {k: tf.ensure_shape(parsed[k], (8,) + s) for k, s in data._IMAGE_SHAPES.items()}
 
 
 def _first(ds, n):
@@ -45,7 +45,10 @@ def test_identity_warp_reproduces_the_image_and_flip_mirrors_it(examples):
   l = examples[features.L_KEY]
   identity = tf.tile([[1.0, 0.0, 1.0, 0.0, 0.0]], [8, 1])
   flip = tf.tile([[-1.0, 0.0, 1.0, 0.0, 0.0]], [8, 1])
-  warp = lambda img, a: data._warp(img, *data._row_boxes(a, img.shape[1]))  # pylint: disable=protected-access
+
+  def warp(img, a):
+    return data._warp(img, *data._row_boxes(a, img.shape[1]))
+
   np.testing.assert_allclose(warp(l, identity), l, atol=1e-4)
   np.testing.assert_allclose(warp(l, flip), tf.reverse(l, axis=[2]), atol=1e-4)
   gray = examples[features.GRAY_KEY]
@@ -85,7 +88,7 @@ def test_batches_are_a_function_of_seed_and_position(train_files):
   again = _first(data.make_dataset(train_files, 4, training=True, seed=5), 3)
   resumed = _first(data.make_dataset(train_files, 4, training=True, seed=5, skip_batches=2), 1)
   other = _first(data.make_dataset(train_files, 4, training=True, seed=6), 1)
-  for (x1, y1), (x2, y2) in zip(fresh, again):
+  for (x1, y1), (x2, y2) in zip(fresh, again, strict=True):
     np.testing.assert_array_equal(y1, y2)
     np.testing.assert_array_equal(x1[features.GRAY_KEY], x2[features.GRAY_KEY])
   np.testing.assert_array_equal(resumed[0][1], fresh[2][1])
@@ -104,13 +107,12 @@ def test_training_stream_repeats_over_epochs_with_new_order(train_files):
 
 def test_eval_pass_reads_every_example_once_unaugmented(eval_files):
   count = data.count_examples(eval_files)
-  assert count == sum(1 for _ in tf.data.TFRecordDataset(data.list_files(eval_files), data.COMPRESSION))
+  assert count == sum(1 for _ in features.records(eval_files))
   batches = list(data.make_dataset(eval_files, 4, training=False))
   assert sum(int(y.shape[0]) for _, y in batches) == count
   full = list(data.make_dataset(eval_files, 4, training=False, drop_remainder=True))
   assert len(full) == count // 4 and all(y.shape[0] == 4 for _, y in full)
-  raw = features.parse_examples(next(iter(tf.data.TFRecordDataset(data.list_files(eval_files),
-                                                                   data.COMPRESSION).batch(4))))
+  raw = features.parse_examples(next(iter(features.records(eval_files).batch(4))))
   np.testing.assert_array_equal(batches[0][0][features.L_KEY], raw[features.L_KEY])
   np.testing.assert_array_equal(batches[0][1], raw[features.AB_KEY])
 

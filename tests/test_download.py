@@ -12,11 +12,11 @@ import stat
 import threading
 import zipfile
 
-import pytest
 from click.testing import CliRunner
+import pytest
 
-from pipelines import cli
-from pipelines import coco_download
+from cli import main as cli
+from cloud import coco_download
 
 
 class _Files(http.server.BaseHTTPRequestHandler):
@@ -26,7 +26,7 @@ class _Files(http.server.BaseHTTPRequestHandler):
   cut_after = None      # bytes sent before the connection drops, once
   honour_range = True
 
-  def do_GET(self):  # pylint: disable=invalid-name
+  def do_GET(self):
     type(self).log.append((self.path, self.headers.get("Range")))
     data = self.files.get(self.path)
     if data is None:

@@ -11,17 +11,17 @@ import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
+from trainer_fixtures import TINT_BIAS
 
 from components import embed
 from components.embed import executor
 from components.ingest import tfrecord_gzip
-from pipelines import config as config_lib
 from schemas import embedding_info
 from schemas import features
 from trainer import export
 from trainer import model as model_lib
+from trainer import settings
 from trainer import task
-from trainer_fixtures import TINT_BIAS
 
 PHOTOS_PER_SPLIT = {"train": 3, "eval": 2, "test": 2}
 # The float16 embedding against the float32 class vector: 11 significant bits.
@@ -52,7 +52,8 @@ def embedded(small_examples, tmp_path_factory):
   out = standard_artifacts.Examples()
   out.uri = str(tmp_path_factory.mktemp("embedded"))
   executor.Executor().Do({executor.EXAMPLES_KEY: [small_examples]}, {executor.EMBEDDED_EXAMPLES_KEY: [out]},
-                         {executor.WEIGHTS_PARAMETER: "none", executor.BATCH_SIZE_PARAMETER: 2})
+                         {executor.WEIGHTS_PARAMETER: "none", executor.BATCH_SIZE_PARAMETER: 2,
+                          executor.EMBEDDER_FN_PARAMETER: executor.DEFAULT_EMBEDDER_FN})
   return out
 
 
@@ -85,7 +86,7 @@ def test_every_example_gets_the_class_vector_of_its_grey_image(small_examples, e
 
 
 def test_artifact_records_the_weights_that_made_it(embedded, embedder):
-  fingerprint = model_lib.weights_fingerprint(embedder)
+  fingerprint = embedding_info.fingerprint(embedder.get_weights())
   props = embedded.mlmd_artifact.custom_properties
   assert props[embed.WEIGHTS_PROPERTY].string_value == "none"
   assert props[embed.FINGERPRINT_PROPERTY].string_value == fingerprint
@@ -98,21 +99,21 @@ def test_artifact_records_the_weights_that_made_it(embedded, embedder):
 
 def test_trainer_refuses_embeddings_of_other_weights(embedded, embedder, small_examples):
   patterns = [os.path.join(embedded.uri, "Split-train", "*"), os.path.join(embedded.uri, "Split-eval", "*")]
-  embedding_info.check(patterns, "none", model_lib.weights_fingerprint(embedder))
+  embedding_info.check(patterns, "none", embedding_info.fingerprint(embedder.get_weights()))
   # The weights train.weights names now are not those the embedding was made with (another
   # file at the same path, say): the fingerprints differ.
   variable = model_lib.global_model(embedder).weights[-1]
   original = variable.numpy()
   variable.assign(original + 0.01)
   try:
-    other_fingerprint = model_lib.weights_fingerprint(embedder)
+    other_fingerprint = embedding_info.fingerprint(embedder.get_weights())
   finally:
     variable.assign(original)
   with pytest.raises(embedding_info.EmbeddingError, match=r"made with Inception-ResNet-v2 weights 'none'.*"
                      r"Re-run the Embed step"):
     embedding_info.check(patterns, "/models/irv2.h5", other_fingerprint)
   # Examples without embeddings (the ingested ones) are refused by run_fn before any training.
-  train = dict(config_lib.TrainConfig(weights="none", global_features="precomputed", strategy="cpu").__dict__)
+  train = dict(settings.TrainConfig(weights="none", global_features="precomputed", strategy="cpu").__dict__)
   with pytest.raises(embedding_info.EmbeddingError, match="holds no precomputed embeddings"):
     task.run_fn(FnArgs(train_files=[os.path.join(small_examples.uri, "Split-train", "*")],
                        eval_files=[os.path.join(small_examples.uri, "Split-eval", "*")],

@@ -10,25 +10,24 @@ import dataclasses
 import io
 import json
 import os
-import shutil
 
+from click.testing import CliRunner
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-from click.testing import CliRunner
-from PIL import Image
 from tfx.utils import path_utils
 
+from cli import main as cli
 from components import metrics
 from components import report as report_lib
 from components.report import grid
-from pipelines import cli
+from lineage import summary
 from pipelines import config as config_lib
 from pipelines import local_runner
-from pipelines import summary
 from schemas import features
-from trainer import export
+from schemas import signatures
 
 pytestmark = pytest.mark.slow
 
@@ -100,12 +99,16 @@ def test_evaluator_mse_and_baselines_equal_numpy_reference(runs):
   examples, model = first.outputs["Examples"], first.outputs["Model"]
   test, train = _split(examples, features.TEST_SPLIT), _split(examples, features.TRAIN_SPLIT)
   loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri))
-  predict = loaded.signatures[export.EXAMPLES_SIGNATURE]
-  predicted = np.concatenate([predict(**{export.EXAMPLES_INPUT: tf.constant(test[i:i + 8])})[export.AB_OUTPUT].numpy()
-                              for i in range(0, len(test), 8)]).astype(np.float64)
-  ab = lambda records: np.stack([features.decode_ab_numpy(
-      tf.train.Example.FromString(r).features.feature[features.AB_KEY].bytes_list.value[0]) for r in records]
-  ) / features.AB_SCALE
+  predict = loaded.signatures[signatures.EXAMPLES_SIGNATURE]
+  predicted = np.concatenate([
+      predict(**{signatures.EXAMPLES_INPUT: tf.constant(test[i:i + 8])})[signatures.AB_OUTPUT].numpy()
+      for i in range(0, len(test), 8)]).astype(np.float64)
+
+  def ab(records):
+    return np.stack([features.decode_ab_numpy(
+        tf.train.Example.FromString(r).features.feature[features.AB_KEY].bytes_list.value[0]) for r in records]
+    ) / features.AB_SCALE
+
   truth, train_ab = ab(test), ab(train)
   mse = np.mean((truth - predicted) ** 2)
   no_colour = np.mean(truth ** 2)
@@ -200,8 +203,17 @@ def test_lineage_lists_runs_and_artifacts(runs):
   assert counts["PushedModel"] == 2 and counts["Examples"] == 1
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
-def test_lineage_png(runs, tmp_path):
+def test_lineage_options_work_before_the_subcommand_too(runs, tmp_path):
   _, second = runs
-  _lineage(second.cfg, "model", "--format", "png", "--output", str(tmp_path / "lineage.png"))
-  assert Image.open(tmp_path / "lineage.png").format == "PNG"
+  assert json.loads(_lineage(second.cfg, "--format", "json"))["start"] == json.loads(
+      _lineage(second.cfg, "model", "--format", "json"))["start"]
+  assert json.loads(_lineage(second.cfg, "--format", "json", "runs"))[-1]["run"]
+  for args in (["--format", "png", "--output", str(tmp_path / "a.png")],
+               ["model", "--format", "png", "--output", str(tmp_path / "b.png")]):
+    _lineage(second.cfg, *args)
+  a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+  assert a.format == "PNG" and a.size == b.size and a.tobytes() == b.tobytes()
+  graph = json.loads(_lineage(second.cfg, "--format", "json"))
+  # One box or ellipse a node, in columns by depth: the picture holds them all.
+  assert a.width >= 4 * 200 and a.height >= 46
+  assert len(graph["artifacts"]) + len(graph["executions"]) > 8

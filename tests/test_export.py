@@ -13,8 +13,7 @@ from skimage import color as skcolor
 import tensorflow as tf
 
 from schemas import features
-from trainer import data
-from trainer import export
+from schemas import signatures
 
 pytest_plugins = ("trainer_fixtures",)
 
@@ -54,8 +53,7 @@ def loaded(serving_model):
 @pytest.fixture(scope="module")
 def test_examples(coco128_examples):
   """4 serialized examples of the real test split."""
-  files = data.list_files([f"{coco128_examples.uri}/Split-test/*"])
-  return next(iter(tf.data.TFRecordDataset(files, data.COMPRESSION).batch(4)))
+  return next(iter(features.records([f"{coco128_examples.uri}/Split-test/*"]).batch(4)))
 
 
 def _l_star(rgb):
@@ -74,18 +72,18 @@ def test_saved_model_holds_each_weight_once_and_no_optimizer_state(serving_model
 
 
 def test_signatures_and_their_keys(loaded):
-  signatures = loaded.signatures
-  assert set(signatures) == {export.EXAMPLES_SIGNATURE, export.IMAGE_SIGNATURE, export.L_SIGNATURE}
-  assert export.EXAMPLES_SIGNATURE == "serving_default"  # what TFMA and TF Serving call by default
-  examples = signatures[export.EXAMPLES_SIGNATURE]
-  assert set(examples.structured_input_signature[1]) == {export.EXAMPLES_INPUT}
-  assert examples.structured_outputs[export.AB_OUTPUT].shape.as_list() == [None, 224, 224, 2]
-  image = signatures[export.IMAGE_SIGNATURE]
-  assert set(image.structured_input_signature[1]) == {export.IMAGE_INPUT}
-  assert set(image.structured_outputs) == {export.JPEG_OUTPUT, export.RGB_OUTPUT}
-  l_sig = signatures[export.L_SIGNATURE]
-  assert l_sig.structured_input_signature[1][export.L_INPUT].shape.as_list() == [None, 224, 224, 1]
-  assert set(l_sig.structured_outputs) == {export.AB_OUTPUT}
+  served = loaded.signatures
+  assert set(served) == {signatures.EXAMPLES_SIGNATURE, signatures.IMAGE_SIGNATURE, signatures.L_SIGNATURE}
+  assert signatures.EXAMPLES_SIGNATURE == "serving_default"  # what TFMA and TF Serving call by default
+  examples = served[signatures.EXAMPLES_SIGNATURE]
+  assert set(examples.structured_input_signature[1]) == {signatures.EXAMPLES_INPUT}
+  assert examples.structured_outputs[signatures.AB_OUTPUT].shape.as_list() == [None, 224, 224, 2]
+  image = served[signatures.IMAGE_SIGNATURE]
+  assert set(image.structured_input_signature[1]) == {signatures.IMAGE_INPUT}
+  assert set(image.structured_outputs) == {signatures.JPEG_OUTPUT, signatures.RGB_OUTPUT}
+  l_sig = served[signatures.L_SIGNATURE]
+  assert l_sig.structured_input_signature[1][signatures.L_INPUT].shape.as_list() == [None, 224, 224, 1]
+  assert set(l_sig.structured_outputs) == {signatures.AB_OUTPUT}
 
 
 def test_examples_signature_equals_the_keras_model_on_real_test_examples(serving_model, loaded, test_examples):
@@ -94,7 +92,7 @@ def test_examples_signature_equals_the_keras_model_on_real_test_examples(serving
   expected = np.asarray(model({features.L_KEY: parsed[features.L_KEY], features.GRAY_KEY: parsed[features.GRAY_KEY]},
                               training=False))
   assert np.abs(expected).max() > 0.05  # the tint: not a trivially zero output
-  served = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=test_examples)[export.AB_OUTPUT].numpy()
+  served = loaded.signatures[signatures.EXAMPLES_SIGNATURE](examples=test_examples)[signatures.AB_OUTPUT].numpy()
   np.testing.assert_allclose(served, expected, atol=1e-4)
   # Serving needs no target: examples without `ab` give the same prediction.
   stripped = []
@@ -102,19 +100,19 @@ def test_examples_signature_equals_the_keras_model_on_real_test_examples(serving
     example = tf.train.Example.FromString(serialized)
     del example.features.feature[features.AB_KEY]
     stripped.append(example.SerializeToString())
-  without_ab = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=tf.constant(stripped))[export.AB_OUTPUT]
+  without_ab = loaded.signatures[signatures.EXAMPLES_SIGNATURE](examples=tf.constant(stripped))[signatures.AB_OUTPUT]
   np.testing.assert_allclose(without_ab.numpy(), served, atol=1e-6)
 
 
 def test_l_signature_predicts_ab_from_l_alone(loaded, test_examples):
   parsed = features.parse_examples(test_examples)
   l = parsed[features.L_KEY]
-  ab = loaded.signatures[export.L_SIGNATURE](l=l)[export.AB_OUTPUT].numpy()
+  ab = loaded.signatures[signatures.L_SIGNATURE](l=l)[signatures.AB_OUTPUT].numpy()
   assert ab.shape == (4,) + features.AB_SHAPE and np.abs(ab).max() <= 1.0
   # Same as the examples signature up to the grey image, which it rebuilds from L at 224.
-  from_examples = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=test_examples)[export.AB_OUTPUT].numpy()
+  from_examples = loaded.signatures[signatures.EXAMPLES_SIGNATURE](examples=test_examples)[signatures.AB_OUTPUT].numpy()
   np.testing.assert_allclose(ab, from_examples, atol=0.02)
-  one = loaded.signatures[export.L_SIGNATURE](l=l[:1])[export.AB_OUTPUT].numpy()
+  one = loaded.signatures[signatures.L_SIGNATURE](l=l[:1])[signatures.AB_OUTPUT].numpy()
   np.testing.assert_allclose(one, ab[:1], atol=1e-5)
 
 
@@ -157,7 +155,7 @@ def test_colorizes_real_photos_at_their_resolution_in_a_clean_process(serving_mo
 
 def test_undecodable_bytes_are_an_error_not_a_crash(loaded, historical):
   with pytest.raises(tf.errors.InvalidArgumentError):
-    loaded.signatures[export.IMAGE_SIGNATURE](image_bytes=tf.constant(b"not an image"))
+    loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(b"not an image"))
   jpeg = (historical / "Detroit_circa_1915.jpg").read_bytes()
   with pytest.raises(tf.errors.InvalidArgumentError):
-    loaded.signatures[export.IMAGE_SIGNATURE](image_bytes=tf.constant(jpeg[:len(jpeg) // 2]))
+    loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(jpeg[:len(jpeg) // 2]))

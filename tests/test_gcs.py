@@ -11,15 +11,17 @@ import json
 import os
 import shutil
 
-import google_crc32c
-import pytest
 from click.testing import CliRunner
+from gcs_fixtures import BUCKET
+from gcs_fixtures import Emulator
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+import google_crc32c
+import pytest
 
-from gcs_fixtures import BUCKET, Emulator
-from pipelines import cli
-from pipelines import gcs_upload
+from cli import main as cli
+from cloud import gcs_upload
+
 
 @pytest.fixture(scope="module")
 def emulator():
@@ -105,9 +107,10 @@ def test_upload_errors_are_clear(emulator, args, message):
 
 def test_examples_writer_writes_gzip_tfrecords_to_gs(anonymous_beam_gcs, client, coco128, tmp_path):
   """The ingestion's TFRecord sink (components/ingest/tfrecord_gzip.py) through Beam's GcsIO."""
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components.ingest import tfrecord_gzip  # pylint: disable=g-import-not-at-top
+  import apache_beam as beam
+  import tensorflow as tf
+
+  from components.ingest import tfrecord_gzip
   photos = [p.read_bytes() for p in sorted((coco128 / "train2017").iterdir())[:12]]
   with beam.Pipeline() as p:
     _ = (p | beam.Create(photos)
@@ -126,9 +129,10 @@ def test_examples_writer_writes_gzip_tfrecords_to_gs(anonymous_beam_gcs, client,
 
 def _ingest_split_counts(input_base: str, output_uri: str) -> dict:
   """CocoIngest's executor with the default IngestConfig, in-process Beam; the artifact's split counts."""
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from components.ingest import executor  # pylint: disable=g-import-not-at-top
-  from pipelines import config  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_artifacts
+
+  from components.ingest import executor
+  from pipelines import config
   ingest = config.IngestConfig()
   examples = standard_artifacts.Examples()
   examples.uri = output_uri
@@ -140,7 +144,7 @@ def _ingest_split_counts(input_base: str, output_uri: str) -> dict:
 
 def test_ingestion_reads_a_coco_root_from_gs(anonymous_beam_gcs, client, coco128, tmp_path):
   """Listing, annotations and photos from gs://; the same Examples split counts as from the local copy."""
-  from components.ingest import sources  # pylint: disable=g-import-not-at-top
+  from components.ingest import sources
   root = tmp_path / "coco"
   annotations = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
   # 11 real colour photos, black-and-white 86 (a skip), and one annotated photo missing (another).

@@ -1,15 +1,15 @@
-"""components/images.py: decoding every kind of input, the resize policy and the black-and-white test."""
+"""imaging/images.py: decoding every kind of input, the resize policy and the black-and-white test."""
 import io
 
+import image_files
 import numpy as np
 from PIL import Image
 import pytest
 
-from components import color
-from components import images
-from components.images import SkipReason
+from imaging import color
+from imaging import images
+from imaging.images import SkipReason
 from schemas import features
-import image_files
 
 COCO_BLACK_AND_WHITE = {86, 328, 359, 542, 634}
 
@@ -63,7 +63,8 @@ def test_centre_square_resize_policy(photo):
   assert small.shape == (224, 224, 3) and large.shape == (299, 299, 3)
   w, h = photo.size
   s = min(w, h)
-  expected = photo.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((224, 224), images.RESAMPLE)
+  left, top = (w - s) // 2, (h - s) // 2
+  expected = photo.crop((left, top, left + s, top + s)).resize((224, 224), images.RESAMPLE)
   _close(small, expected, 1.0)
 
 

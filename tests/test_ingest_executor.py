@@ -5,17 +5,17 @@ import os
 import shutil
 
 import apache_beam as beam
+from google.protobuf import text_format
+import image_files
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.util import tfxio_utils
 from tfx.types import standard_artifacts
 from tfx_bsl.tfxio import dataset_options
-from tensorflow_metadata.proto.v0 import schema_pb2
-from google.protobuf import text_format
 
-import image_files
 from components.ingest import executor
 from components.ingest import sources
 from components.ingest import splits
@@ -173,7 +173,7 @@ def test_odd_files_are_decoded_upright_and_flattened(mixed_run):
   for split in features.SPLITS:
     parsed = _read_split(examples, split)
     if parsed:
-      for source, gray in zip(parsed[features.SOURCE_KEY].numpy(), parsed[features.GRAY_KEY].numpy()):
+      for source, gray in zip(parsed[features.SOURCE_KEY].numpy(), parsed[features.GRAY_KEY].numpy(), strict=True):
         by_source[source.decode()] = gray
   assert set(ODD_BUT_FINE) <= set(by_source)
   # The EXIF-rotated file is the same upright photo as the CMYK one (both from 000000000009).

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import cli
+from cli import main as cli
+from lineage import summary
 from pipelines import config
 from pipelines import local_runner
-from pipelines import summary
 from schemas import features
 
 COCO_BLACK_AND_WHITE = [86, 328, 359, 542, 634]

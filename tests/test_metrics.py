@@ -3,13 +3,13 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from skimage import metrics as skmetrics
+import tensorflow as tf
 
-from components import color
 from components import metrics
 from components.report import grid
 from components.report import scoring
+from imaging import color
 from schemas import features
 
 NUM_PHOTOS = 6
@@ -110,8 +110,8 @@ def test_scores_and_baselines_equal_numpy_reference(serialized, stored_ab, predi
 
   truth = photos
   prediction = color.lab_to_rgb(np.concatenate([l_star, predicted_ab * features.AB_SCALE], -1))
-  assert scores.psnr == pytest.approx(np.mean([
-      skmetrics.peak_signal_noise_ratio(t, p, data_range=255) for t, p in zip(truth, prediction)]), rel=1e-4)
+  psnr = [skmetrics.peak_signal_noise_ratio(t, p, data_range=255) for t, p in zip(truth, prediction, strict=True)]
+  assert scores.psnr == pytest.approx(np.mean(psnr), rel=1e-4)
   assert scores.colorfulness_truth == pytest.approx(np.mean([_colorfulness_reference(t) for t in truth]))
   assert scores.colorfulness_prediction < scores.colorfulness_truth  # halved ab is duller
 
@@ -127,7 +127,7 @@ def test_psnr_and_ssim_equal_skimage(photos):
   noisy = np.clip(photos.astype(int) + rng.integers(-20, 21, photos.shape), 0, 255).astype(np.uint8)
   psnr = metrics.psnr(photos, noisy)
   ssim = metrics.ssim(photos, noisy)
-  for i, (a, b) in enumerate(zip(photos, noisy)):
+  for i, (a, b) in enumerate(zip(photos, noisy, strict=True)):
     assert psnr[i] == pytest.approx(skmetrics.peak_signal_noise_ratio(a, b, data_range=255), rel=1e-4)
     assert ssim[i] == pytest.approx(skmetrics.structural_similarity(
         a, b, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5,

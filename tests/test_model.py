@@ -22,7 +22,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def coco_batch(coco128_examples):
-  from trainer import data  # pylint: disable=g-import-not-at-top
+  from trainer import data
   return next(iter(data.make_dataset([f"{coco128_examples.uri}/Split-train/*"], 4, training=False)))
 
 
@@ -89,7 +89,7 @@ def test_local_weights_file_is_loaded(model, tmp_path):
   expected = model_lib.global_model(model).get_weights()
   actual = model_lib.global_model(loaded).get_weights()
   assert len(actual) == len(expected)
-  for a, e in zip(actual, expected):
+  for a, e in zip(actual, expected, strict=True):
     np.testing.assert_array_equal(a, e)
 
 
@@ -101,8 +101,8 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 def test_imagenet_without_network_tells_how_to_pass_a_local_file(monkeypatch, tmp_path):
   # An empty Keras cache and a download URL on a closed loopback port: the fetch fails
   # at once, as it does offline.
-  from keras.src.applications import inception_resnet_v2  # pylint: disable=g-import-not-at-top
-  from keras.src.backend import config as keras_config  # pylint: disable=g-import-not-at-top
+  from keras.src.applications import inception_resnet_v2
+  from keras.src.backend import config as keras_config
   monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path))
   monkeypatch.setattr(inception_resnet_v2, "BASE_WEIGHT_URL", "http://127.0.0.1:9/")
   with pytest.raises(model_lib.WeightsError) as error:

@@ -8,8 +8,8 @@ from PIL import Image
 import pytest
 from skimage import color as skcolor
 
-from pipelines import cli
-from pipelines import photos
+from cli import main as cli
+from serving import photos
 
 pytest_plugins = ("trainer_fixtures",)
 

@@ -1,7 +1,7 @@
 """schema.pbtxt and schemas/features.py describe the same example."""
+from google.protobuf import text_format
 import numpy as np
 import tensorflow as tf
-from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from schemas import features

@@ -32,7 +32,8 @@ def _assign_all(image_ids, test_images, test_fraction, eval_fraction):
 def test_same_split_in_a_fresh_interpreter_with_another_hash_seed():
   here = {str(i): s for i, s in _assign_all(COCO_IDS[:3000], 1000, 0.2, 0.1).items()}
   code = ("import json, sys; sys.path.insert(0, 'tests'); import test_splits; "
-          "print(json.dumps({str(i): s for i, s in test_splits._assign_all(test_splits.COCO_IDS[:3000], 1000, 0.2, 0.1).items()}))")
+          "print(json.dumps({str(i): s for i, s in test_splits._assign_all(test_splits.COCO_IDS[:3000], 1000, 0.2, "
+          "0.1).items()}))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env={"PYTHONHASHSEED": "12345", "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": ""})
   assert json.loads(out.stdout.strip().splitlines()[-1]) == here

@@ -11,12 +11,15 @@ import sys
 import threading
 import urllib.parse
 
+from cloud_fixtures import CONFIG
+from cloud_fixtures import REPO
+from cloud_fixtures import SERVICE_ACCOUNT
+from cloud_fixtures import offline_command
 import pytest
 import yaml
 
+from cloud import vertex_jobs
 from pipelines import config as config_lib
-from pipelines import vertex_jobs
-from cloud_fixtures import CONFIG, REPO, SERVICE_ACCOUNT, offline_command
 
 JOB_ID = "colorize-nightly-test-1"
 
@@ -42,14 +45,14 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
                           "authorization": self.headers.get("Authorization")})
     return self.requests[-1]
 
-  def do_GET(self):  # pylint: disable=invalid-name
+  def do_GET(self):
     request = self._record()
     if request["path"].endswith("/iam"):
       self._reply(200, {"bindings": [], "etag": "CAE="})
     else:  # the pipeline bucket does not exist yet
       self._reply(404, {"error": {"code": 404, "message": "Not Found"}})
 
-  def do_POST(self):  # pylint: disable=invalid-name
+  def do_POST(self):
     request = self._record()
     body = dict(request["body"] or {})
     if request["path"] == "/storage/v1/b":
@@ -59,7 +62,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
       body["name"] = request["path"][len("/v1/"):] + "/" + resource_id
     self._reply(200, body)
 
-  def do_PUT(self):  # pylint: disable=invalid-name
+  def do_PUT(self):
     self._reply(200, self._record()["body"])
 
   def log_message(self, *args):
@@ -69,7 +72,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def loopback_api(monkeypatch):
   """A recording API server on a free loopback port; aiplatform's global config restored after."""
-  from google.cloud.aiplatform import initializer  # pylint: disable=g-import-not-at-top
+  from google.cloud.aiplatform import initializer
   handler = type("Recorder", (_Recorder,), {"requests": []})
   server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
   thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -84,7 +87,7 @@ def loopback_api(monkeypatch):
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-  from pipelines import vertex_runner  # pylint: disable=g-import-not-at-top
+  from pipelines import vertex_runner
   path = tmp_path_factory.mktemp("template") / "pipeline.json"
   vertex_runner.compile_pipeline(config_lib.from_dict(json.loads(json.dumps(CONFIG))), "vertex", str(path))
   return path
@@ -102,14 +105,14 @@ def _cfg():
 
 
 def _job(template, url):
-  from google.auth import credentials  # pylint: disable=g-import-not-at-top
+  from google.auth import credentials
   return vertex_jobs.pipeline_job(_cfg(), str(template), job_id=JOB_ID, credentials=credentials.AnonymousCredentials(),
                                   api_endpoint=url, api_transport="rest")
 
 
 def test_submit_dry_run_needs_no_network_or_login(template, tmp_path, config_file):
   args, env = offline_command(
-      [sys.executable, "-c", "from pipelines.cli import main; main()", "submit", "--config", str(config_file),
+      [sys.executable, "-c", "from cli.main import main; main()", "submit", "--config", str(config_file),
        "--template", str(template), "--job-id", JOB_ID, "--dry-run"])
   env["HOME"] = str(tmp_path)
   result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -159,8 +162,9 @@ def test_submit_sends_what_the_dry_run_printed(template, loopback_api):
 
 
 def test_schedule_sends_what_the_dry_run_printed(template, loopback_api, config_file):
-  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
-  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  from click.testing import CliRunner
+
+  from cli import main as cli
   url, requests = loopback_api
   printed = CliRunner().invoke(cli.main, ["schedule", "--config", str(config_file), "--template", str(template),
                                           "--cron", "0 3 * * 1", "--max-concurrent-runs", "2", "--dry-run"])
@@ -191,8 +195,9 @@ def test_schedule_sends_what_the_dry_run_printed(template, loopback_api, config_
     (["schedule", "--cron", "0 3 * * 1", "--max-concurrent-runs", "0", "--dry-run"], "must be >= 1"),
 ])
 def test_bad_requests_are_clear_errors(template, config_file, args, message):
-  from click.testing import CliRunner  # pylint: disable=g-import-not-at-top
-  from pipelines import cli  # pylint: disable=g-import-not-at-top
+  from click.testing import CliRunner
+
+  from cli import main as cli
   result = CliRunner().invoke(cli.main, [*args, "--config", str(config_file), "--template", str(template)])
   assert result.exit_code == 2, result.output
   assert message in result.output
@@ -200,7 +205,7 @@ def test_bad_requests_are_clear_errors(template, config_file, args, message):
 
 def test_submit_without_login_says_how_to_log_in(template, tmp_path, config_file):
   args, env = offline_command(
-      [sys.executable, "-c", "from pipelines.cli import main; main()", "submit", "--config", str(config_file),
+      [sys.executable, "-c", "from cli.main import main; main()", "submit", "--config", str(config_file),
        "--template", str(template)])
   env["HOME"] = str(tmp_path)
   # No metadata server either: a laptop, not a GCE VM.

@@ -1,13 +1,13 @@
-"""trainer/tf_color.py (serving's TF colour ops) pinned to components/color.py and skimage on real photos."""
+"""trainer/tf_color.py (serving's TF colour ops) pinned to imaging/color.py and skimage on real photos."""
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import color as skcolor
 
-from components import color
+from imaging import color
 from trainer import tf_color
 
-# float32 TF math against skimage's float64 (components/color.py's own bound is 1e-3).
+# float32 TF math against skimage's float64 (imaging/color.py's own bound is 1e-3).
 LAB_TOLERANCE = 1e-3
 
 

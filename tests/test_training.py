@@ -12,11 +12,12 @@ import keras
 import pytest
 import tensorflow as tf
 
+from lineage import summary
 from pipelines import config as config_lib
-from pipelines import photos
-from pipelines import summary
+from serving import photos
 from trainer import data
 from trainer import model as model_lib
+from trainer import settings
 from trainer import task
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 # TFX lays them out: <pipeline_root>/Trainer/{model,model_run}/<execution id>.
 RUN_FN_SCRIPT = """
 import json, sys
-from pipelines import quiet
+from cli import quiet
 quiet.install()
 from trainer import strategy
 strategy.split_cpu(2)
@@ -41,7 +42,7 @@ task.run_fn(FnArgs(
 
 def test_short_training_on_real_photos_lowers_the_loss(coco128_examples):
   keras.utils.set_random_seed(0)
-  cfg = config_lib.TrainConfig()
+  cfg = settings.TrainConfig()
   model = model_lib.compile_model(model_lib.build_model("none"), cfg.learning_rate)
   inputs, ab = next(iter(data.make_dataset([f"{coco128_examples.uri}/Split-train/*"], 4, training=False)))
   before = model.evaluate(inputs, ab, verbose=0)
@@ -52,7 +53,7 @@ def test_short_training_on_real_photos_lowers_the_loss(coco128_examples):
 
 def _train_config(**changes):
   values = dict(weights="none", batch_size=2, epochs=2, steps_per_epoch=2, eval_steps=1, checkpoint_steps=1)
-  cfg = dataclasses.replace(config_lib.TrainConfig(), **{**values, **changes})
+  cfg = dataclasses.replace(settings.TrainConfig(), **{**values, **changes})
   return dataclasses.asdict(cfg)
 
 
@@ -60,6 +61,17 @@ def _run_fn(examples_uri, root, execution, train):
   return subprocess.Popen(
       [sys.executable, "-c", RUN_FN_SCRIPT, examples_uri, str(root), str(execution), json.dumps(train)],
       cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _kill_at_first_checkpoint(process, resume_root, minutes):
+  """kill -9 `process` as soon as it has saved resume state under resume_root."""
+  deadline = time.monotonic() + 60 * minutes
+  while not _saved_steps(resume_root):
+    assert process.poll() is None, f"the first run ended before it could be killed:\n{process.stdout.read()[-3000:]}"
+    assert time.monotonic() < deadline, f"no checkpoint within {minutes} minutes"
+    time.sleep(0.2)
+  process.send_signal(signal.SIGKILL)
+  process.communicate()
 
 
 def _saved_steps(resume_root: pathlib.Path):
@@ -73,14 +85,7 @@ def test_killed_trainer_resumes_where_it_stopped(coco128_examples, tmp_path):
   total = train["epochs"] * train["steps_per_epoch"]
   resume_root = tmp_path / "Trainer" / "resume"
 
-  first = _run_fn(coco128_examples.uri, tmp_path, 1, train)
-  deadline = time.monotonic() + 600
-  while not _saved_steps(resume_root):
-    assert first.poll() is None, f"the first run ended before it could be killed:\n{first.stdout.read()[-3000:]}"
-    assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
-    time.sleep(0.2)
-  first.send_signal(signal.SIGKILL)
-  first.communicate()
+  _kill_at_first_checkpoint(_run_fn(coco128_examples.uri, tmp_path, 1, train), resume_root, minutes=10)
   killed_at = max(_saved_steps(resume_root))
   assert killed_at < total
   assert not (tmp_path / "Trainer" / "model" / "1" / "Format-Serving" / "saved_model.pb").exists()
@@ -141,13 +146,7 @@ def test_colorize_run_killed_during_training_resumes_in_the_tfx_trainer(coco128,
   resume_root = pathlib.Path(cfg.pipeline_root) / "Trainer" / "resume"
 
   first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  deadline = time.monotonic() + 900
-  while not _saved_steps(resume_root):
-    assert first.poll() is None, f"the first run ended before it could be killed:\n{first.stdout.read()[-3000:]}"
-    assert time.monotonic() < deadline, "no checkpoint within 15 minutes"
-    time.sleep(0.2)
-  first.send_signal(signal.SIGKILL)
-  first.communicate()
+  _kill_at_first_checkpoint(first, resume_root, minutes=15)
 
   second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200, check=False)
   assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]

@@ -14,8 +14,8 @@ TINT_BIAS = (0.1, 0.2)
 def serving_model(tmp_path_factory):
   """(keras model, SavedModel dir): random weights ('none', seeded) with a tinted last
   layer, compiled with Adam slots built (which the export must leave out), exported."""
-  from trainer import export  # pylint: disable=g-import-not-at-top
-  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  from trainer import export
+  from trainer import model as model_lib
   keras.utils.set_random_seed(3)
   model = model_lib.compile_model(model_lib.build_model("none"), 1e-3)
   model.optimizer.build(model.trainable_variables)

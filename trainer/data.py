@@ -18,21 +18,12 @@ from schemas import features
 ZOOM_RANGE = 0.2       # zoom in: the source window is 1 - z to 1 times the photo (and smaller when sheared)
 SHEAR_RANGE = 0.2      # horizontal shear factor (tan of the angle) in [-s, s]
 SHUFFLE_BUFFER = 256   # examples (~60 MB of decoded pixels)
-COMPRESSION = "GZIP"   # how TFX writes Examples
 _SHAPES = {features.L_KEY: features.L_SHAPE, features.AB_KEY: features.AB_SHAPE,
            features.GRAY_KEY: features.GRAY_SHAPE, features.EMBEDDING_KEY: features.EMBEDDING_SHAPE}
 
 
-def list_files(patterns: Sequence[str]) -> list:
-  """The files matching `fn_args.train_files`-style patterns, sorted (stable order)."""
-  files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
-  if not files:
-    raise FileNotFoundError(f"no TFRecord files match {list(patterns)}")
-  return files
-
-
 def count_examples(patterns: Sequence[str]) -> int:
-  records = tf.data.TFRecordDataset(list_files(patterns), COMPRESSION, num_parallel_reads=tf.data.AUTOTUNE)
+  records = features.records(patterns)
   return int(records.batch(1024).reduce(tf.constant(0, tf.int64), lambda n, b: n + tf.size(b, tf.int64)))
 
 
@@ -49,7 +40,7 @@ def make_dataset(patterns: Sequence[str], batch_size: int, *, training: bool, au
   reject).
   """
   keys = features.MODEL_KEYS_PRECOMPUTED if precomputed else features.MODEL_KEYS_LIVE
-  records = tf.data.TFRecordDataset(list_files(patterns), COMPRESSION, num_parallel_reads=tf.data.AUTOTUNE)
+  records = features.records(patterns)
   if not training:
     return records.batch(batch_size, drop_remainder=drop_remainder).map(
         lambda serialized: _split(features.parse_examples(serialized, keys)),
@@ -101,7 +92,8 @@ def augment_batch(example: Dict[str, tf.Tensor], seed) -> Dict[str, tf.Tensor]:
 
 def _row_boxes(a, size):
   """One crop_and_resize box per output row, so each row of the result is a line
-  segment of the source: an exact bilinear affine warp by `a` [B, 5] (see augment_batch)."""
+  segment of the source: an exact bilinear affine warp by `a` [B, 5] (see augment_batch).
+  """
   v = tf.linspace(-1.0, 1.0, size)[tf.newaxis, :]            # centred rows, in half-sizes
   a0, a1, a2, tx, ty = [t[:, tf.newaxis] for t in tf.unstack(a, axis=1)]
   y = a2 * v + ty

@@ -7,29 +7,7 @@ freshly built, uncompiled float32 model and that is saved with `tf.saved_model.s
 Everything inside is plain TensorFlow (including the Lab colour math of `tf_color`):
 the SavedModel loads and runs with TensorFlow alone, without this project or Keras.
 
-Signatures (names, input keys and output keys are the constants below):
-
-  EXAMPLES_SIGNATURE "serving_default": what TFMA's Evaluator feeds.
-    in  EXAMPLES_INPUT "examples": string [batch] serialized tf.Examples (only `l` and
-        `gray` are read; `ab` may be absent)
-    out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], predicted a*b* / 128 in [-1, 1]
-        (the scale of the `ab` label, schemas/features.py)
-
-  IMAGE_SIGNATURE "colorize_image": a whole photo.
-    in  IMAGE_INPUT "image_bytes": string [] one encoded JPEG/PNG/GIF/BMP image, any size
-        (grey, RGB or RGBA; alpha is dropped)
-    out JPEG_OUTPUT "colorized_jpeg": string [] the colorized photo as JPEG (quality 95,
-        no chroma subsampling) at the ORIGINAL resolution
-        RGB_OUTPUT "colorized_rgb": uint8 [height, width, 3] the same pixels, for clients
-        that encode themselves
-    The full frame is resized to 224x224 (and 299x299 for the global features), ab is
-    predicted at 224, resized back to the original size and merged with the original
-    full-resolution L (colours the sRGB gamut lacks at that lightness are desaturated,
-    not clipped, so the photo's L is kept).
-
-  L_SIGNATURE "predict_ab": the bare network on L.
-    in  L_INPUT "l": float32 [batch, 224, 224, 1], L* / 50 - 1 in [-1, 1]
-    out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], a*b* / 128 in [-1, 1]
+Signatures: names, inputs and outputs are defined in schemas/signatures.py.
 """
 from typing import Optional
 
@@ -38,20 +16,11 @@ import keras
 import tensorflow as tf
 
 from schemas import features
+from schemas import signatures
 from trainer import model as model_lib
 from trainer import strategy as strategy_lib
 from trainer import tf_color
 
-EXAMPLES_SIGNATURE = "serving_default"
-IMAGE_SIGNATURE = "colorize_image"
-L_SIGNATURE = "predict_ab"
-
-EXAMPLES_INPUT = "examples"
-IMAGE_INPUT = "image_bytes"
-L_INPUT = features.L_KEY
-AB_OUTPUT = features.AB_KEY
-JPEG_OUTPUT = "colorized_jpeg"
-RGB_OUTPUT = "colorized_rgb"
 JPEG_QUALITY = 95
 
 
@@ -71,9 +40,9 @@ def export(model: keras.Model, export_dir: str, embedder: Optional[keras.Model] 
   logging.set_verbosity(logging.WARNING)
   try:
     tf.saved_model.save(colorizer, export_dir, signatures={
-        EXAMPLES_SIGNATURE: colorizer.predict_examples,
-        IMAGE_SIGNATURE: colorizer.colorize_image,
-        L_SIGNATURE: colorizer.predict_ab,
+        signatures.EXAMPLES_SIGNATURE: colorizer.predict_examples,
+        signatures.IMAGE_SIGNATURE: colorizer.colorize_image,
+        signatures.L_SIGNATURE: colorizer.predict_ab,
     })
   finally:
     logging.set_verbosity(verbosity)
@@ -94,20 +63,20 @@ class _Colorizer(tf.Module):
         input_signature=[tf.TensorSpec((None,) + features.L_SHAPE, tf.float32),
                          tf.TensorSpec((None,) + features.GRAY_SHAPE, tf.float32)])
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=signatures.EXAMPLES_INPUT)])
   def predict_examples(self, examples):
     spec = features.feature_spec()
     parsed = tf.io.parse_example(examples, {k: spec[k] for k in (features.L_KEY, features.GRAY_KEY)})
     l = tf.reshape(tf.io.decode_raw(parsed[features.L_KEY], tf.uint8), (-1,) + features.L_SHAPE)
     gray = tf.reshape(tf.io.decode_raw(parsed[features.GRAY_KEY], tf.uint8), (-1,) + features.GRAY_SHAPE)
-    return {AB_OUTPUT: self._predict(features.l_to_model(l), features.gray_to_model(gray))}
+    return {signatures.AB_OUTPUT: self._predict(features.l_to_model(l), features.gray_to_model(gray))}
 
-  @tf.function(input_signature=[tf.TensorSpec([None] + list(features.L_SHAPE), tf.float32, name=L_INPUT)])
+  @tf.function(input_signature=[tf.TensorSpec([None] + list(features.L_SHAPE), tf.float32, name=signatures.L_INPUT)])
   def predict_ab(self, l):
     l_star = (l + 1.0) * 50.0
-    return {AB_OUTPUT: self._predict(l, _gray_from_l(l_star))}
+    return {signatures.AB_OUTPUT: self._predict(l, _gray_from_l(l_star))}
 
-  @tf.function(input_signature=[tf.TensorSpec([], tf.string, name=IMAGE_INPUT)])
+  @tf.function(input_signature=[tf.TensorSpec([], tf.string, name=signatures.IMAGE_INPUT)])
   def colorize_image(self, image_bytes):
     rgb8 = _decode(image_bytes)
     # The network's inputs are made as ingestion makes them (antialiased bilinear resize of
@@ -119,8 +88,8 @@ class _Colorizer(tf.Module):
     ab_full = tf.image.resize(ab, tf.shape(rgb8)[:2])[0]
     rgb_out = tf_color.lab_to_rgb8_keep_lightness(tf.concat([tf_color.rgb8_to_l(rgb8), ab_full], axis=-1))
     return {
-        JPEG_OUTPUT: tf.io.encode_jpeg(rgb_out, quality=JPEG_QUALITY, chroma_downsampling=False),
-        RGB_OUTPUT: rgb_out,
+        signatures.JPEG_OUTPUT: tf.io.encode_jpeg(rgb_out, quality=JPEG_QUALITY, chroma_downsampling=False),
+        signatures.RGB_OUTPUT: rgb_out,
     }
 
 
@@ -131,7 +100,8 @@ def _resize8(rgb8, size):
 
 def _decode(image_bytes):
   """-> uint8 [H, W, 3]. JPEG with the accurate IDCT, as PIL and libjpeg decode it by
-  default (TF's default fast IDCT is off by ~1 level per pixel, which would move L)."""
+  default (TF's default fast IDCT is off by ~1 level per pixel, which would move L).
+  """
   return tf.cond(
       tf.io.is_jpeg(image_bytes),
       lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),

@@ -18,11 +18,8 @@ can run once per photo (components/embed/) and the colorizer head (`build_colori
 l + class vector -> ab) trains alone; `build_model` is the two joined, what is served.
 Their layers share names, so weights move between them by name (`copy_weights`).
 """
-import hashlib
 import os
 import random
-
-import numpy as np
 
 import keras
 from keras import layers
@@ -77,16 +74,6 @@ def copy_weights(sources, target: keras.Model) -> keras.Model:
   return target
 
 
-def weights_fingerprint(model: keras.Model) -> str:
-  """sha256 of the Inception-ResNet-v2 weights inside `model` (an embedder or the fusion
-  model): what an embedding was made with, compared by the trainer before mixing."""
-  digest = hashlib.sha256()
-  for weight in global_model(model).get_weights():
-    digest.update(str(weight.shape).encode())
-    digest.update(np.ascontiguousarray(weight, np.float32).tobytes())
-  return digest.hexdigest()
-
-
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
   """MSE on ab in [-1, 1], Adam."""
   model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
@@ -135,7 +122,7 @@ def _inception_resnet_v2(weights):
     raise WeightsError(f"Inception-ResNet-v2 weights file not found: {weights}")
   try:
     return keras.applications.InceptionResNetV2(weights=weights, input_shape=shape, name=GLOBAL_MODEL_NAME)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     if weights != "imagenet":
       raise WeightsError(f"cannot load Inception-ResNet-v2 weights from {weights}: {e}") from e
     raise WeightsError(

@@ -5,14 +5,16 @@ import os
 import keras
 import tensorflow as tf
 
-STRATEGIES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
+from trainer import settings
+
 MIXED_PRECISION_POLICY = "mixed_float16"
 
 
 def split_cpu(replicas: int) -> None:
   """Splits the CPU into `replicas` logical devices, so MirroredStrategy has that many
   replicas without a GPU. Must run before TensorFlow initialises its devices (before
-  any op or strategy is created in this process)."""
+  any op or strategy is created in this process).
+  """
   cpus = tf.config.list_physical_devices("CPU")
   tf.config.set_logical_device_configuration(
       cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
@@ -25,14 +27,16 @@ def cluster_workers() -> int:
 
 
 def resolve(name: str = "auto") -> str:
-  """The concrete strategy `name` (one of STRATEGIES) stands for; "auto" reads the environment:
+  """The concrete strategy `name` (one of settings.STRATEGIES) stands for.
+
+  "auto" reads the environment:
 
   several workers in TF_CONFIG -> multi_worker (MultiWorkerMirroredStrategy); several
   GPUs -> mirrored over them; one GPU -> one_device on it; a CPU split into logical
   devices (split_cpu, `colorize run --cpu-replicas`) -> mirrored over them; otherwise cpu.
   """
-  if name not in STRATEGIES:
-    raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+  if name not in settings.STRATEGIES:
+    raise ValueError(f"unknown strategy {name!r}; choose one of {settings.STRATEGIES}")
   if name != "auto":
     return name
   gpus = tf.config.list_logical_devices("GPU")
@@ -72,15 +76,17 @@ def uses_gpu(strategy: tf.distribute.Strategy) -> bool:
 def dtype_policy(mixed_precision: str, strategy: tf.distribute.Strategy) -> str:
   """The Keras dtype policy for `mixed_precision` (auto | on | off): auto is mixed
   float16 on GPUs, where it halves memory traffic, and float32 on CPUs, where float16
-  math is emulated and slower."""
+  math is emulated and slower.
+  """
   if mixed_precision == "on" or (mixed_precision == "auto" and uses_gpu(strategy)):
     return MIXED_PRECISION_POLICY
   return "float32"
 
 
-class dtype_policy_scope:  # pylint: disable=invalid-name
+class dtype_policy_scope:  # noqa: N801 (used like contextlib context-manager functions)
   """Sets the global Keras dtype policy for a block and restores it afterwards (LocalDagRunner
-  runs every component in one process, so the policy must not leak)."""
+  runs every component in one process, so the policy must not leak).
+  """
 
   def __init__(self, policy: str):
     self._policy = policy

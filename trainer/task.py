@@ -1,7 +1,7 @@
 """The TFX Trainer's `run_fn` (referenced as "trainer.task.run_fn"): train, log, export.
 
 Hyper-parameters come from `fn_args.custom_config["train"]`, the fields of
-`pipelines.config.TrainConfig`.
+`trainer.settings.TrainConfig`.
 
 train.global_features: live trains the fusion model (Inception-ResNet-v2 frozen inside
 every step); precomputed trains only the colorizer head on the `embedding` feature of
@@ -31,12 +31,12 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from pipelines import config as config_lib
 from schemas import embedding_info
 from schemas import features
 from trainer import data
 from trainer import export
 from trainer import model as model_lib
+from trainer import settings
 from trainer import strategy as strategy_lib
 from trainer import tf_color
 
@@ -47,13 +47,13 @@ TENSORBOARD_IMAGES = 3
 def run_fn(fn_args) -> None:
   """Trains the fusion model on the train split and exports it to fn_args.serving_model_dir."""
   cfg = train_config(fn_args.custom_config)
-  precomputed = cfg.global_features == config_lib.PRECOMPUTED
+  precomputed = cfg.global_features == settings.PRECOMPUTED
   embedder = None
   if precomputed:
     # Checked before anything else, and kept for the export (float32, outside the strategy).
     embedder = model_lib.build_embedder(cfg.weights)
     embedding_info.check(list(fn_args.train_files) + list(fn_args.eval_files), cfg.weights,
-                         model_lib.weights_fingerprint(embedder))
+                         embedding_info.fingerprint(embedder.get_weights()))
   keras.utils.set_random_seed(cfg.seed)
   strategy = strategy_lib.select(cfg.strategy)
   replicas = strategy.num_replicas_in_sync
@@ -115,10 +115,10 @@ def run_fn(fn_args) -> None:
     tf.io.gfile.rmtree(resume_dir)
 
 
-def train_config(custom_config) -> config_lib.TrainConfig:
+def train_config(custom_config) -> settings.TrainConfig:
   """custom_config["train"] (TrainConfig as a dict) -> a validated TrainConfig."""
   try:
-    return config_lib.from_dict({"train": dict((custom_config or {})["train"])}).train
+    return settings.from_dict(dict((custom_config or {})["train"]))
   except KeyError as e:
     raise ValueError("the Trainer needs custom_config={'train': dataclasses.asdict(TrainConfig)}") from e
 
@@ -154,7 +154,8 @@ def _is_chief(strategy) -> bool:
 
 def _worker_dir(path, strategy) -> str:
   """`path` on the chief; a scratch directory on other workers of a multi-worker run,
-  which must take part in every save but whose copies nobody reads."""
+  which must take part in every save but whose copies nobody reads.
+  """
   return path if _is_chief(strategy) else tempfile.mkdtemp(prefix="worker_")
 
 

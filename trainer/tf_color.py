@@ -1,6 +1,6 @@
 """sRGB <-> CIELAB (D65) in TensorFlow ops, for the serving signatures and TensorBoard.
 
-The TF twin of `components/color.py` (numpy, used by ingestion), built from its
+The TF twin of `imaging/color.py` (numpy, used by ingestion), built from its
 constants; tests/test_tf_color.py pins both to each other and to `skimage.color` on real
 photos. Pure TF ops, so a SavedModel holding them loads with plain TensorFlow.
 Conventions: RGB float in [0, 1] (channels last), L* in [0, 100], a*b* unbounded
@@ -10,7 +10,7 @@ tables instead of powers: ~4x faster on a full-resolution photo.
 import numpy as np
 import tensorflow as tf
 
-from components import color
+from imaging import color
 
 _RGB_TO_XYZ = color.SRGB_TO_XYZ.tolist()
 _XYZ_TO_RGB = color.XYZ_TO_SRGB.tolist()
@@ -109,7 +109,8 @@ def _fit_gamut(lab):
   """[..., 3] L*a*b* -> linear (r, g, b) planes, desaturated into [0, 1] at constant Y.
 
   Plane by plane: on a full-resolution photo this is ~3x faster than [..., 3] tensors
-  (no strided channel ops, no reductions over a size-3 axis)."""
+  (no strided channel ops, no reductions over a size-3 axis).
+  """
   lab = tf.convert_to_tensor(lab, tf.float32)
   fy = (lab[..., 0] + 16.0) / 116.0
   x = _f_inverse(fy + lab[..., 1] / 500.0) * _WHITE[0]

@@ -22,6 +22,7 @@ class EmbedSpec(types.ComponentSpec):
   PARAMETERS = {
       executor.WEIGHTS_PARAMETER: ExecutionParameter(type=str),
       executor.BATCH_SIZE_PARAMETER: ExecutionParameter(type=int),
+      executor.EMBEDDER_FN_PARAMETER: ExecutionParameter(type=str),
   }
   INPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
   OUTPUTS = {executor.EMBEDDED_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
@@ -32,13 +33,16 @@ class Embed(base_beam_component.BaseBeamComponent):
   SPEC_CLASS = EmbedSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-  def __init__(self, *, examples: types.BaseChannel, weights: str, batch_size: int = executor.DEFAULT_BATCH_SIZE):
-    """
+  def __init__(self, *, examples: types.BaseChannel, weights: str, batch_size: int = executor.DEFAULT_BATCH_SIZE,
+               embedder_fn: str = executor.DEFAULT_EMBEDDER_FN):
+    """Embeds `examples` with Inception-ResNet-v2.
+
     Args:
       examples: the ingested Examples (they must hold `gray`).
       weights: Inception-ResNet-v2's weights, as train.weights: "imagenet", "none" or a weights file.
       batch_size: photos per inference call.
+      embedder_fn: import path of a function weights -> the Keras embedder (gray -> class vector).
     """
     super().__init__(spec=EmbedSpec(
-        examples=examples, weights=weights, batch_size=int(batch_size),
+        examples=examples, weights=weights, batch_size=int(batch_size), embedder_fn=embedder_fn,
         embedded_examples=types.Channel(type=standard_artifacts.Examples)))

@@ -6,13 +6,14 @@ standard Trainer and Evaluator read it unchanged):
     -> one RunInference for all splits (keyed, batches of `batch_size`) -> class vector
     -> the example with `embedding` added (float16) -> by split -> WriteToGzipTFRecord
 
-The model handler is Beam's base ModelHandler around the project's own Keras embedder
-(trainer/model.py build_embedder): Beam's TFModelHandlerNumpy loads only saved models or
+The model handler is Beam's base ModelHandler around the project's own Keras embedder,
+named by import path as the Trainer's run_fn is (EMBEDDER_FN_PARAMETER, by default
+trainer/model.py build_embedder: weights -> Keras model): Beam's TFModelHandlerNumpy loads only saved models or
 weights files and imports tensorflow_hub, which needs pkg_resources (not installed here),
 while "imagenet" and "none" are built by Keras. RunInference loads the model once per
 worker process and batches; on Dataflow the workers can be GPU machines
-(docs/vertex.md). Each worker fingerprints the weights it built (trainer/model.py
-weights_fingerprint) and leaves the fingerprint as a file name in FINGERPRINTS_DIR: one
+(docs/vertex.md). Each worker fingerprints the weights it built (schemas/embedding_info.py)
+and leaves the fingerprint as a file name in FINGERPRINTS_DIR: one
 name afterwards is the embedding's fingerprint; more means workers built different
 weights (another Keras version building "none", another file), which fails the run.
 
@@ -33,18 +34,20 @@ from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
+from tfx.utils import import_utils
 
 from components import embed
 from components.ingest import tfrecord_gzip
 from schemas import embedding_info
 from schemas import features
-from trainer import model as model_lib
 
 GZIP = beam.io.filesystem.CompressionTypes.GZIP
 EXAMPLES_KEY = "examples"
 EMBEDDED_EXAMPLES_KEY = "embedded_examples"
 WEIGHTS_PARAMETER = "weights"
 BATCH_SIZE_PARAMETER = "batch_size"
+EMBEDDER_FN_PARAMETER = "embedder_fn"
+DEFAULT_EMBEDDER_FN = "trainer.model.build_embedder"
 DEFAULT_BATCH_SIZE = 32
 METRICS_NAMESPACE = "colorize_embed"
 FINGERPRINTS_DIR = "_weights_fingerprints"
@@ -57,14 +60,16 @@ class EmbeddingError(RuntimeError):
 class EmbedderHandler(inference.ModelHandler):
   """RunInference model handler: uint8 grey images [299, 299, 1] -> class vectors [1000]."""
 
-  def __init__(self, weights: str, fingerprints_dir: str, batch_size: int):
+  def __init__(self, embedder_fn: str, weights: str, fingerprints_dir: str, batch_size: int):
     super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
+    self._embedder_fn = embedder_fn
     self._weights = weights
     self._fingerprints_dir = fingerprints_dir
 
   def load_model(self):
-    embedder = model_lib.build_embedder(self._weights)
-    fingerprint = model_lib.weights_fingerprint(embedder)
+    module, name = self._embedder_fn.rsplit(".", 1)
+    embedder = import_utils.import_func_from_module(module, name)(self._weights)
+    fingerprint = embedding_info.fingerprint(embedder.get_weights())
     with tf.io.gfile.GFile(posixpath.join(self._fingerprints_dir, fingerprint), "w") as f:
       f.write(self._weights)
     # One trace for every batch size (Keras' predict_on_batch traces again per new shape, ~5 s each).
@@ -98,8 +103,8 @@ def _with_embedding(keyed_vector):
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Writes the embedded Examples; see the module docstring."""
 
-  def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
-         exec_properties: Dict[str, Any]) -> None:
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],  # noqa: N802 (TFX's executor API)
+         output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     source = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
     embedded = artifact_utils.get_single_instance(output_dict[EMBEDDED_EXAMPLES_KEY])
@@ -111,7 +116,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     embedded.split_names = source.split_names
     fingerprints_dir = posixpath.join(embedded.uri, FINGERPRINTS_DIR)
     tf.io.gfile.makedirs(fingerprints_dir)
-    handler = inference.KeyedModelHandler(EmbedderHandler(weights, fingerprints_dir, batch_size))
+    handler = inference.KeyedModelHandler(EmbedderHandler(
+        exec_properties.get(EMBEDDER_FN_PARAMETER) or DEFAULT_EMBEDDER_FN, weights, fingerprints_dir, batch_size))
 
     patterns = {split: posixpath.join(artifact_utils.get_split_uri([source], split), "*") for split in split_names}
     for split, pattern in patterns.items():
@@ -128,7 +134,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           | "Embed" >> inference.RunInference(handler)
           | "AddEmbedding" >> beam.Map(_with_embedding)
           | "BySplit" >> beam.Partition(lambda keyed, n: split_names.index(keyed[0]), len(split_names)))
-      for split, examples in zip(split_names, embedded_splits):
+      for split, examples in zip(split_names, embedded_splits, strict=True):
         _ = (examples
              | f"Payload[{split}]" >> beam.Map(lambda keyed: keyed[1])
              | f"Write[{split}]" >> tfrecord_gzip.WriteToGzipTFRecord(posixpath.join(

@@ -40,7 +40,7 @@ class CocoIngest(base_beam_component.BaseBeamComponent):
   """Photos (COCO root or folder, local or gs://) -> Examples {train, eval, test}.
 
   See components/ingest/executor.py for what is written, components/ingest/splits.py
-  for the split rule and components/images.py for decoding and the black-and-white test.
+  for the split rule and imaging/images.py for decoding and the black-and-white test.
   """
   SPEC_CLASS = CocoIngestSpec
   DRIVER_CLASS = driver.Driver

@@ -38,16 +38,16 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components import images
 from components.ingest import sources
 from components.ingest import splits
 from components.ingest import tfrecord_gzip
+from imaging import images
 from schemas import features
 
 EXAMPLES_KEY = "examples"
 METRICS_NAMESPACE = "colorize_ingest"
 SKIP_REPORT_FILE = "skip_report.json"
-# Custom properties of the Examples artifact (pipelines/summary.py prints them).
+# Custom properties of the Examples artifact (lineage/summary.py prints them).
 SPLIT_COUNTS_PROPERTY = "split_counts"
 SKIP_COUNTS_PROPERTY = "skip_counts"
 SKIP_REPORT_PROPERTY = "skip_report"
@@ -113,7 +113,7 @@ class _ToExample(beam.DoFn):
       else:
         with open(photo.path, "rb") as f:
           data = f.read()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       # Whatever a filesystem raises (OSError, BeamIOError, the GCS client's NotFound/Forbidden),
       # a file that cannot be read is a counted skip, not a failed run.
       yield self._skip(photo, images.SkipReason.UNREADABLE, f"{type(e).__name__}: {e}"[:300])
@@ -179,7 +179,8 @@ def _write_report(unused_trigger, path: str, settings: Dict[str, Any], split_cou
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Writes the Examples artifact and its skip report; see the module docstring."""
 
-  def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],  # noqa: N802 (TFX's executor API)
+         output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     root = exec_properties["input_base"]
@@ -216,7 +217,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           | "ListPhotos" >> beam.Create([(ranks[p.image_id], p) for p in listing.photos])
           | "ToExample" >> beam.ParDo(_ToExample(keep_grayscale)).with_outputs(_ToExample.SKIPPED, main="kept"))
       routed = dict(zip(ROUTES, kept | "Route" >> beam.Partition(
-          _route_index, len(ROUTES), k=k, eval_fraction=eval_fraction)))
+          _route_index, len(ROUTES), k=k, eval_fraction=eval_fraction), strict=True))
       settled = (
           routed[splits.BOUNDARY]
           | "CollectBoundary" >> beam.combiners.ToList()

@@ -92,7 +92,7 @@ def input_fingerprint(root: str) -> str:
   digest = hashlib.sha256()
   for relative in sorted(files):
     digest.update(f"{relative}\t{files[relative].size_in_bytes}\t{files[relative].last_updated_in_seconds!r}\n"
-                  .encode("utf-8"))
+                  .encode())
   total = sum(m.size_in_bytes for m in files.values())
   return f"files:{len(files)},bytes:{total},sha256:{digest.hexdigest()}"
 
@@ -147,7 +147,8 @@ def _list_coco(root: str, files: Dict[str, FileMetadata], subsets: Sequence[str]
       for image in annotations["images"]:
         if wanted is None or image["id"] in wanted:
           source = posixpath.join(subset, image["file_name"])
-          photos.append(Photo(int(image["id"]), _join(root, source), source, int(image.get("license", UNKNOWN_LICENSE))))
+          license_id = int(image.get("license", UNKNOWN_LICENSE))
+          photos.append(Photo(int(image["id"]), _join(root, source), source, license_id))
     elif categories:
       raise SourceError(f"--categories needs {annotations_path}, which does not exist")
     else:

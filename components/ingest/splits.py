@@ -58,7 +58,7 @@ def margin(k: int) -> int:
 
 
 def test_ranks(image_ids: Sequence[int]) -> dict:
-  """image id -> rank by test key (0 = smallest); ties, at 2^-64 odds, broken by id."""
+  """Image id -> rank by test key (0 = smallest); ties, at 2^-64 odds, broken by id."""
   return {image_id: rank for rank, image_id in enumerate(sorted(image_ids, key=lambda i: (test_key(i), i)))}
 
 

@@ -9,8 +9,8 @@ Ingestion's throughput goals (bench/ingest.py) leave no room for even the Huffma
 pass, so DEFAULT_LEVEL stores. The files stay ordinary gzip, as the standard Examples
 format requires: every reader (tf.data, TFXIO, Beam) reads them like ExampleGen's.
 """
-import zlib
 from typing import Iterable
+import zlib
 
 import apache_beam as beam
 from apache_beam import coders
@@ -38,7 +38,7 @@ class _GzipWriter:
     self._raw.close()
 
 
-class _GzipTFRecordSink(tfrecordio._TFRecordSink):  # pylint: disable=protected-access
+class _GzipTFRecordSink(tfrecordio._TFRecordSink):
 
   def __init__(self, file_path_prefix: str, file_name_suffix: str, level: int, strategy: int):
     super().__init__(file_path_prefix, coders.BytesCoder(), file_name_suffix, num_shards=0,
@@ -57,7 +57,7 @@ def write_records(path: str, records: Iterable[bytes], level: int = DEFAULT_LEVE
   writer = _GzipWriter(FileSystems.create(path, "application/octet-stream", CompressionTypes.UNCOMPRESSED),
                        level, strategy)
   for record in records:
-    tfrecordio._TFRecordUtil.write_record(writer, record)  # pylint: disable=protected-access
+    tfrecordio._TFRecordUtil.write_record(writer, record)
   writer.close()
 
 

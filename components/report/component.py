@@ -23,7 +23,7 @@ from components import report as report_lib
 from components.report import grid as grid_lib
 from components.report import scoring
 from schemas import features
-from trainer import export
+from schemas import signatures
 
 _BATCH = 16
 _Examples = tfx.types.standard_artifacts.Examples
@@ -35,7 +35,7 @@ class ColorizationReport(artifact.Artifact):
 
 
 @tfx.dsl.components.component
-def EvaluationReport(  # pylint: disable=invalid-name
+def EvaluationReport(  # noqa: N802 (a TFX component: named as a class)
     examples: tfx.dsl.components.InputArtifact[_Examples],
     model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
     evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
@@ -114,14 +114,10 @@ def _tfma_metrics(evaluation_uri: str) -> dict:
 
 def _batches(examples: artifact.Artifact, split: str) -> Iterator[tf.Tensor]:
   uri = artifact_utils.get_split_uri([examples], split)
-  files = sorted(tf.io.gfile.glob(os.path.join(uri, "*")))
-  if not files:
-    raise ValueError(f"no {split} examples in {uri}")
-  compression = "GZIP" if files[0].endswith(".gz") else ""
-  return iter(tf.data.TFRecordDataset(files, compression_type=compression).batch(_BATCH))
+  return iter(features.records([os.path.join(uri, "*")]).batch(_BATCH))
 
 
 def _predictor(model: artifact.Artifact) -> scoring.Predictor:
   loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model)))
-  signature = loaded.signatures[export.EXAMPLES_SIGNATURE]
-  return lambda serialized: signature(**{export.EXAMPLES_INPUT: serialized})[export.AB_OUTPUT]
+  signature = loaded.signatures[signatures.EXAMPLES_SIGNATURE]
+  return lambda serialized: signature(**{signatures.EXAMPLES_INPUT: serialized})[signatures.AB_OUTPUT]

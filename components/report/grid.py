@@ -2,14 +2,15 @@
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+from PIL import ImageDraw
 
 COLUMNS = ("grayscale input", "prediction", "ground truth")
 HEADER_HEIGHT = 20
 
 
 def render(rows: Sequence[Sequence[np.ndarray]]) -> Image.Image:
-  """rows of (gray, prediction, truth) uint8 HxWx3 images -> one RGB image with a header line."""
+  """Rows of (gray, prediction, truth) uint8 HxWx3 images -> one RGB image with a header line."""
   if not rows:
     raise ValueError("the grid needs at least one row")
   height, width = rows[0][0].shape[:2]

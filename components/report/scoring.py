@@ -10,8 +10,8 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from components import color
 from components import metrics
+from imaging import color
 from schemas import features
 
 # serialized tf.Examples [B] -> predicted ab at model scale, any shape with B rows
@@ -38,7 +38,8 @@ class Scores:
 
 def train_mean_ab(batches: Iterable[tf.Tensor]) -> np.ndarray:
   """Mean a*, b* (model scale) over every pixel of every example in `batches` of serialized
-  tf.Examples; only the ab feature is decoded."""
+  tf.Examples; only the ab feature is decoded.
+  """
   total, count = np.zeros(2), 0
   spec = {features.AB_KEY: features.feature_spec()[features.AB_KEY]}
   for serialized in batches:
@@ -81,7 +82,7 @@ def score(batches: Iterable[tf.Tensor], predict: Predictor, mean_ab: np.ndarray,
     per_image["no_colour_ssim"].append(metrics.ssim(truth, gray))
     per_image["colorfulness_prediction"].append(metrics.colorfulness(prediction))
     per_image["colorfulness_truth"].append(metrics.colorfulness(truth))
-    grid.extend(zip(gray, prediction, truth))
+    grid.extend(zip(gray, prediction, truth, strict=True))
     del grid[grid_rows:]
   if not sums["values"]:
     raise ValueError("the test split is empty: nothing to evaluate")

@@ -12,10 +12,10 @@ import os
 import shutil
 import stat
 import time
+from typing import Dict, List, Optional, Sequence
 import urllib.error
 import urllib.request
 import zipfile
-from typing import Dict, List, Optional, Sequence
 
 OFFICIAL_BASE_URL = "http://images.cocodataset.org"
 _CHUNK = 1 << 20
@@ -84,7 +84,7 @@ def download_split(split: str, dest: str, base_url: str = OFFICIAL_BASE_URL, kee
 
 def fetch(url: str, path: str, size: int, sha256: str, retries: int = 5, progress: bool = True) -> None:
   """Downloads url to path (resuming `path.part`), then checks size and SHA-256."""
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm
 
   if os.path.exists(path) and os.path.getsize(path) == size and _sha256(path) == sha256:
     return
@@ -160,7 +160,7 @@ def check_members(infos: Sequence[zipfile.ZipInfo], archive: str) -> None:
 
 def safe_extract(zip_path: str, dest: str, progress: bool = True) -> int:
   """Unpacks zip_path into dest after checking every member name; returns files written."""
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm
 
   dest_real = os.path.realpath(dest)
   try:

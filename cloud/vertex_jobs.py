@@ -33,7 +33,7 @@ def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
   if unknown:
     raise config_lib.ConfigError(
         f"the pipeline has no runtime parameter {unknown}; it declares {sorted(declared) or 'none'}")
-  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+  from google.cloud import aiplatform
 
   # Only what is given is set: aiplatform.init keeps earlier values for arguments passed as None.
   init = {"project": cloud.project, "location": cloud.region}
@@ -64,11 +64,11 @@ def submit(job, cfg: config_lib.PipelineConfig, dry_run: bool = False) -> Dict[s
   if dry_run:
     # The same field PipelineJob.submit sets before it calls the API.
     if cloud.service_account:
-      job._gca_resource.service_account = cloud.service_account  # pylint: disable=protected-access
-    return _request(cloud, "CreatePipelineJob", f"{job._parent}/pipelineJobs", {"pipelineJobId": job.job_id},  # pylint: disable=protected-access
-                    job._gca_resource)  # pylint: disable=protected-access
+      job._gca_resource.service_account = cloud.service_account
+    return _request(cloud, "CreatePipelineJob", f"{job._parent}/pipelineJobs", {"pipelineJobId": job.job_id},
+                    job._gca_resource)
   job.submit(service_account=cloud.service_account or None)
-  return {"name": job.resource_name, "console": job._dashboard_uri()}  # pylint: disable=protected-access
+  return {"name": job.resource_name, "console": job._dashboard_uri()}
 
 
 def schedule(job, cfg: config_lib.PipelineConfig, cron: str, display_name: str,
@@ -78,28 +78,30 @@ def schedule(job, cfg: config_lib.PipelineConfig, cron: str, display_name: str,
   check_cron(cron)
   if max_concurrent_runs < 1:
     raise config_lib.ConfigError(f"--max-concurrent-runs must be >= 1, got {max_concurrent_runs}")
-  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+  from google.cloud import aiplatform
 
   schedule_ = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=display_name)
   if dry_run:
     # The fields PipelineJobSchedule.create sets before it calls the API.
-    resource = schedule_._gca_resource  # pylint: disable=protected-access
+    resource = schedule_._gca_resource
     resource.cron = cron
     resource.max_concurrent_run_count = max_concurrent_runs
     if cloud.service_account:
       resource.create_pipeline_job_request.pipeline_job.service_account = cloud.service_account
-    return _request(cloud, "CreateSchedule", f"{schedule_._parent}/schedules", {}, resource)  # pylint: disable=protected-access
+    return _request(cloud, "CreateSchedule", f"{schedule_._parent}/schedules", {}, resource)
   schedule_.create(cron=cron, max_concurrent_run_count=max_concurrent_runs,
                    service_account=cloud.service_account or None)
-  return {"name": schedule_.resource_name, "console": schedule_._dashboard_uri()}  # pylint: disable=protected-access
+  return {"name": schedule_.resource_name, "console": schedule_._dashboard_uri()}
 
 
 def _request(cloud, method: str, path: str, query: Dict[str, str], resource) -> Dict[str, Any]:
   """The REST form of the call: what goes over the wire (gRPC carries the same message)."""
   query_string = "&".join(f"{k}={v}" for k, v in query.items())
+  service = "PipelineService" if method == "CreatePipelineJob" else "ScheduleService"
   return {
-      "method": f"google.cloud.aiplatform.v1.{'PipelineService' if method == 'CreatePipelineJob' else 'ScheduleService'}.{method}",
-      "http": f"POST https://{cloud.region}-aiplatform.googleapis.com/v1/{path}" + (f"?{query_string}" if query_string else ""),
+      "method": f"google.cloud.aiplatform.v1.{service}.{method}",
+      "http": f"POST https://{cloud.region}-aiplatform.googleapis.com/v1/{path}"
+              + (f"?{query_string}" if query_string else ""),
       # Serialised as the REST transport does (integers for enums, unset fields left out).
       "body": json_format.MessageToDict(type(resource).pb(resource), use_integers_for_enums=True),
   }

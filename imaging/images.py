@@ -24,13 +24,14 @@ sky with yellow tail tips) has 2.6%, five times the threshold.
 import dataclasses
 import enum
 import io
-import warnings
 from typing import Tuple
+import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+from PIL import ImageOps
 
-from components import color
+from imaging import color
 from schemas import features
 
 MIN_SIDE = 32
@@ -52,7 +53,7 @@ class SkipReason(str, enum.Enum):
   GRAYSCALE = "grayscale"                # a genuinely black-and-white photo: no colour to learn
 
 
-class Skip(Exception):
+class Skip(Exception):  # noqa: N818 (a verdict on a file, not an error of the program)
   """A file that is left out, with the reason and a human-readable detail."""
 
   def __init__(self, reason: SkipReason, detail: str):
@@ -101,7 +102,7 @@ def decode(data: bytes, min_side: int = features.GLOBAL_SIZE) -> Image.Image:
     raise Skip(SkipReason.NOT_AN_IMAGE, f"no image format PIL reads starts with {data[:12]!r}") from e
   except Image.DecompressionBombError as e:
     raise Skip(SkipReason.TOO_LARGE, _message(e)) from e
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     # PIL reports broken data as OSError, SyntaxError, ValueError, zlib.error or
     # struct.error depending on the format; all of them mean the file is unusable.
     reason = SkipReason.TRUNCATED if "truncated" in str(e).lower() else SkipReason.CORRUPT

@@ -61,8 +61,8 @@ def local_files(local_dir: str) -> List[str]:
 def upload(local_dir: str, destination: str, workers: int = 8,
            client_factory: Optional[Callable[[], object]] = None, progress: bool = True) -> UploadResult:
   """Uploads local_dir to destination (gs://bucket/prefix), skipping what is already there."""
-  from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from google.api_core import exceptions
+  from tqdm import tqdm
 
   if workers < 1:
     raise UploadError(f"workers must be >= 1, got {workers}")
@@ -102,7 +102,7 @@ def upload(local_dir: str, destination: str, workers: int = 8,
         with lock:
           result.uploaded.append(relative)
           result.bytes_uploaded += size
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       # Reported per file; the next run retries exactly these.
       with lock:
         result.failed[relative] = f"{type(e).__name__}: {e}"
@@ -118,5 +118,5 @@ def upload(local_dir: str, destination: str, workers: int = 8,
 
 
 def _default_client():
-  from google.cloud import storage  # pylint: disable=g-import-not-at-top
+  from google.cloud import storage
   return storage.Client()

@@ -59,7 +59,7 @@ def _f_inverse(f: np.ndarray) -> np.ndarray:
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-  """sRGB uint8 [..., 3] -> CIELAB float32 [..., 3]: L* in [0, 100], a*, b* roughly [-128, 127]."""
+  """SRGB uint8 [..., 3] -> CIELAB float32 [..., 3]: L* in [0, 100], a*, b* roughly [-128, 127]."""
   if rgb.dtype != np.uint8:
     raise TypeError(f"rgb_to_lab expects uint8 sRGB, got {rgb.dtype}")
   xyz = np.take(_LINEAR_LUT, rgb) @ _RGB_TO_XYZ_WHITE
@@ -94,7 +94,7 @@ def l_to_gray(l_star: np.ndarray) -> np.ndarray:
 
 
 def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
-  """sRGB uint8 [..., 3] -> sRGB grey uint8 [...] with the same L*: l_to_gray(rgb_to_lab(rgb)[..., 0]).
+  """SRGB uint8 [..., 3] -> sRGB grey uint8 [...] with the same L*: l_to_gray(rgb_to_lab(rgb)[..., 0]).
 
   Computed from Y alone with integer tables (no cube roots): this is the 299x299
   `gray` feature, the largest array ingestion makes.

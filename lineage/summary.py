@@ -94,7 +94,7 @@ def _describe(type_name: Optional[str], artifact) -> List[str]:
                     f"{props[embed.WEIGHTS_PROPERTY].string_value!r} (fingerprint "
                     f"{props[embed.FINGERPRINT_PROPERTY].string_value[:16]})"]
   if type_name == report_lib.ARTIFACT_TYPE and "mse" in props:
-    return _describe_report({k: _value(v) for k, v in props.items()})
+    return _describe_report({k: value_of(v) for k, v in props.items()})
   if type_name == "ModelBlessing" and "blessed" in props:
     return ["blessed" if props["blessed"].int_value else "not blessed"]
   if type_name == "PushedModel" and "pushed" in props:
@@ -117,5 +117,7 @@ def _describe_report(p) -> List[str]:
   ]
 
 
-def _value(v):
-  return getattr(v, v.WhichOneof("value"))
+def value_of(v: metadata_store_pb2.Value):
+  """A property's plain Python value (structs and protos as their text)."""
+  kind = v.WhichOneof("value")
+  return getattr(v, kind) if kind in ("int_value", "double_value", "string_value", "bool_value") else str(v)

@@ -1,17 +1,17 @@
-"""`colorize photos IN... -o OUTDIR --model DIR`: colorize photos with an exported model.
+"""Colorize photo files with an exported model (the library behind `colorize photos`).
 
-Each photo goes whole through the SavedModel's image signature (trainer/export.py), so
+Each photo goes whole through the SavedModel's image signature (schemas/signatures.py), so
 the output keeps the input's resolution: ab is predicted at 224x224 and merged with the
 photo's own full-resolution L. Photos are turned upright first (EXIF orientation), and
 written upright without an orientation tag, JPEG as JPEG and PNG as PNG, under their
 own names. Unreadable files are skipped with a message; the exit code is 1 if any was.
-TensorFlow is imported only when the command runs, so `colorize --help` stays instant.
+TensorFlow is imported only when a photo is colorized, so `colorize --help` stays instant.
 """
 import io
 import pathlib
 from typing import Dict, Iterable, List, Tuple
 
-import click
+from schemas import signatures
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -26,35 +26,8 @@ class PhotoError(Exception):
   """A photo cannot be read; the message says why."""
 
 
-@click.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=pathlib.Path))
-@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
-              help="Where the colorized photos go (created if missing), under the input file names.")
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="An exported SavedModel, a Trainer's model output, or a Pusher's base directory "
-                   "(its newest version is used).")
-def photos(inputs, output_dir, model_dir):
-  """Colorize photos: JPEG/PNG files, or folders of them, at their original resolution."""
-  jobs = plan(inputs, output_dir)
-  if not jobs:
-    raise click.UsageError(f"no {'/'.join(PHOTO_SUFFIXES)} photos in {', '.join(map(str, inputs))}")
-  saved_model = resolve_model_dir(pathlib.Path(model_dir))
-  click.echo(f"Colorizing {len(jobs)} photo(s) with {saved_model}", err=True)
-  colorize = load_colorizer(saved_model)
-  output_dir.mkdir(parents=True, exist_ok=True)
-
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  failed = []
-  for source, target in tqdm(jobs, unit="photo", dynamic_ncols=True):
-    try:
-      target.write_bytes(colorize_photo(colorize, source.read_bytes(), target.suffix.lower()))
-    except (PhotoError, OSError) as e:
-      failed.append(source)
-      tqdm.write(f"skipped {source}: {e}", file=click.get_text_stream("stderr"))
-  click.echo(f"Colorized {len(jobs) - len(failed)} photo(s) into {output_dir}"
-             + (f"; skipped {len(failed)} unreadable" if failed else ""))
-  if failed:
-    raise SystemExit(1)
+class UsageError(ValueError):
+  """The inputs, output folder or model cannot be used as given; the message says why."""
 
 
 def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> List[Tuple[pathlib.Path, pathlib.Path]]:
@@ -79,57 +52,57 @@ def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> List[Tuple
       name = f"{source.stem}_{used[name]}{suffix}"
     target = output_dir / name
     if target.resolve() == source.resolve():
-      raise click.UsageError(f"{source} would be overwritten: choose another --output-dir")
+      raise UsageError(f"{source} would be overwritten: choose another --output-dir")
     jobs.append((source, target))
   return jobs
 
 
 def resolve_model_dir(path: pathlib.Path) -> pathlib.Path:
   """A SavedModel directory; a Trainer Model artifact (Format-Serving/); or a Pusher base
-  directory of numbered versions, of which the newest."""
+  directory of numbered versions, of which the newest.
+  """
   for candidate in (path, path / "Format-Serving"):
     if (candidate / SAVED_MODEL_FILE).is_file():
       return candidate
   versions = [p for p in path.iterdir() if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file()]
   if not versions:
-    raise click.UsageError(f"no SavedModel in {path} (expected {SAVED_MODEL_FILE}, Format-Serving/ "
+    raise UsageError(f"no SavedModel in {path} (expected {SAVED_MODEL_FILE}, Format-Serving/ "
                            "or numbered version folders)")
   return max(versions, key=lambda p: int(p.name))
 
 
 def load_colorizer(saved_model: pathlib.Path):
   """The SavedModel's image signature."""
-  from pipelines import quiet  # pylint: disable=g-import-not-at-top
-  quiet.install()
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from trainer import export  # pylint: disable=g-import-not-at-top
-  signatures = tf.saved_model.load(str(saved_model)).signatures
-  if export.IMAGE_SIGNATURE not in signatures:
-    raise click.UsageError(f"{saved_model} has no {export.IMAGE_SIGNATURE!r} signature "
-                           f"(it has {sorted(signatures)}); export it with trainer/export.py")
-  return signatures[export.IMAGE_SIGNATURE]
+  import tensorflow as tf
+  loaded = tf.saved_model.load(str(saved_model)).signatures
+  if signatures.IMAGE_SIGNATURE not in loaded:
+    raise UsageError(f"{saved_model} has no {signatures.IMAGE_SIGNATURE!r} signature "
+                     f"(it has {sorted(loaded)}); export it with trainer/export.py")
+  return loaded[signatures.IMAGE_SIGNATURE]
 
 
 def colorize_photo(colorize, data: bytes, suffix: str) -> bytes:
   """Encoded photo -> the colorized photo encoded as `suffix` says (JPEG or PNG)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from trainer import export  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   try:
-    outputs = colorize(**{export.IMAGE_INPUT: tf.constant(upright(data))})
+    outputs = colorize(**{signatures.IMAGE_INPUT: tf.constant(upright(data))})
   except tf.errors.InvalidArgumentError as e:
     raise PhotoError(f"cannot decode image ({e.message.splitlines()[0]})") from e
   if suffix in JPEG_SUFFIXES:
-    return outputs[export.JPEG_OUTPUT].numpy()
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+    return outputs[signatures.JPEG_OUTPUT].numpy()
+  from PIL import Image
   out = io.BytesIO()
-  Image.fromarray(outputs[export.RGB_OUTPUT].numpy()).save(out, format="PNG")
+  Image.fromarray(outputs[signatures.RGB_OUTPUT].numpy()).save(out, format="PNG")
   return out.getvalue()
 
 
 def upright(data: bytes) -> bytes:
   """The photo's bytes as the image signature should see them: unchanged when they are
-  an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to PNG."""
-  from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+  an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to PNG.
+  """
+  from PIL import Image
+  from PIL import ImageOps
+  from PIL import UnidentifiedImageError
   try:
     image = Image.open(io.BytesIO(data))
     image.load()  # truncated files fail here, not half-way through the model

@@ -1,0 +1,201 @@
+"""`colorize compile | submit | schedule | upload | download-coco`: from this machine to the cloud.
+
+The pipeline commands take the same flags and config file as `colorize run`, plus the
+`cloud:` section (pipelines/cloud_config.py) or its flags. cli/main.py registers them.
+"""
+import json
+import os
+import tempfile
+
+import click
+
+from cli import options
+from pipelines import config as config_lib
+
+
+def _cloud_options(f):
+  """Flags for the `cloud:` config section; they override the config file."""
+  options = [
+      click.option("--project", "cloud__project", help="GCP project id."),
+      click.option("--region", "cloud__region", help="Vertex AI / Dataflow region (default us-central1)."),
+      click.option("--image", "cloud__image",
+                   help="The project image (see Dockerfile), e.g. "
+                        "us-central1-docker.pkg.dev/PROJECT/colorize/colorize:0.1.0."),
+      click.option("--service-account", "cloud__service_account",
+                   help="Service account email the pipeline, Dataflow and training run as."),
+      click.option("--label", "cloud__labels", multiple=True, help="KEY=VALUE label on every job (repeatable)."),
+      click.option("--dataflow-runner", "cloud__dataflow__runner",
+                   type=click.Choice(["DataflowRunner", "DirectRunner"]),
+                   help="Beam runner of the ingestion and evaluation steps (default DataflowRunner)."),
+      click.option("--dataflow-machine-type", "cloud__dataflow__machine_type"),
+      click.option("--dataflow-max-workers", "cloud__dataflow__max_workers", type=int),
+      click.option("--vertex-training/--no-vertex-training", "cloud__training__enabled", default=None,
+                   help="Run the Trainer as a Vertex AI Training job (default) or inside its pipeline step."),
+      click.option("--trainer-machine-type", "cloud__training__machine_type", help="Default g2-standard-8."),
+      click.option("--gpu-type", "cloud__training__accelerator_type",
+                   help="NVIDIA_L4 (default), NVIDIA_TESLA_A100, ... or '' for CPU only."),
+      click.option("--gpu-count", "cloud__training__accelerator_count", type=int, help="GPUs per training machine."),
+      click.option("--trainer-replicas", "cloud__training__replica_count", type=int,
+                   help="Training machines; > 1 trains with MultiWorkerMirroredStrategy."),
+  ]
+  for option in reversed(options):
+    f = option(f)
+  return f
+
+
+def _load(config_path, overrides):
+  cfg = options.load_config(config_path, overrides)
+  from pipelines import cloud_config
+  try:
+    cloud_config.require(cfg)
+  except config_lib.ConfigError as e:
+    raise click.UsageError(str(e)) from e
+  return cfg
+
+
+def _compile_to(cfg, target, output):
+  from pipelines import vertex_runner
+  try:
+    vertex_runner.compile_pipeline(cfg, target, output)
+  except vertex_runner.KfpMissingError as e:
+    raise click.ClickException(str(e)) from e
+  except config_lib.ConfigError as e:
+    raise click.UsageError(str(e)) from e
+
+
+@click.command("compile")
+@options.config_options
+@_cloud_options
+@click.option("--target", type=click.Choice(["vertex", "kubeflow"]), default="vertex", show_default=True,
+              help="vertex: a PipelineJob for Vertex AI Pipelines; kubeflow: the pipeline spec for Kubeflow "
+                   "Pipelines v2.")
+@click.option("--output", type=click.Path(dir_okay=False), default="pipeline.json", show_default=True)
+def compile_command(config_path, target, output, **overrides):
+  """Compile the pipeline to JSON for Vertex AI Pipelines or Kubeflow Pipelines v2 (offline)."""
+  cfg = _load(config_path, overrides)
+  _compile_to(cfg, target, output)
+  click.echo(f"wrote {output} ({target}); image {cfg.cloud.image}")
+
+
+def _job_options(f):
+  for option in reversed([
+      click.option("--template", type=click.Path(exists=True, dir_okay=False),
+                   help="A compiled pipeline JSON (colorize compile --target vertex); default: compile now."),
+      click.option("--param", "params", multiple=True,
+                   help="NAME=VALUE for a runtime parameter the compiled pipeline declares (repeatable)."),
+      click.option("--dry-run", is_flag=True, help="Print the request that would be sent and send nothing."),
+  ]):
+    f = option(f)
+  return f
+
+
+def _job_for(cfg, template, params, dry_run, job_id=None):
+  import google.auth
+  from google.auth import credentials as auth_credentials
+
+  from cloud import vertex_jobs
+  values = {}
+  for item in params:
+    name, sep, value = item.partition("=")
+    if not sep:
+      raise click.UsageError(f"--param {item!r} must be NAME=VALUE")
+    values[name] = value
+  if template is None:
+    template = os.path.join(tempfile.mkdtemp(prefix="colorize-"), "pipeline.json")
+    _compile_to(cfg, "vertex", template)
+  # A dry run sends nothing, so it needs no login.
+  credentials = auth_credentials.AnonymousCredentials() if dry_run else None
+  try:
+    return vertex_jobs.pipeline_job(cfg, template, values, job_id=job_id, credentials=credentials)
+  except config_lib.ConfigError as e:
+    raise click.UsageError(str(e)) from e
+  except google.auth.exceptions.DefaultCredentialsError as e:
+    raise click.ClickException(
+        f"no Google Cloud credentials: run `gcloud auth application-default login` "
+        f"(or set GOOGLE_APPLICATION_CREDENTIALS), or use --dry-run. ({e})") from e
+
+
+@click.command("submit")
+@options.config_options
+@_cloud_options
+@_job_options
+@click.option("--job-id", help="Vertex AI job id (default: <pipeline name>-<timestamp>).")
+def submit_command(config_path, template, params, dry_run, job_id, **overrides):
+  """Run the pipeline once on Vertex AI Pipelines."""
+  from cloud import vertex_jobs
+  cfg = _load(config_path, overrides)
+  job = _job_for(cfg, template, params, dry_run, job_id)
+  click.echo(json.dumps(vertex_jobs.submit(job, cfg, dry_run=dry_run), indent=2, sort_keys=True))
+
+
+@click.command("schedule")
+@options.config_options
+@_cloud_options
+@_job_options
+@click.option("--cron", required=True,
+              help='When to run, e.g. "0 3 * * 1" (Mondays 03:00 UTC); "TZ=Europe/Paris 0 3 * * 1".')
+@click.option("--schedule-name", help="Display name of the schedule (default: <pipeline name>-schedule).")
+@click.option("--max-concurrent-runs", type=int, default=1, show_default=True)
+def schedule_command(config_path, template, params, dry_run, cron, schedule_name, max_concurrent_runs, **overrides):
+  """Run the pipeline on a cron schedule on Vertex AI Pipelines."""
+  from cloud import vertex_jobs
+  cfg = _load(config_path, overrides)
+  try:
+    vertex_jobs.check_cron(cron)
+  except config_lib.ConfigError as e:
+    raise click.UsageError(str(e)) from e
+  job = _job_for(cfg, template, params, dry_run)
+  try:
+    request = vertex_jobs.schedule(job, cfg, cron, schedule_name or f"{cfg.pipeline_name}-schedule",
+                                   max_concurrent_runs=max_concurrent_runs, dry_run=dry_run)
+  except config_lib.ConfigError as e:
+    raise click.UsageError(str(e)) from e
+  click.echo(json.dumps(request, indent=2, sort_keys=True))
+
+
+@click.command("upload")
+@click.argument("local_dir", type=click.Path(file_okay=False))
+@click.argument("destination")
+@click.option("--workers", type=int, default=8, show_default=True, help="Parallel uploads.")
+def upload_command(local_dir, destination, workers):
+  """Copy LOCAL_DIR (e.g. a COCO root) to DESTINATION (gs://bucket/prefix); resumable.
+
+  Objects already in the bucket with the same size and CRC32C are skipped, so running
+  it again after an interruption sends only what is missing or changed.
+  """
+  import google.auth.exceptions
+
+  from cloud import gcs_upload
+  try:
+    result = gcs_upload.upload(local_dir, destination, workers=workers)
+  except gcs_upload.UploadError as e:
+    raise click.ClickException(str(e)) from e
+  except google.auth.exceptions.DefaultCredentialsError as e:
+    raise click.ClickException(f"no Google Cloud credentials: run `gcloud auth application-default login` ({e})") from e
+  click.echo(f"uploaded {len(result.uploaded)} files ({result.bytes_uploaded / 1e6:.1f} MB), "
+             f"skipped {len(result.skipped)} already in {destination}, failed {len(result.failed)}")
+  for relative, error in sorted(result.failed.items()):
+    click.echo(f"  failed: {relative}: {error}", err=True)
+  if result.failed:
+    raise click.ClickException(f"{len(result.failed)} files failed; run the same command again to retry them")
+
+
+@click.command("download-coco")
+@click.option("--split", type=click.Choice(["val2017", "train2017"]), default="val2017", show_default=True,
+              help="val2017: 5k images (815 MB); train2017: 118k images (19 GB). Annotations come with either.")
+@click.option("--dest", required=True, type=click.Path(file_okay=False), help="The COCO root to create or complete.")
+@click.option("--keep-zips/--delete-zips", default=False, show_default=True,
+              help="Keep the downloaded zips after unpacking.")
+@click.option("--base-url", default=None, help="A mirror of cocodataset.org (same files, same checksums).")
+def download_coco_command(split, dest, keep_zips, base_url):
+  """Download and unpack the official COCO 2017 zips into a COCO root (resumable, checksummed)."""
+  from cloud import coco_download
+  try:
+    unpacked = coco_download.download_split(split, dest, base_url=base_url or coco_download.OFFICIAL_BASE_URL,
+                                            keep_zips=keep_zips)
+  except coco_download.DownloadError as e:
+    raise click.ClickException(str(e)) from e
+  click.echo(f"{dest} holds {split} and annotations/ "
+             f"({'unpacked ' + ', '.join(unpacked) if unpacked else 'already complete'})")
+
+COMMANDS = (compile_command, submit_command, schedule_command, upload_command, download_coco_command)

@@ -1,0 +1,50 @@
+"""The `colorize` command line: run the pipeline, colorize photos, inspect lineage, go to the cloud.
+
+Every command module keeps heavy imports (TensorFlow, TFX) inside its commands, so
+`colorize --help` is instant.
+"""
+import click
+
+from cli import cloud
+from cli import lineage
+from cli import options
+from cli import photos
+from cli import quiet
+from pipelines import config as config_lib
+
+
+@click.group()
+def main():
+  """Colorize black-and-white photographs with a TFX pipeline (Deep Koalarization)."""
+  quiet.install()
+
+
+@main.command()
+@options.config_options
+@click.option("--until", "last_stage", type=click.Choice(config_lib.STAGES), default=config_lib.STAGES[-1],
+              show_default=True, help="Run the pipeline up to this stage.")
+@click.option("--cpu-replicas", type=int, default=0,
+              help="Split the CPU into N logical devices so MirroredStrategy trains N replicas without a GPU.")
+def run(config_path, last_stage, cpu_replicas, **overrides):
+  """Run the pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata)."""
+  _run_locally(options.load_config(config_path, overrides), last_stage, cpu_replicas)
+
+
+@main.command()
+@options.config_options
+def ingest(config_path, **overrides):
+  """Run only the ingestion stage: COCO -> TFRecords (an Examples artifact) + skip report."""
+  _run_locally(options.load_config(config_path, overrides), config_lib.STAGES[0])
+
+
+def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
+  from lineage import summary
+  from pipelines import local_runner
+  local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
+  summary.print_run_summary(cfg)
+
+
+for _command in cloud.COMMANDS:
+  main.add_command(_command)
+main.add_command(lineage.lineage)
+main.add_command(photos.photos)

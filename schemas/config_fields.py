@@ -1,0 +1,72 @@
+"""Typed, checked configuration sections: the one rule for turning a mapping into a dataclass.
+
+The pipeline config (pipelines/config.py), the cloud section (pipelines/cloud_config.py)
+and the Trainer's settings (trainer/settings.py) are dataclasses with typed defaults.
+A value is accepted only with its field's exact type (an int where an int is due; a
+float or an int where a float is; never a bool for a number), finite, and a tuple of
+strings as a list or a comma-separated string (what a command-line flag gives).
+Every error is a ConfigError naming the key.
+"""
+import dataclasses
+import math
+from typing import Any, Dict, Mapping, Type, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+  """A configuration value is missing or invalid; the message says which."""
+
+
+def build(cls: Type[T], values: Any, section: str, nested: Mapping[str, Any] = ()) -> T:
+  """`values` (a mapping) -> cls(...), each value checked against its field's default.
+
+  nested: fields already built by the caller (sub-sections); they are not read from values.
+  """
+  if not isinstance(values, dict):
+    raise ConfigError(f"{section or 'the config'} must be a mapping of keys to values, got {values!r}")
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  prefix = f"{section}." if section else ""
+  defaults = cls(**dict(nested))
+  kwargs: Dict[str, Any] = dict(nested)
+  for key, value in values.items():
+    if key not in fields or key in nested:
+      raise ConfigError(f"unknown config key {prefix}{key}; known: {', '.join(sorted(set(fields) - set(nested)))}")
+    kwargs[key] = typed(f"{prefix}{key}", value, getattr(defaults, key))
+  return cls(**kwargs)
+
+
+def typed(key: str, value: Any, default: Any) -> Any:
+  """`value` if it has the type of `default` (see the module doc), else a ConfigError."""
+  if isinstance(default, bool):
+    ok = isinstance(value, bool)
+  elif isinstance(default, int):
+    ok = isinstance(value, int) and not isinstance(value, bool)
+  elif isinstance(default, float):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    value = float(value) if ok else value
+  elif isinstance(default, str):
+    ok = isinstance(value, str)
+  elif isinstance(default, tuple):
+    if isinstance(value, str):
+      value = tuple(v.strip() for v in value.split(",") if v.strip())
+    ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    value = tuple(value) if ok else value
+  else:
+    raise TypeError(f"{key}: no rule for fields of type {type(default).__name__}")
+  if not ok:
+    want = "a list of strings" if isinstance(default, tuple) else _kind(default)
+    finite = " (finite)" if isinstance(default, float) else ""
+    raise ConfigError(f"{key} must be {want}{finite}, got {value!r}")
+  return value
+
+
+def check(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
+
+
+def _kind(value: Any) -> str:
+  names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+           dict: "a mapping", list: "a list", tuple: "a list", type(None): "nothing"}
+  return names.get(type(value), type(value).__name__)

@@ -1,0 +1,42 @@
+"""The exported SavedModel's interface: signature names, input and output keys.
+
+trainer/export.py builds the signatures; the Evaluator's config, the evaluation report,
+`colorize photos` and any client call them by these names. Kept here, TF-free, so that
+reading them never imports the model.
+
+Signatures:
+
+  EXAMPLES_SIGNATURE "serving_default": what TFMA's Evaluator feeds.
+    in  EXAMPLES_INPUT "examples": string [batch] serialized tf.Examples (only `l` and
+        `gray` are read; `ab` may be absent)
+    out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], predicted a*b* / 128 in [-1, 1]
+        (the scale of the `ab` label, schemas/features.py)
+
+  IMAGE_SIGNATURE "colorize_image": a whole photo.
+    in  IMAGE_INPUT "image_bytes": string [] one encoded JPEG/PNG/GIF/BMP image, any size
+        (grey, RGB or RGBA; alpha is dropped)
+    out JPEG_OUTPUT "colorized_jpeg": string [] the colorized photo as JPEG (quality 95,
+        no chroma subsampling) at the ORIGINAL resolution
+        RGB_OUTPUT "colorized_rgb": uint8 [height, width, 3] the same pixels, for clients
+        that encode themselves
+    The full frame is resized to 224x224 (and 299x299 for the global features), ab is
+    predicted at 224, resized back to the original size and merged with the original
+    full-resolution L (colours the sRGB gamut lacks at that lightness are desaturated,
+    not clipped, so the photo's L is kept).
+
+  L_SIGNATURE "predict_ab": the bare network on L.
+    in  L_INPUT "l": float32 [batch, 224, 224, 1], L* / 50 - 1 in [-1, 1]
+    out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], a*b* / 128 in [-1, 1]
+"""
+from schemas import features
+
+EXAMPLES_SIGNATURE = "serving_default"
+IMAGE_SIGNATURE = "colorize_image"
+L_SIGNATURE = "predict_ab"
+
+EXAMPLES_INPUT = "examples"
+IMAGE_INPUT = "image_bytes"
+L_INPUT = features.L_KEY
+AB_OUTPUT = features.AB_KEY
+JPEG_OUTPUT = "colorized_jpeg"
+RGB_OUTPUT = "colorized_rgb"

@@ -1,0 +1,120 @@
+"""The pipeline and its custom components build as declared, without running anything.
+
+In the style of TFX's own component_test.py files: construct with hand-made channels and
+check specs, parameters and wiring. The slow end-to-end tests run what is built here.
+"""
+import dataclasses
+import json
+
+import pytest
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
+from components.ingest import component as ingest_component
+from components.report import component as report_component
+from pipelines import config as config_lib
+from pipelines import pipeline as pipeline_lib
+
+_IDS_BY_STAGE = {
+    "ingest": ["CocoIngest"],
+    "embed": ["CocoIngest"],  # the Embed step is there only with train.global_features: precomputed
+    "train": ["CocoIngest", "ImportSchemaGen", "Trainer"],
+    "evaluate": ["CocoIngest", "ImportSchemaGen", "Trainer", "latest_blessed_model_resolver", "Evaluator",
+                 "EvaluationReport"],
+    "push": ["CocoIngest", "ImportSchemaGen", "Trainer", "latest_blessed_model_resolver", "Evaluator",
+             "EvaluationReport", "Pusher"],
+}
+
+
+def _build(cfg, last_stage, **kwargs):
+  return pipeline_lib.from_config(cfg, last_stage=last_stage, **kwargs)
+
+
+def _by_id(pipeline):
+  return {c.id: c for c in pipeline.components}
+
+
+def test_stage_names_are_the_pipelines():
+  assert tuple(_IDS_BY_STAGE) == config_lib.STAGES
+
+
+@pytest.mark.parametrize("stage", config_lib.STAGES)
+def test_each_stage_builds_exactly_its_components(tmp_path, stage):
+  cfg = config_lib.from_dict({"output_root": str(tmp_path)})
+  pipeline = _build(cfg, stage)
+  assert sorted(c.id for c in pipeline.components) == sorted(_IDS_BY_STAGE[stage])
+  assert pipeline.pipeline_info.pipeline_root == cfg.pipeline_root
+
+
+def test_components_are_wired_to_each_other(tmp_path):
+  cfg = config_lib.from_dict({"output_root": str(tmp_path), "train": {"epochs": 3}, "evaluate": {"grid_rows": 5}})
+  parts = _by_id(_build(cfg, "push"))
+  examples = parts["CocoIngest"].outputs["examples"]
+  trainer, evaluator = parts["Trainer"], parts["Evaluator"]
+  assert trainer.inputs["examples"] is examples
+  assert trainer.inputs["schema"] is parts["ImportSchemaGen"].outputs["schema"]
+  assert json.loads(trainer.exec_properties["custom_config"]) == {"train": dataclasses.asdict(cfg.train)}
+  assert evaluator.inputs["examples"] is examples and evaluator.inputs["model"] is trainer.outputs["model"]
+  assert evaluator.inputs["baseline_model"] is parts["latest_blessed_model_resolver"].outputs["model"]
+  report = parts["EvaluationReport"]
+  assert report.inputs["blessing"] is evaluator.outputs["blessing"] and report.exec_properties["grid_rows"] == 5
+  pusher = parts["Pusher"]
+  assert pusher.inputs["model_blessing"] is evaluator.outputs["blessing"]
+  assert cfg.serving_model_dir in str(pusher.exec_properties["push_destination"])
+
+
+def test_precomputed_global_features_put_embed_between_ingestion_and_training(tmp_path):
+  cfg = config_lib.from_dict({"output_root": str(tmp_path),
+                              "train": {"global_features": "precomputed", "weights": "none", "epochs": 3}})
+  assert sorted(_by_id(_build(cfg, "embed"))) == ["CocoIngest", "Embed"]
+  parts = _by_id(_build(cfg, "push", embed_beam_pipeline_args=["--machine_type=n1-standard-8"]))
+  embed = parts["Embed"]
+  assert embed.inputs["examples"] is parts["CocoIngest"].outputs["examples"]
+  assert parts["Trainer"].inputs["examples"] is embed.outputs["embedded_examples"]
+  # The evaluation scores the served model on the ingested examples, as in live mode.
+  assert parts["Evaluator"].inputs["examples"] is parts["CocoIngest"].outputs["examples"]
+  # Only the weights reach the Embed step's parameters (its cache key), not the other training settings.
+  assert embed.exec_properties == {"weights": "none", "batch_size": 32, "embedder_fn": "trainer.model.build_embedder"}
+  assert embed.executor_spec.beam_pipeline_args == ["--machine_type=n1-standard-8"]
+  assert "--machine_type=n1-standard-8" not in parts["CocoIngest"].executor_spec.beam_pipeline_args
+
+
+def test_vertex_training_swaps_in_the_cloud_trainer(tmp_path):
+  cfg = config_lib.from_dict({"output_root": str(tmp_path)})
+  ext = tfx.extensions.google_cloud_ai_platform
+  args = {ext.ENABLE_VERTEX_KEY: True, ext.VERTEX_REGION_KEY: "us-central1", ext.TRAINING_ARGS_KEY: {"project": "p"}}
+  trainer = _by_id(_build(cfg, "train", vertex_training_args=args))["Trainer"]
+  assert isinstance(trainer, ext.Trainer)
+  assert json.loads(trainer.exec_properties["custom_config"])[ext.VERTEX_REGION_KEY] == "us-central1"
+
+
+def test_an_unknown_stage_is_refused(tmp_path):
+  cfg = config_lib.from_dict({"output_root": str(tmp_path)})
+  with pytest.raises(ValueError, match="last_stage must be one of"):
+    _build(cfg, "deploy")
+
+
+def test_coco_ingest_spec():
+  ingest = ingest_component.CocoIngest(input_base="/data/coco", max_images=7, categories="dog,cat", test_images=10,
+                                       test_fraction=0.2, eval_fraction=0.1, keep_grayscale=True)
+  assert ingest.exec_properties == {
+      "input_base": "/data/coco", "max_images": 7, "categories": "dog,cat", "test_images": 10,
+      "test_fraction": 0.2, "eval_fraction": 0.1, "keep_grayscale": 1}
+  assert ingest.outputs["examples"].type == standard_artifacts.Examples
+  assert ingest.inputs == {}
+  assert ingest.driver_class is not None and "Beam" in type(ingest.executor_spec).__name__
+
+
+def test_evaluation_report_spec_with_hand_made_channels():
+  channel = lambda artifact_type: tfx.dsl.Channel(type=artifact_type)  # noqa: E731
+  report = report_component.EvaluationReport(
+      examples=channel(standard_artifacts.Examples), model=channel(standard_artifacts.Model),
+      evaluation=channel(standard_artifacts.ModelEvaluation), blessing=channel(standard_artifacts.ModelBlessing),
+      grid_rows=3)
+  assert report.exec_properties == {"grid_rows": 3}
+  assert report.outputs["report"].type == report_component.ColorizationReport
+  assert set(report.inputs) == {"examples", "model", "evaluation", "blessing"}
+  with pytest.raises(TypeError):
+    report_component.EvaluationReport(
+        examples=channel(standard_artifacts.Model), model=channel(standard_artifacts.Model),
+        evaluation=channel(standard_artifacts.ModelEvaluation), blessing=channel(standard_artifacts.ModelBlessing))

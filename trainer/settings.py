@@ -1,0 +1,57 @@
+"""The Trainer's settings: what `colorize run` passes as custom_config["train"] and run_fn reads.
+
+Defined here, at the lowest layer that needs them; pipelines/config.py nests them as
+the `train:` section of the one config.
+"""
+import dataclasses
+from typing import Any, Dict
+
+from schemas import config_fields
+
+STRATEGIES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
+MIXED_PRECISION = ("auto", "on", "off")
+WEIGHTS = ("imagenet", "none")  # or a local .h5 / .keras weights file
+WEIGHTS_FILE_SUFFIXES = (".h5", ".keras")
+LIVE = "live"
+PRECOMPUTED = "precomputed"
+GLOBAL_FEATURES = (LIVE, PRECOMPUTED)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  epochs: int = 2
+  steps_per_epoch: int = 0               # 0 = one pass over the train split per epoch
+  eval_steps: int = 0                    # 0 = one pass over the eval split
+  batch_size: int = 8                    # per replica; global batch = batch_size x replicas
+  learning_rate: float = 1e-3
+  weights: str = "imagenet"              # "imagenet", "none" (random init, offline) or a local .h5/.keras weights file
+  # live: Inception-ResNet-v2 runs in every training step; precomputed: once per photo in
+  # the Embed component, and training runs only the colorizer head (README).
+  global_features: str = LIVE
+  augment: bool = True
+  seed: int = 42
+  strategy: str = "auto"                 # one of STRATEGIES
+  mixed_precision: str = "auto"          # auto (on for GPUs) | on | off
+  checkpoint_steps: int = 200            # save resume state every N steps (and at each epoch end)
+
+  def validate(self) -> "TrainConfig":
+    check = config_fields.check
+    check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+    check(self.steps_per_epoch >= 0, f"train.steps_per_epoch must be >= 0, got {self.steps_per_epoch}")
+    check(self.eval_steps >= 0, f"train.eval_steps must be >= 0, got {self.eval_steps}")
+    check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+    check(self.learning_rate > 0, f"train.learning_rate must be > 0, got {self.learning_rate}")
+    check(self.weights in WEIGHTS or self.weights.endswith(WEIGHTS_FILE_SUFFIXES),
+          f"train.weights must be 'imagenet', 'none' or a .h5/.keras weights file, got {self.weights!r}")
+    check(self.global_features in GLOBAL_FEATURES,
+          f"train.global_features must be {' or '.join(GLOBAL_FEATURES)}, got {self.global_features!r}")
+    check(self.strategy in STRATEGIES, f"train.strategy must be {'|'.join(STRATEGIES)}, got {self.strategy!r}")
+    check(self.mixed_precision in MIXED_PRECISION,
+          f"train.mixed_precision must be {'|'.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+    check(self.checkpoint_steps >= 1, f"train.checkpoint_steps must be >= 1, got {self.checkpoint_steps}")
+    return self
+
+
+def from_dict(values: Dict[str, Any]) -> TrainConfig:
+  """The `train:` mapping (a config file section, or custom_config["train"]) -> a checked TrainConfig."""
+  return config_fields.build(TrainConfig, values, "train").validate()
