@@ -18,6 +18,7 @@ from components.embed import executor
 from components.ingest import tfrecord_gzip
 from schemas import embedding_info
 from schemas import features
+from schemas import signatures
 from trainer import export
 from trainer import model as model_lib
 from trainer import settings
@@ -128,7 +129,7 @@ def test_served_model_equals_the_colorizer_head_on_the_stored_embedding(embedded
   last = head.get_layer(features.AB_KEY)
   last.set_weights([last.get_weights()[0], np.array(TINT_BIAS, np.float32)])
   export.export(head, str(tmp_path / "model"), embedder=embedder)
-  serve = tf.saved_model.load(str(tmp_path / "model")).signatures[export.EXAMPLES_SIGNATURE]
+  serve = tf.saved_model.load(str(tmp_path / "model")).signatures[signatures.EXAMPLES_SIGNATURE]
 
   # One real photo: the served model computes Inception-ResNet-v2 itself, from the
   # ingested example (no embedding in it); the head reads the stored float16 embedding.
@@ -136,7 +137,7 @@ def test_served_model_equals_the_colorizer_head_on_the_stored_embedding(embedded
   stored = [r for r in _records(embedded, "test")
             if tf.train.Example.FromString(r).features.feature["image_id"] ==
             tf.train.Example.FromString(ingested).features.feature["image_id"]]
-  served = serve(**{export.EXAMPLES_INPUT: tf.constant([ingested])})[export.AB_OUTPUT].numpy()
+  served = serve(**{signatures.EXAMPLES_INPUT: tf.constant([ingested])})[signatures.AB_OUTPUT].numpy()
   inputs = features.parse_examples(tf.constant(stored), features.MODEL_KEYS_PRECOMPUTED)
   from_head = np.asarray(head({k: inputs[k] for k in (features.L_KEY, features.EMBEDDING_KEY)}))
   assert np.abs(served).max() > 0.05  # really coloured (the tint), not a trivial zero
