@@ -79,7 +79,7 @@ def _prepare(workdir: str) -> Dict[str, Any]:
   examples.uri = os.path.join(workdir, "examples")
   start = _clock()
   executor.Executor().Do({}, {executor.EXAMPLES_KEY: [examples]}, {
-      "input_base": COCO128, "max_images": 0, "categories": "", "test_images": ingest.test_images,
+      "input_base": COCO128, "max_images": 0, "categories": "",
       "test_fraction": ingest.test_fraction, "eval_fraction": ingest.eval_fraction, "keep_grayscale": 0})
   ingested = _clock()
   embedded = standard_artifacts.Examples()

@@ -16,12 +16,15 @@ from typing import Any, Dict, List, Optional, Sequence
 from tfx import v1 as tfx
 
 from components.embed.component import Embed
+from components.ingest import spans
 from components.ingest.component import CocoIngest
 from components.report.component import EvaluationReport
 from pipelines import config as config_lib
 from pipelines import evaluation
 from schemas import features
 from trainer import settings
+
+ENDPOINT_PUSHER = "EndpointPusher"
 
 
 def create_pipeline(
@@ -39,6 +42,7 @@ def create_pipeline(
     last_stage: str = "push",
     vertex_training_args: Optional[Dict[str, Any]] = None,
     embed_beam_pipeline_args: Sequence[str] = (),
+    vertex_serving_args: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline up to and including `last_stage` (one of config_lib.STAGES).
 
@@ -47,6 +51,8 @@ def create_pipeline(
   TFX's penguin example does; None trains inside the pipeline's own process/container.
   embed_beam_pipeline_args: Beam arguments added for the Embed step only (Dataflow GPU
   workers: pipelines/cloud_config.py).
+  vertex_serving_args: custom_config (pipelines/cloud_config.py) of TFX's Vertex Pusher, which
+  then also deploys each blessed model to a Vertex AI Endpoint; None deploys nowhere.
   """
   if last_stage not in config_lib.STAGES:
     raise ValueError(f"last_stage must be one of {config_lib.STAGES}, got {last_stage!r}")
@@ -54,9 +60,11 @@ def create_pipeline(
 
   ingest_component = CocoIngest(
       input_base=data_root,
+      snapshot_pattern=ingest.snapshot,
+      snapshot_files=ingest.snapshot_files,
+      span=ingest.span,
       max_images=ingest.max_images,
       categories=",".join(ingest.categories),
-      test_images=ingest.test_images,
       test_fraction=ingest.test_fraction,
       eval_fraction=ingest.eval_fraction,
       keep_grayscale=ingest.keep_grayscale,
@@ -73,6 +81,21 @@ def create_pipeline(
     components.append(embed)
 
   if "train" in stages:
+    if ingest.train_spans > 1:
+      if train.global_features == settings.PRECOMPUTED:
+        raise ValueError("train.global_features: precomputed embeds the newest span only; "
+                         "use ingest.train_spans: 1 or train.global_features: live")
+      # Accumulating data: every ingested span so far (this run's included), the newest N of them.
+      spans_resolver = tfx.dsl.Resolver(
+          strategy_class=spans.LatestSpansStrategy,
+          config={"range_config": tfx.proto.RangeConfig(
+              rolling_range=tfx.proto.RollingRange(num_spans=ingest.train_spans))},
+          examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                   producer_component_id=ingest_component.id),
+      ).with_id("latest_spans_resolver")
+      spans_resolver.add_upstream_node(ingest_component)
+      train_examples = spans_resolver.outputs["examples"]
+      components.append(spans_resolver)
     schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
     trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training_args
                    else tfx.components.Trainer)
@@ -118,6 +141,12 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
     ))
+    if vertex_serving_args:
+      components.append(tfx.extensions.google_cloud_ai_platform.Pusher(
+          model=trainer.outputs["model"],
+          model_blessing=evaluator.outputs["blessing"],
+          custom_config=vertex_serving_args,
+      ).with_id(ENDPOINT_PUSHER))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,

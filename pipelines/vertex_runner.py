@@ -3,7 +3,8 @@
 Compiling is offline: no credentials, no network, nothing uploaded. Code is referenced by
 import path (run_fn, executor classes) and baked into the project image, so TFX has no
 module file to package. The JSON names the image, Dataflow for the Beam steps, the Vertex
-Training job for the Trainer and each step's resources, all from pipelines/cloud_config.py.
+Training job for the Trainer, each step's resources and the Vertex AI Endpoint blessed models
+are deployed to, all from pipelines/cloud_config.py.
 """
 import json
 import os
@@ -37,6 +38,7 @@ def build_pipeline(cfg: config_lib.PipelineConfig):
       beam_pipeline_args=cloud_config.beam_pipeline_args(cfg),
       vertex_training_args=cloud_config.vertex_training_args(cfg),
       embed_beam_pipeline_args=cloud_config.embed_beam_pipeline_args(cfg),
+      vertex_serving_args=cloud_config.vertex_serving_args(cfg),
   )
   ids = {c.id for c in pipeline.components}
   unknown = sorted(set(cloud.step_resources) - ids)
@@ -71,12 +73,26 @@ def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str) -
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
           display_name=cfg.pipeline_name, default_image=cloud.image))
   job = runner.run(pipeline, write_out=False)
+  _keep_example_gen_resources(job["pipelineSpec"], pipeline)
   job.setdefault("labels", {}).update(cloud.labels)
   document = job if target == "vertex" else job["pipelineSpec"]
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output, "w") as f:
     json.dump(document, f, indent=2, sort_keys=True)
   return document
+
+
+def _keep_example_gen_resources(spec: Dict[str, Any], pipeline) -> None:
+  """TFX's step builder gives a FileBasedExampleGen (CocoIngest) its pre-cache check but drops its
+  platform_config (tfx/orchestration/kubeflow/v2/step_builder.py); put the step's resources back.
+  """
+  from google.protobuf import json_format
+  from tfx.components.example_gen.component import FileBasedExampleGen
+  for component in pipeline.components:
+    if isinstance(component, FileBasedExampleGen) and component.platform_config:
+      label = spec["components"][spec["root"]["dag"]["tasks"][component.id]["componentRef"]["name"]]["executorLabel"]
+      spec["deploymentSpec"]["executors"][label]["container"].setdefault(
+          "resources", json_format.MessageToDict(component.platform_config))
 
 
 def _to_image_paths(component) -> None:
