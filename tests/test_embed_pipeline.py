@@ -5,9 +5,9 @@ import json
 import pytest
 
 from components import embed
+from lineage import summary
 from pipelines import config
 from pipelines import local_runner
-from pipelines import summary
 from trainer import model as model_lib
 
 
