@@ -14,7 +14,7 @@ from trainer import model as model_lib
 @pytest.mark.slow
 def test_embedding_reruns_when_the_weights_change_not_when_training_settings_do(coco128, tmp_path):
   settings = {"output_root": str(tmp_path / "runs"),
-              "ingest": {"data_root": str(coco128), "max_images": 8, "test_images": 2}}
+              "ingest": {"data_root": str(coco128), "max_images": 8, "test_fraction": 0.25}}
 
   def run_until_embed(**train):
     cfg = config.from_dict({**settings, "train": {"weights": "none", "global_features": "precomputed", **train}})
