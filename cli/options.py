@@ -38,6 +38,8 @@ def config_options(f):
       click.option("--weights", "train__weights",
                    help="Inception-ResNet-v2 weights: imagenet (downloads once), none (random, offline) or a local "
                         "file."),
+      click.option("--global-features", "train__global_features", type=click.Choice(settings.GLOBAL_FEATURES),
+                   help="live: Inception-ResNet-v2 in every training step; precomputed: once per photo (Embed step)."),
       click.option("--strategy", "train__strategy",
                    type=click.Choice(settings.STRATEGIES)),
       click.option("--seed", "train__seed", type=int),

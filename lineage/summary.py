@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Tuple
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import embed
 from components import report as report_lib
 from pipelines import config as config_lib
 
@@ -87,6 +88,11 @@ def _describe(type_name: Optional[str], artifact) -> List[str]:
     if "skip_report" in props:
       lines.append(f"skip report: {props['skip_report'].string_value}")
     return [l for l in lines if l]
+  if type_name == "Examples" and embed.FINGERPRINT_PROPERTY in props:
+    lines = [f"splits: {props['split_counts'].string_value}"] if "split_counts" in props else []
+    return lines + [f"with the Inception-ResNet-v2 class vector of weights "
+                    f"{props[embed.WEIGHTS_PROPERTY].string_value!r} (fingerprint "
+                    f"{props[embed.FINGERPRINT_PROPERTY].string_value[:16]})"]
   if type_name == report_lib.ARTIFACT_TYPE and "mse" in props:
     return _describe_report({k: value_of(v) for k, v in props.items()})
   if type_name == "ModelBlessing" and "blessed" in props:

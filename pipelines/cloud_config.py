@@ -35,6 +35,7 @@ LOCAL_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_ACCELERATOR = re.compile(r"^nvidia-[a-z0-9-]+$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 # Vertex AI's prebuilt TensorFlow serving images, by TF version: the one the model is exported
 # with (tests/test_deploy.py pins it to the installed TensorFlow).
@@ -57,6 +58,10 @@ class DataflowConfig:
   machine_type: str = "n1-standard-4"
   max_workers: int = 8
   disk_size_gb: int = 0                  # 0 = Dataflow's default
+  # The Embed step only (train.global_features: precomputed): Inception-ResNet-v2 on GPU workers.
+  embed_machine_type: str = "n1-standard-8"
+  embed_accelerator: str = "nvidia-tesla-t4"  # a Dataflow GPU type; "" = CPU workers of machine_type
+  embed_accelerator_count: int = 1
 
 
 @dataclasses.dataclass
@@ -128,6 +133,13 @@ class CloudConfig:
     _check(d.max_workers >= 1, f"cloud.dataflow.max_workers must be >= 1, got {d.max_workers}")
     _check(d.disk_size_gb >= 0, f"cloud.dataflow.disk_size_gb must be >= 0, got {d.disk_size_gb}")
     _check(bool(d.machine_type), "cloud.dataflow.machine_type must be set")
+    if d.embed_accelerator:
+      _check(bool(_ACCELERATOR.match(d.embed_accelerator)),
+             f"cloud.dataflow.embed_accelerator must be a Dataflow GPU type like nvidia-tesla-t4, got "
+             f"{d.embed_accelerator!r}")
+      _check(d.embed_accelerator_count >= 1,
+             f"cloud.dataflow.embed_accelerator_count must be >= 1, got {d.embed_accelerator_count}")
+      _check(bool(d.embed_machine_type), "cloud.dataflow.embed_machine_type must be set with embed_accelerator")
     _check(bool(t.machine_type), "cloud.training.machine_type must be set")
     _check(t.replica_count >= 1, f"cloud.training.replica_count must be >= 1, got {t.replica_count}")
     if t.accelerator_type:
@@ -235,6 +247,21 @@ def beam_pipeline_args(cfg) -> List[str]:
     args.append(f"--service_account_email={cloud.service_account}")
   args += [f"--labels={k}={v}" for k, v in sorted(cloud.labels.items())]
   return args + list(cfg.beam_pipeline_args)
+
+
+def embed_beam_pipeline_args(cfg) -> List[str]:
+  """Beam arguments added for the Embed step: Dataflow GPU workers, one SDK process each
+  (several processes would each load Inception-ResNet-v2 onto the same GPU).
+  """
+  d = require(cfg).dataflow
+  if d.runner == "DirectRunner" or not d.embed_accelerator:
+    return []
+  return [
+      f"--machine_type={d.embed_machine_type}",
+      f"--dataflow_service_options=worker_accelerator=type:{d.embed_accelerator};"
+      f"count:{d.embed_accelerator_count};install-nvidia-driver",
+      "--experiments=no_use_multiple_sdk_containers",
+  ]
 
 
 def vertex_training_args(cfg) -> Optional[Dict[str, Any]]:

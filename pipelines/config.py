@@ -16,7 +16,8 @@ from schemas.config_fields import ConfigError  # the error every config module r
 from trainer import settings
 
 # The pipeline's stages in order; `colorize run --until STAGE` stops after one.
-STAGES = ("ingest", "train", "evaluate", "push")
+# "embed" adds a step only with train.global_features: precomputed.
+STAGES = ("ingest", "embed", "train", "evaluate", "push")
 DEFAULT_PIPELINE_NAME = "colorize"
 # Bundled real COCO-layout demo data, relative to the project root.
 DEMO_DATA_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "coco_demo")

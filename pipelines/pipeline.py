@@ -1,4 +1,9 @@
-"""The colorization pipeline: ingest -> train -> evaluate -> push.
+"""The colorization pipeline: ingest -> [embed] -> train -> evaluate -> push.
+
+With train.global_features: precomputed, an Embed step between ingestion and training
+adds Inception-ResNet-v2's class vector to the examples once, and the Trainer reads
+those; the Evaluator and the report keep scoring the ingested test examples with the
+full served model, so their numbers mean the same in both modes.
 
 One `create_pipeline` serves every runner (local, Kubeflow, Vertex AI): runners only
 build configuration and call it. Code is referenced by import path (`run_fn`,
@@ -10,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
+from components.embed.component import Embed
 from components.ingest import spans
 from components.ingest.component import CocoIngest
 from components.report.component import EvaluationReport
@@ -35,6 +41,7 @@ def create_pipeline(
     enable_cache: bool = True,
     last_stage: str = "push",
     vertex_training_args: Optional[Dict[str, Any]] = None,
+    embed_beam_pipeline_args: Sequence[str] = (),
     vertex_serving_args: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline up to and including `last_stage` (one of config_lib.STAGES).
@@ -42,6 +49,8 @@ def create_pipeline(
   vertex_training_args: custom_config entries (built by pipelines/cloud_config.py) that run
   the Trainer as a Vertex AI Training job on the project image (GPUs, worker pools), as
   TFX's penguin example does; None trains inside the pipeline's own process/container.
+  embed_beam_pipeline_args: Beam arguments added for the Embed step only (Dataflow GPU
+  workers: pipelines/cloud_config.py).
   vertex_serving_args: custom_config (pipelines/cloud_config.py) of TFX's Vertex Pusher, which
   then also deploys each blessed model to a Vertex AI Endpoint; None deploys nowhere.
   """
@@ -62,9 +71,20 @@ def create_pipeline(
   )
   components: List = [ingest_component]
 
+  train_examples = ingest_component.outputs["examples"]
+  if "embed" in stages and train.global_features == settings.PRECOMPUTED:
+    # Only the weights reach the Embed step: other training settings leave its cache key alone.
+    embed = Embed(examples=train_examples, weights=train.weights)
+    if embed_beam_pipeline_args:
+      embed = embed.with_beam_pipeline_args(list(embed_beam_pipeline_args))
+    train_examples = embed.outputs["embedded_examples"]
+    components.append(embed)
+
   if "train" in stages:
-    train_examples = ingest_component.outputs["examples"]
     if ingest.train_spans > 1:
+      if train.global_features == settings.PRECOMPUTED:
+        raise ValueError("train.global_features: precomputed embeds the newest span only; "
+                         "use ingest.train_spans: 1 or train.global_features: live")
       # Accumulating data: every ingested span so far (this run's included), the newest N of them.
       spans_resolver = tfx.dsl.Resolver(
           strategy_class=spans.LatestSpansStrategy,

@@ -37,6 +37,7 @@ def build_pipeline(cfg: config_lib.PipelineConfig):
       metadata_connection_config=None,
       beam_pipeline_args=cloud_config.beam_pipeline_args(cfg),
       vertex_training_args=cloud_config.vertex_training_args(cfg),
+      embed_beam_pipeline_args=cloud_config.embed_beam_pipeline_args(cfg),
       vertex_serving_args=cloud_config.vertex_serving_args(cfg),
   )
   ids = {c.id for c in pipeline.components}

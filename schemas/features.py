@@ -8,11 +8,15 @@ Encodings (raw bytes in a tf.Example, row-major, height x width x channels):
   ab    uint8, 224x224x2. a*, b* clipped to [-128, 127] stored as round(ab) + 128.
   gray  uint8, 299x299x1. The sRGB grey level with the same L* (a = b = 0): the
         colourless photo Inception-ResNet-v2 sees, at its own input size.
+  embedding  float16 little-endian, 1000 values (2000 bytes). Inception-ResNet-v2's class
+        vector (softmax) of `gray`: only in the Examples the Embed component writes
+        (components/embed/), absent from the ingested ones.
 
 Model-facing scales (what `parse_examples` returns and the network consumes):
   l     float32 in [-1, 1]  = L / 50 - 1
   ab    float32 in [-1, 1)  = ab / 128        (the regression target; MSE is on this)
   gray  float32 in [-1, 1]  = grey / 127.5 - 1 (Inception-ResNet-v2's preprocess_input)
+  embedding  float32 [1000] (the stored float16 values)
 
 Resize policy (training and evaluation): the largest centred square of the photo is
 resized to 224 (L, ab) and 299 (gray), i.e. shorter side resized then centre-cropped,
@@ -47,6 +51,8 @@ GLOBAL_SIZE = 299
 L_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 AB_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 2)
 GRAY_SHAPE = (GLOBAL_SIZE, GLOBAL_SIZE, 1)
+EMBEDDING_SHAPE = (1000,)
+EMBEDDING_DTYPE = "<f2"
 
 IMAGE_ID_KEY = "image_id"
 SOURCE_KEY = "source"
@@ -54,6 +60,7 @@ LICENSE_KEY = "license"
 L_KEY = "l"
 AB_KEY = "ab"
 GRAY_KEY = "gray"
+EMBEDDING_KEY = "embedding"
 
 L_BYTES_PER_UNIT = 255.0 / 100.0
 AB_OFFSET = 128.0
@@ -83,6 +90,16 @@ def encode_gray(gray: np.ndarray) -> bytes:
   if gray.dtype == np.uint8:  # already stored form; rint + clip of a uint8 299x299 costs ~2 ms
     return gray.tobytes()
   return np.clip(np.rint(gray), 0, 255).astype(np.uint8).tobytes()
+
+
+def encode_embedding(vector: np.ndarray) -> bytes:
+  """Inception-ResNet-v2's class vector [1000] -> the stored bytes."""
+  return np.asarray(vector).reshape(EMBEDDING_SHAPE).astype(EMBEDDING_DTYPE).tobytes()
+
+
+def decode_embedding_numpy(data: bytes) -> np.ndarray:
+  """Stored bytes -> the class vector, [1000] float32."""
+  return np.frombuffer(data, EMBEDDING_DTYPE).reshape(EMBEDDING_SHAPE).astype(np.float32)
 
 
 def decode_l_numpy(data: bytes) -> np.ndarray:
@@ -122,6 +139,8 @@ def feature_spec():
       L_KEY: tf.io.FixedLenFeature([], tf.string),
       AB_KEY: tf.io.FixedLenFeature([], tf.string),
       GRAY_KEY: tf.io.FixedLenFeature([], tf.string),
+      # Only in the Embed component's output; parse it only from there (MODEL_KEYS_PRECOMPUTED).
+      EMBEDDING_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
   }
 
 
@@ -142,17 +161,31 @@ def gray_to_model(gray_uint8):
   return tf.cast(gray_uint8, tf.float32) / 127.5 - 1.0
 
 
-def parse_examples(serialized):
-  """A batch of serialized tf.Examples -> model-scale tensors.
+def embedding_to_model(data):
+  """Stored embedding bytes [B] -> float32 [B, 1000]; an example without one is an error."""
+  return tf.cast(tf.reshape(tf.io.decode_raw(data, tf.float16, little_endian=True), (-1,) + EMBEDDING_SHAPE),
+                 tf.float32)
 
-  Returns a dict with `l` [B,224,224,1], `gray` [B,299,299,1] (the model inputs),
-  `ab` [B,224,224,2] (the target), plus `image_id` and `source`.
+
+_TO_MODEL = {
+    L_KEY: lambda data: l_to_model(_decode_raw(data, L_SHAPE)),
+    GRAY_KEY: lambda data: gray_to_model(_decode_raw(data, GRAY_SHAPE)),
+    AB_KEY: lambda data: ab_to_model(_decode_raw(data, AB_SHAPE)),
+    EMBEDDING_KEY: embedding_to_model,
+}
+# What the fusion model reads (its inputs and the `ab` target), with the global features
+# computed live from `gray` or read precomputed from `embedding`.
+MODEL_KEYS_LIVE = (L_KEY, GRAY_KEY, AB_KEY)
+MODEL_KEYS_PRECOMPUTED = (L_KEY, EMBEDDING_KEY, AB_KEY)
+
+
+def parse_examples(serialized, keys=MODEL_KEYS_LIVE + (IMAGE_ID_KEY, SOURCE_KEY)):
+  """A batch of serialized tf.Examples -> the `keys` as model-scale tensors.
+
+  `l` [B,224,224,1], `gray` [B,299,299,1], `embedding` [B,1000] (model inputs), `ab`
+  [B,224,224,2] (the target), `image_id` and `source` as stored. Only the asked-for
+  features are parsed and decoded.
   """
-  parsed = tf.io.parse_example(serialized, feature_spec())
-  return {
-      L_KEY: l_to_model(_decode_raw(parsed[L_KEY], L_SHAPE)),
-      GRAY_KEY: gray_to_model(_decode_raw(parsed[GRAY_KEY], GRAY_SHAPE)),
-      AB_KEY: ab_to_model(_decode_raw(parsed[AB_KEY], AB_SHAPE)),
-      IMAGE_ID_KEY: parsed[IMAGE_ID_KEY],
-      SOURCE_KEY: parsed[SOURCE_KEY],
-  }
+  spec = feature_spec()
+  parsed = tf.io.parse_example(serialized, {key: spec[key] for key in keys})
+  return {key: _TO_MODEL[key](value) if key in _TO_MODEL else value for key, value in parsed.items()}

@@ -29,7 +29,7 @@ CONFIG = {
     "output_root": "gs://colorize-bucket/runs",
     "ingest": {"data_root": "gs://colorize-bucket/coco", "snapshot": "span-{SPAN}", "max_images": 5000,
                "categories": ["dog", "cat"], "test_fraction": 0.0321},
-    "train": {"epochs": 7, "batch_size": 16, "strategy": "multi_worker"},
+    "train": {"epochs": 7, "batch_size": 16, "strategy": "multi_worker", "global_features": "precomputed"},
     "evaluate": {"mse_upper_bound": 0.015},
     "cloud": CLOUD,
 }

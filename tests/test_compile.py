@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+from apache_beam.options import pipeline_options
 from cloud_fixtures import CLOUD
 from cloud_fixtures import CONFIG
 from cloud_fixtures import IMAGE
@@ -65,7 +66,7 @@ def _param(spec, task, name):
 def test_tasks_images_and_executor_classes(compiled):
   spec = compiled["job"]["pipelineSpec"]
   tasks = _tasks(spec)
-  assert {"CocoIngest", "ImportSchemaGen", "Trainer", "Evaluator", "Pusher"} <= set(tasks)
+  assert {"CocoIngest", "Embed", "ImportSchemaGen", "Trainer", "Evaluator", "Pusher"} <= set(tasks)
   executors = {
       name: _executor(spec, name)["container"] for name in tasks if "container" in _executor(spec, name)}
   assert {e["image"] for e in executors.values()} == {IMAGE}
@@ -73,11 +74,15 @@ def test_tasks_images_and_executor_classes(compiled):
     assert container["command"] == ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
   classes = {name: c["args"][c["args"].index("--executor_class_path") + 1] for name, c in executors.items()}
   assert classes["CocoIngest"] == "components.ingest.executor.Executor"
+  assert classes["Embed"] == "components.embed.executor.Executor"
   assert classes["Trainer"] == "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
   assert classes["Evaluator"] == "tfx.components.evaluator.executor.Executor"
   assert classes["Pusher"] == "tfx.components.pusher.executor.Executor"
-  # Dependencies: training waits for ingestion and the schema, pushing for the evaluator.
-  assert set(tasks["Trainer"]["dependentTasks"]) >= {"CocoIngest", "ImportSchemaGen"}
+  # Dependencies: embedding waits for ingestion, training for the embedding and the schema,
+  # evaluation for ingestion (it scores the served model on the ingested test split), pushing for the evaluator.
+  assert set(tasks["Embed"]["dependentTasks"]) == {"CocoIngest"}
+  assert set(tasks["Trainer"]["dependentTasks"]) >= {"Embed", "ImportSchemaGen"}
+  assert "CocoIngest" in tasks["Evaluator"]["dependentTasks"]
   assert "Evaluator" in tasks["Pusher"]["dependentTasks"]
 
 
@@ -120,6 +125,22 @@ def test_dataflow_args(compiled, cfg):
   assert (worker.machine_type, worker.max_num_workers, worker.sdk_container_image) == ("n2-standard-8", 17, IMAGE)
   assert cloud_config.beam_pipeline_args(cfg) == [a for a in args if a.startswith("--") and "=" in a
                                                  and not a.startswith("--executor_class_path")]
+
+
+def test_embed_step_runs_on_dataflow_gpu_workers(compiled, cfg):
+  spec = compiled["job"]["pipelineSpec"]
+  args = _executor(spec, "Embed")["container"]["args"]
+  beam_args = [a for a in args if a.startswith("--") and "=" in a and not a.startswith("--executor_class_path")]
+  assert beam_args == cloud_config.beam_pipeline_args(cfg) + cloud_config.embed_beam_pipeline_args(cfg)
+  assert "--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver" in args
+  options = pipeline_options.PipelineOptions(beam_args)
+  # The Embed step's own machine type wins over every Beam step's (the later flag).
+  assert options.view_as(pipeline_options.WorkerOptions).machine_type == "n1-standard-8"
+  assert options.view_as(pipeline_options.GoogleCloudOptions).dataflow_service_options == [
+      "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"]
+  # The other Beam steps keep CPU workers.
+  assert not any("worker_accelerator" in a for a in _executor(spec, "CocoIngest")["container"]["args"])
+  assert _param(spec, "Embed", "weights") == cfg.train.weights
 
 
 def test_vertex_training_gpu_pools(compiled, cfg):

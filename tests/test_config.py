@@ -44,6 +44,7 @@ def test_yaml_file(tmp_path):
     ({"train": {"epochs": 0}}, "train.epochs"),
     ({"train": {"weights": "imagenet21k"}}, "train.weights"),
     ({"train": {"batch_size": "many"}}, "train.batch_size"),
+    ({"train": {"global_features": "cached"}}, "train.global_features must be live or precomputed"),
     ({"ingest": {"test_fraction": 1.5}}, "ingest.test_fraction"),
     ({"ingest": {"colour": True}}, "unknown config key ingest.colour"),
     ({"ingest": {"data_root": "/photos [2020]"}}, "ingest.data_root must not contain"),

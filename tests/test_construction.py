@@ -21,6 +21,7 @@ from pipelines import pipeline as pipeline_lib
 
 _IDS_BY_STAGE = {
     "ingest": ["CocoIngest"],
+    "embed": ["CocoIngest"],  # the Embed step is there only with train.global_features: precomputed
     "train": ["CocoIngest", "ImportSchemaGen", "Trainer"],
     "evaluate": ["CocoIngest", "ImportSchemaGen", "Trainer", "latest_blessed_model_resolver", "Evaluator",
                  "EvaluationReport"],
@@ -64,6 +65,22 @@ def test_components_are_wired_to_each_other(tmp_path):
   pusher = parts["Pusher"]
   assert pusher.inputs["model_blessing"] is evaluator.outputs["blessing"]
   assert cfg.serving_model_dir in str(pusher.exec_properties["push_destination"])
+
+
+def test_precomputed_global_features_put_embed_between_ingestion_and_training(tmp_path):
+  cfg = config_lib.from_dict({"output_root": str(tmp_path),
+                              "train": {"global_features": "precomputed", "weights": "none", "epochs": 3}})
+  assert sorted(_by_id(_build(cfg, "embed"))) == ["CocoIngest", "Embed"]
+  parts = _by_id(_build(cfg, "push", embed_beam_pipeline_args=["--machine_type=n1-standard-8"]))
+  embed = parts["Embed"]
+  assert embed.inputs["examples"] is parts["CocoIngest"].outputs["examples"]
+  assert parts["Trainer"].inputs["examples"] is embed.outputs["embedded_examples"]
+  # The evaluation scores the served model on the ingested examples, as in live mode.
+  assert parts["Evaluator"].inputs["examples"] is parts["CocoIngest"].outputs["examples"]
+  # Only the weights reach the Embed step's parameters (its cache key), not the other training settings.
+  assert embed.exec_properties == {"weights": "none", "batch_size": 32, "embedder_fn": "trainer.model.build_embedder"}
+  assert embed.executor_spec.beam_pipeline_args == ["--machine_type=n1-standard-8"]
+  assert "--machine_type=n1-standard-8" not in parts["CocoIngest"].executor_spec.beam_pipeline_args
 
 
 def test_vertex_training_swaps_in_the_cloud_trainer(tmp_path):

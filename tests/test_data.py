@@ -23,7 +23,7 @@ def examples(train_files):
   """8 parsed train examples (not augmented), with static batch shapes."""
   serialized = next(iter(features.records(train_files).batch(8)))
   parsed = features.parse_examples(serialized)
-  return {k: tf.ensure_shape(parsed[k], (8,) + s) for k, s in data._IMAGE_SHAPES.items()}
+  return {k: tf.ensure_shape(parsed[k], (8,) + data._SHAPES[k]) for k in features.MODEL_KEYS_LIVE}
 
 
 def _first(ds, n):

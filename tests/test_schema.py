@@ -20,14 +20,26 @@ def test_encode_then_parse_round_trip():
   l_star = rng.uniform(0, 100, features.L_SHAPE)
   ab = rng.uniform(-128, 127, features.AB_SHAPE)
   gray = rng.uniform(0, 255, features.GRAY_SHAPE)
+  embedding = rng.dirichlet(np.ones(features.EMBEDDING_SHAPE))  # a softmax output: sums to 1
   example = tf.train.Example(features=tf.train.Features(feature={
       features.IMAGE_ID_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
       features.SOURCE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x.jpg"])),
       features.L_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[features.encode_l(l_star)])),
       features.AB_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[features.encode_ab(ab)])),
       features.GRAY_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[features.encode_gray(gray)])),
+      features.EMBEDDING_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[features.encode_embedding(embedding)])),
   }))
-  parsed = features.parse_examples(tf.constant([example.SerializeToString()]))
+  serialized = tf.constant([example.SerializeToString()])
+  parsed = features.parse_examples(serialized)
+  assert features.EMBEDDING_KEY not in parsed  # only parsed when asked for
+  precomputed = features.parse_examples(serialized, features.MODEL_KEYS_PRECOMPUTED)
+  assert sorted(precomputed) == sorted(features.MODEL_KEYS_PRECOMPUTED)
+  # float16: 11 significant bits.
+  np.testing.assert_allclose(precomputed["embedding"][0].numpy(), embedding, rtol=2 ** -11, atol=1e-7)
+  assert len(example.features.feature["embedding"].bytes_list.value[0]) == 2000
+  np.testing.assert_array_equal(features.decode_embedding_numpy(features.encode_embedding(embedding)),
+                                precomputed["embedding"][0].numpy())
   # Quantisation: L to 100/255/2, ab to 0.5 before scaling to the model's [-1, 1].
   np.testing.assert_allclose(parsed["l"][0].numpy(), l_star / 50 - 1, atol=100 / 255 / 50 / 2 + 1e-6)
   np.testing.assert_allclose(parsed["ab"][0].numpy(), ab / 128, atol=0.5 / 128 + 1e-6)

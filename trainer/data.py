@@ -24,8 +24,8 @@ SHUFFLE_BUFFER = 256   # examples (~60 MB of decoded pixels)
 # enough files, giving each worker a stream of its own.
 _SHARD_BY_DATA = tf.data.Options()
 _SHARD_BY_DATA.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-_IMAGE_SHAPES = {features.L_KEY: features.L_SHAPE, features.AB_KEY: features.AB_SHAPE,
-                 features.GRAY_KEY: features.GRAY_SHAPE}
+_SHAPES = {features.L_KEY: features.L_SHAPE, features.AB_KEY: features.AB_SHAPE,
+           features.GRAY_KEY: features.GRAY_SHAPE, features.EMBEDDING_KEY: features.EMBEDDING_SHAPE}
 
 
 def count_examples(patterns: Sequence[str]) -> int:
@@ -34,8 +34,10 @@ def count_examples(patterns: Sequence[str]) -> int:
 
 
 def make_dataset(patterns: Sequence[str], batch_size: int, *, training: bool, augment: bool = True,
-                 seed: int = 0, skip_batches: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
-  """Batches of ({"l", "gray"}, ab) at the model's scales.
+                 seed: int = 0, skip_batches: int = 0, drop_remainder: bool = False,
+                 precomputed: bool = False) -> tf.data.Dataset:
+  """Batches of ({"l", "gray"}, ab) at the model's scales; ({"l", "embedding"}, ab) if
+  `precomputed` (the colorizer head's inputs: Examples written by components/embed).
 
   training=True: shuffled, repeated forever, full batches only, augmented if `augment`,
   starting after `skip_batches` batches. training=False: one ordered pass without
@@ -43,10 +45,12 @@ def make_dataset(patterns: Sequence[str], batch_size: int, *, training: bool, au
   leave a replica of MirroredStrategy with no examples, which TF's CPU convolutions
   reject).
   """
+  keys = features.MODEL_KEYS_PRECOMPUTED if precomputed else features.MODEL_KEYS_LIVE
   records = features.records(patterns).with_options(_SHARD_BY_DATA)
   if not training:
     return records.batch(batch_size, drop_remainder=drop_remainder).map(
-        _to_model_io, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        lambda serialized: _split(features.parse_examples(serialized, keys)),
+        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
   batches = (records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
              .repeat()
              .batch(batch_size, drop_remainder=True)
@@ -54,9 +58,9 @@ def make_dataset(patterns: Sequence[str], batch_size: int, *, training: bool, au
              .enumerate(start=skip_batches))
 
   def parse(index, serialized):
-    example = features.parse_examples(serialized)
-    for key, shape in _IMAGE_SHAPES.items():
-      example[key] = tf.ensure_shape(example[key], (batch_size,) + shape)
+    example = features.parse_examples(serialized, keys)
+    for key in keys:
+      example[key] = tf.ensure_shape(example[key], (batch_size,) + _SHAPES[key])
     if augment:
       example = augment_batch(example, tf.stack([tf.cast(seed, tf.int64), index]))
     return _split(example)
@@ -65,12 +69,14 @@ def make_dataset(patterns: Sequence[str], batch_size: int, *, training: bool, au
 
 
 def augment_batch(example: Dict[str, tf.Tensor], seed) -> Dict[str, tf.Tensor]:
-  """The same random flip/zoom/shear on l, ab and gray of each example in a batch.
+  """The same random flip/zoom/shear on l, ab and gray (if there) of each example in a batch.
+
+  A precomputed embedding stays as it is: the class vector of the whole unaugmented photo.
 
   Zoom only enlarges and the sheared window is placed at a random position inside
   the photo, so no border pixels are invented for the L/ab targets.
   """
-  l, ab, gray = example[features.L_KEY], example[features.AB_KEY], example[features.GRAY_KEY]
+  l, ab = example[features.L_KEY], example[features.AB_KEY]
   n = l.shape[0]
   u = tf.random.stateless_uniform([n, 5], seed=seed)
   flip = tf.where(u[:, 0] < 0.5, -1.0, 1.0)
@@ -85,7 +91,8 @@ def augment_batch(example: Dict[str, tf.Tensor], seed) -> Dict[str, tf.Tensor]:
   lab_rows = _row_boxes(a, features.IMAGE_SIZE)
   out[features.L_KEY] = _warp(l, *lab_rows)
   out[features.AB_KEY] = _warp(ab, *lab_rows)
-  out[features.GRAY_KEY] = _warp(gray, *_row_boxes(a, features.GLOBAL_SIZE))
+  if features.GRAY_KEY in example:
+    out[features.GRAY_KEY] = _warp(example[features.GRAY_KEY], *_row_boxes(a, features.GLOBAL_SIZE))
   return out
 
 
@@ -108,9 +115,6 @@ def _warp(images, boxes, box_indices):
 
 
 def _split(example) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
-  return {features.L_KEY: example[features.L_KEY], features.GRAY_KEY: example[features.GRAY_KEY]}, \
+  """-> (model inputs, ab): the inputs are l and whichever global input was parsed."""
+  return {k: v for k, v in example.items() if k in (features.L_KEY, features.GRAY_KEY, features.EMBEDDING_KEY)}, \
       example[features.AB_KEY]
-
-
-def _to_model_io(serialized):
-  return _split(features.parse_examples(serialized))

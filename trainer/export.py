@@ -9,6 +9,8 @@ the SavedModel loads and runs with TensorFlow alone, without this project or Ker
 
 Signatures: names, inputs and outputs are defined in schemas/signatures.py.
 """
+from typing import Optional
+
 from absl import logging
 import keras
 import tensorflow as tf
@@ -24,17 +26,21 @@ JPEG_QUALITY = 95
 STRIP_PIXELS = 1 << 20
 
 
-def export(model: keras.Model, export_dir: str, max_megapixels: float = signatures.MAX_MEGAPIXELS) -> None:
+def export(model: keras.Model, export_dir: str, embedder: Optional[keras.Model] = None,
+           max_megapixels: float = signatures.MAX_MEGAPIXELS) -> None:
   """Saves a serving copy of `model` (trained, possibly compiled and mixed precision).
 
-  `max_megapixels` bounds the photos the image signature takes (their memory grows with
-  the pixel count); it is stored in the SavedModel as the variable `max_pixels`.
+  `model` is the fusion model, or the colorizer head trained on precomputed embeddings
+  together with the `embedder` that made them: either way the SavedModel holds the
+  whole network, Inception-ResNet-v2 included. `max_megapixels` bounds the photos the
+  image signatures take (their memory grows with the pixel count); it is stored in the
+  SavedModel as the variable `max_pixels`.
   """
   if not 0 < max_megapixels < 1e6:
     raise ValueError(f"max_megapixels must be in (0, 1e6), got {max_megapixels}")
   with strategy_lib.dtype_policy_scope("float32"):
     serving = model_lib.build_model(weights="none")
-  serving.set_weights(model.get_weights())
+  model_lib.copy_weights([model] if embedder is None else [embedder, model], serving)
   colorizer = _Colorizer(serving, int(max_megapixels * 1e6))
   # TF logs every captured Keras variable's placeholder name (thousands) at INFO while saving.
   verbosity = logging.get_verbosity()

@@ -11,8 +11,15 @@ class vector on the grey image, fusion (vector tiled over 28x28, concatenated, 1
 conv), decoder back up to 224x224. Unlike the paper's code, which upsamples after its
 tanh (so its chroma is 112x112 and blocky), the last upsampling is bilinear and comes
 before the final conv, so ab is predicted at the full 224 resolution.
+
+The network splits in two at the class vector (train.global_features, README): the
+embedder (gray -> Inception-ResNet-v2 class vector, `build_embedder`) is frozen, so it
+can run once per photo (components/embed/) and the colorizer head (`build_colorizer`:
+l + class vector -> ab) trains alone; `build_model` is the two joined, what is served.
+Their layers share names, so weights move between them by name (`copy_weights`).
 """
 import os
+import random
 
 import keras
 from keras import layers
@@ -23,6 +30,9 @@ FUSION_SIZE = features.IMAGE_SIZE // 8
 GLOBAL_MODEL_NAME = "inception_resnet_v2"
 # What Keras fetches for weights="imagenet" (cached under ~/.keras/models).
 IMAGENET_WEIGHTS_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
+# weights="none" is one fixed random network, whatever the caller's seed: an embedding
+# precomputed with it must match the Inception-ResNet-v2 the trainer exports.
+NONE_WEIGHTS_SEED = 1
 
 
 class WeightsError(RuntimeError):
@@ -35,11 +45,33 @@ def build_model(weights: str = "imagenet") -> keras.Model:
   Built under the current Keras dtype policy; the last layer is always float32, so
   under mixed_float16 the prediction (and the loss) stays in float32.
   """
-  l = keras.Input(features.L_SHAPE, name=features.L_KEY)
   gray = keras.Input(features.GRAY_SHAPE, name=features.GRAY_KEY)
-  fused = _fusion(_encoder(l), _global_features(gray, weights))
-  ab = _decoder(fused)
-  return keras.Model({features.L_KEY: l, features.GRAY_KEY: gray}, ab, name="koalarization")
+  class_vector = _global_features(gray, weights)
+  l = keras.Input(features.L_SHAPE, name=features.L_KEY)
+  return keras.Model({features.L_KEY: l, features.GRAY_KEY: gray}, _colorize(l, class_vector), name="koalarization")
+
+
+def build_colorizer() -> keras.Model:
+  """The trainable head on a precomputed class vector: {"l", "embedding"} -> ab."""
+  l = keras.Input(features.L_SHAPE, name=features.L_KEY)
+  embedding = keras.Input(features.EMBEDDING_SHAPE, name=features.EMBEDDING_KEY)
+  return keras.Model({features.L_KEY: l, features.EMBEDDING_KEY: embedding}, _colorize(l, embedding),
+                     name="colorizer")
+
+
+def build_embedder(weights: str = "imagenet") -> keras.Model:
+  """The frozen global-features network: gray (model scale) -> the class vector [B, 1000]."""
+  gray = keras.Input(features.GRAY_SHAPE, name=features.GRAY_KEY)
+  return keras.Model(gray, _global_features(gray, weights), name="embedder")
+
+
+def copy_weights(sources, target: keras.Model) -> keras.Model:
+  """Sets every layer of `target` that a model in `sources` has (by name) to its weights."""
+  for source in sources:
+    for layer in source.layers:
+      if layer.weights:
+        target.get_layer(layer.name).set_weights(layer.get_weights())
+  return target
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
@@ -64,6 +96,10 @@ def _encoder(l):
   return x
 
 
+def _colorize(l, class_vector):
+  return _decoder(_fusion(_encoder(l), class_vector))
+
+
 def _global_features(gray, weights):
   rgb = layers.Concatenate(name="gray_to_rgb")([gray, gray, gray])
   inception = _inception_resnet_v2(weights)
@@ -74,7 +110,14 @@ def _global_features(gray, weights):
 def _inception_resnet_v2(weights):
   shape = (features.GLOBAL_SIZE, features.GLOBAL_SIZE, 3)
   if weights == "none":
-    return keras.applications.InceptionResNetV2(weights=None, input_shape=shape, name=GLOBAL_MODEL_NAME)
+    # Keras draws initializer seeds from Python's `random`: fix it for this network, then
+    # continue the caller's stream where it was (a seed drawn from it before).
+    resume_seed = random.randrange(2 ** 31)
+    keras.utils.set_random_seed(NONE_WEIGHTS_SEED)
+    try:
+      return keras.applications.InceptionResNetV2(weights=None, input_shape=shape, name=GLOBAL_MODEL_NAME)
+    finally:
+      keras.utils.set_random_seed(resume_seed)
   if weights != "imagenet" and not os.path.exists(weights):
     raise WeightsError(f"Inception-ResNet-v2 weights file not found: {weights}")
   try:

@@ -12,6 +12,9 @@ STRATEGIES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
 MIXED_PRECISION = ("auto", "on", "off")
 WEIGHTS = ("imagenet", "none")  # or a local .h5 / .keras weights file
 WEIGHTS_FILE_SUFFIXES = (".h5", ".keras")
+LIVE = "live"
+PRECOMPUTED = "precomputed"
+GLOBAL_FEATURES = (LIVE, PRECOMPUTED)
 
 
 @dataclasses.dataclass
@@ -22,6 +25,9 @@ class TrainConfig:
   batch_size: int = 8                    # per replica; global batch = batch_size x replicas
   learning_rate: float = 1e-3
   weights: str = "imagenet"              # "imagenet", "none" (random init, offline) or a local .h5/.keras weights file
+  # live: Inception-ResNet-v2 runs in every training step; precomputed: once per photo in
+  # the Embed component, and training runs only the colorizer head (README).
+  global_features: str = LIVE
   augment: bool = True
   seed: int = 42
   strategy: str = "auto"                 # one of STRATEGIES
@@ -37,6 +43,8 @@ class TrainConfig:
     check(self.learning_rate > 0, f"train.learning_rate must be > 0, got {self.learning_rate}")
     check(self.weights in WEIGHTS or self.weights.endswith(WEIGHTS_FILE_SUFFIXES),
           f"train.weights must be 'imagenet', 'none' or a .h5/.keras weights file, got {self.weights!r}")
+    check(self.global_features in GLOBAL_FEATURES,
+          f"train.global_features must be {' or '.join(GLOBAL_FEATURES)}, got {self.global_features!r}")
     check(self.strategy in STRATEGIES, f"train.strategy must be {'|'.join(STRATEGIES)}, got {self.strategy!r}")
     check(self.mixed_precision in MIXED_PRECISION,
           f"train.mixed_precision must be {'|'.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")

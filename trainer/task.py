@@ -3,6 +3,12 @@
 Hyper-parameters come from `fn_args.custom_config["train"]`, the fields of
 `trainer.settings.TrainConfig`.
 
+train.global_features: live trains the fusion model (Inception-ResNet-v2 frozen inside
+every step); precomputed trains only the colorizer head on the `embedding` feature of
+the Embed component's Examples, after checking that those embeddings were made with
+train.weights, and exports the head joined with that Inception-ResNet-v2: the same
+SavedModel either way.
+
 Resuming: TFX gives every execution new output directories, so a re-run of a killed
 Trainer cannot find state in its own. Resume state (model + optimizer, saved every
 `checkpoint_steps` steps and at each epoch end) lives beside the Trainer's outputs, in
@@ -34,6 +40,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from schemas import embedding_info
 from schemas import features
 from trainer import data
 from trainer import export
@@ -49,16 +56,28 @@ TENSORBOARD_IMAGES = 3
 def run_fn(fn_args) -> None:
   """Trains the fusion model on the train split and exports it to fn_args.serving_model_dir."""
   cfg = train_config(fn_args.custom_config)
+  precomputed = cfg.global_features == settings.PRECOMPUTED
+  embedder = None
+  if precomputed:
+    # Checked before anything else, and kept for the export (float32, outside the strategy).
+    embedder = model_lib.build_embedder(cfg.weights)
+    embedding_info.check(list(fn_args.train_files) + list(fn_args.eval_files), cfg.weights,
+                         embedding_info.fingerprint(embedder.get_weights()))
   keras.utils.set_random_seed(cfg.seed)
   strategy = strategy_lib.select(cfg.strategy)
   resume_dir = resume_directory(fn_args)
   with _scratch_directory(strategy, resume_dir) as scratch:
-    _train(fn_args, cfg, strategy, resume_dir, scratch)
+    _train(fn_args, cfg, strategy, resume_dir, scratch, embedder)
 
 
-def _train(fn_args, cfg, strategy, resume_dir, scratch) -> None:
-  """run_fn's work; `scratch` is None on the chief, else where this worker's own copies go."""
+def _train(fn_args, cfg, strategy, resume_dir, scratch, embedder) -> None:
+  """run_fn's work; `scratch` is None on the chief, else where this worker's own copies go.
+
+  embedder: the frozen global-features network when training on precomputed embeddings
+  (joined to the trained colorizer at export), else None.
+  """
   chief = scratch is None
+  precomputed = embedder is not None
   replicas = strategy.num_replicas_in_sync
   global_batch = cfg.batch_size * replicas
   steps_per_epoch = cfg.steps_per_epoch or _full_batches(fn_args.train_files, global_batch)
@@ -69,7 +88,8 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch) -> None:
                cfg.epochs, steps_per_epoch)
 
   with strategy_lib.dtype_policy_scope(policy), strategy.scope():
-    model = model_lib.compile_model(model_lib.build_model(cfg.weights), cfg.learning_rate)
+    network = model_lib.build_colorizer() if precomputed else model_lib.build_model(cfg.weights)
+    model = model_lib.compile_model(network, cfg.learning_rate)
     model.optimizer.build(model.trainable_variables)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
   manager = tf.train.CheckpointManager(checkpoint, resume_dir if chief else os.path.join(scratch, "resume"),
@@ -89,7 +109,8 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch) -> None:
   eval_steps = min(cfg.eval_steps, full_batches) if cfg.eval_steps else full_batches
   if eval_steps:
     # Finite, of known length, and no validation_steps: Keras starts it afresh every epoch.
-    eval_ds = data.make_dataset(fn_args.eval_files, global_batch, training=False, drop_remainder=True)
+    eval_ds = data.make_dataset(fn_args.eval_files, global_batch, training=False, drop_remainder=True,
+                                precomputed=precomputed)
     validation = dict(validation_data=eval_ds.take(eval_steps).apply(
         tf.data.experimental.assert_cardinality(eval_steps)))
   else:
@@ -99,7 +120,7 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch) -> None:
   log_dir = fn_args.model_run_dir if chief else os.path.join(scratch, "model_run")
   callbacks = [
       keras.callbacks.TensorBoard(log_dir, update_freq="epoch"),
-      _Progress(manager, cfg.checkpoint_steps, log_dir, _triplet_inputs(fn_args.eval_files)),
+      _Progress(manager, cfg.checkpoint_steps, log_dir, _triplet_inputs(fn_args.eval_files, precomputed)),
   ]
   # A run resumed mid-epoch first finishes that epoch, then runs the remaining ones.
   step = start_step
@@ -107,7 +128,7 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch) -> None:
     epoch, done_in_epoch = divmod(step, steps_per_epoch)
     last_epoch = cfg.epochs if done_in_epoch == 0 else epoch + 1
     train_ds = data.make_dataset(fn_args.train_files, global_batch, training=True, augment=cfg.augment,
-                                 seed=cfg.seed, skip_batches=step)
+                                 seed=cfg.seed, skip_batches=step, precomputed=precomputed)
     model.fit(train_ds, initial_epoch=epoch, epochs=last_epoch, steps_per_epoch=steps_per_epoch - done_in_epoch,
               callbacks=callbacks, verbose=2, **validation)
     step = int(model.optimizer.iterations.numpy())
@@ -124,7 +145,7 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch) -> None:
     # Only the chief exports: the export copies the weights into a fresh model outside the
     # strategy, which needs no other worker (TF's rule that every worker saves is for saves of
     # distributed variables, such as the checkpoints above).
-    export.export(model, fn_args.serving_model_dir)
+    export.export(model, fn_args.serving_model_dir, embedder=embedder)
     if tf.io.gfile.exists(resume_dir):
       tf.io.gfile.rmtree(resume_dir)
   # The other workers wait for the chief's export: the TFX Trainer checks in every process that
@@ -194,9 +215,10 @@ def _write_summary(model_run_dir, summary) -> None:
     f.write(json.dumps(summary, indent=2))
 
 
-def _triplet_inputs(eval_files):
+def _triplet_inputs(eval_files, precomputed):
   """The first few eval photos, for the TensorBoard image triplets."""
-  return next(iter(data.make_dataset(eval_files, TENSORBOARD_IMAGES, training=False)), None)
+  return next(iter(data.make_dataset(eval_files, TENSORBOARD_IMAGES, training=False, precomputed=precomputed)),
+              None)
 
 
 def _lab_to_rgb(l, ab):
