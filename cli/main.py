@@ -40,7 +40,10 @@ def ingest(config_path, **overrides):
 def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
   from lineage import summary
   from pipelines import local_runner
-  local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
+  try:
+    local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
+  except local_runner.RunLockedError as e:
+    raise click.ClickException(str(e)) from e
   summary.print_run_summary(cfg)
 
 
