@@ -42,7 +42,7 @@ def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
   from pipelines import local_runner
   try:
     local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
-  except local_runner.RunLockedError as e:
+  except local_runner.RunLockError as e:
     raise click.ClickException(str(e)) from e
   summary.print_run_summary(cfg)
 

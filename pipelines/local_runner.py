@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from typing import Any, Dict, Iterator, List, Set
 
 from absl import logging
@@ -28,14 +29,15 @@ from pipelines import config as config_lib
 
 LOCK_SUFFIX = ".lock"
 PIPELINE_ROOT_LOCK = ".colorize-run.lock"
+PROBE_RETRIES = 10
 SYSTEM_DIR = ".system"  # TFX's per-node folder of executor and scratch state
 # Why a run marked an earlier execution CANCELED (its execution result's message).
 INTERRUPTED_MESSAGE = ("interrupted: its process ended before it published a result; closed by the next run "
                        "(pid {pid}, {when})")
 
 
-class RunLockedError(RuntimeError):
-  """Another live run holds the store or the pipeline root; the message names it."""
+class RunLockError(RuntimeError):
+  """Another live run holds the store or the pipeline root, or the lock cannot be made; the message says which."""
 
 
 def run(cfg: config_lib.PipelineConfig, last_stage: str = "push", cpu_replicas: int = 0) -> None:
@@ -68,7 +70,7 @@ def run(cfg: config_lib.PipelineConfig, last_stage: str = "push", cpu_replicas: 
 
 @contextlib.contextmanager
 def exclusive_run(cfg: config_lib.PipelineConfig) -> Iterator[None]:
-  """Holds the run's locks (beside the store; in a local pipeline root) or raises RunLockedError.
+  """Holds the run's locks (beside the store; in a local pipeline root) or raises RunLockError.
 
   A gs:// pipeline root cannot be locked: there the local store's lock is the only one,
   and one output root must be used by one store.
@@ -99,14 +101,15 @@ def store_in_use(metadata_path: str) -> bool:
 
 @contextlib.contextmanager
 def _flock(path: str, what: str) -> Iterator[None]:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      raise RunLockedError(f"another colorize run ({_holder(fd)}) is using {what}; wait for it to end, "
-                           "or give this run another --output-root") from None
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  except OSError as e:
+    raise RunLockError(f"cannot make the run lock {path} for {what}: {e.strerror}") from e
+  try:
+    if not _try_flock(fd):
+      raise RunLockError(f"another colorize run ({_holder(fd)}) is using {what}; wait for it to end, "
+                         "or give this run another --output-root")
     # Who holds it, for the message a refused run prints. The file itself is never removed:
     # a run that opened it just before would lock a name nobody else sees.
     os.ftruncate(fd, 0)
@@ -115,6 +118,17 @@ def _flock(path: str, what: str) -> Iterator[None]:
     yield
   finally:
     os.close(fd)
+
+
+def _try_flock(fd: int) -> bool:
+  # A reader's probe (store_in_use) holds a shared lock for a moment: not a run.
+  for _ in range(PROBE_RETRIES):
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      return True
+    except BlockingIOError:
+      time.sleep(0.1)
+  return False
 
 
 def _holder(fd: int) -> str:

@@ -9,7 +9,8 @@ Trainer cannot find state in its own. Resume state (model + optimizer, saved eve
 `<pipeline_root>/<Trainer node>/resume/<fingerprint of inputs and config>`; a re-run
 of the same training restores it and continues at the step where the killed run last
 saved, seeing the same batches an uninterrupted run would (trainer/data.py). It is
-deleted once the model is exported.
+deleted once the model is exported. The chief holds a lease on it (trainer/resume_lease.py):
+a run never adopts, nor deletes, the state of another run that is still training.
 
 TensorBoard (`fn_args.model_run_dir`): the Keras epoch loss curves (train/validation),
 the training loss every few steps, and (gray | predicted | truth) triplets of the first
@@ -29,6 +30,7 @@ from schemas import features
 from trainer import data
 from trainer import export
 from trainer import model as model_lib
+from trainer import resume_lease
 from trainer import settings
 from trainer import strategy as strategy_lib
 from trainer import tf_color
@@ -42,6 +44,7 @@ def run_fn(fn_args) -> None:
   cfg = train_config(fn_args.custom_config)
   keras.utils.set_random_seed(cfg.seed)
   strategy = strategy_lib.select(cfg.strategy)
+  lease = _claim_resume_state(fn_args, strategy)
   replicas = strategy.num_replicas_in_sync
   global_batch = cfg.batch_size * replicas
   steps_per_epoch = cfg.steps_per_epoch or _full_batches(fn_args.train_files, global_batch)
@@ -95,8 +98,8 @@ def run_fn(fn_args) -> None:
       "global_batch": global_batch, "dtype_policy": policy, "steps_per_epoch": steps_per_epoch,
       "total_steps": total_steps, "resumed_from_step": start_step, "final_step": step})
   export.export(model, _worker_dir(fn_args.serving_model_dir, strategy))
-  if tf.io.gfile.exists(resume_dir) and _is_chief(strategy):
-    tf.io.gfile.rmtree(resume_dir)
+  if lease:
+    lease.finish()
 
 
 def train_config(custom_config) -> settings.TrainConfig:
@@ -117,6 +120,13 @@ def resume_directory(fn_args) -> str:
                     "config": fn_args.custom_config["train"]}, sort_keys=True)
   node_dir = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
   return os.path.join(node_dir, "resume", hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
+def _claim_resume_state(fn_args, strategy):
+  """The chief's lease on the resume directory, so no other live run adopts or removes its
+  state (trainer/resume_lease.py); None on the other workers, which do not own it.
+  """
+  return resume_lease.claim(resume_directory(fn_args)) if _is_chief(strategy) else None
 
 
 def _full_batches(patterns, global_batch) -> int:
