@@ -15,6 +15,7 @@ import sys
 from click.testing import CliRunner
 from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
+import pytest
 from tfx.orchestration import metadata
 from tfx.orchestration.portable import execution_publish_utils
 from tfx.orchestration.portable import outputs_utils
@@ -101,18 +102,24 @@ def _clean_up_after_success(node_dir, execution, stateful_dir):
   outputs_utils.remove_stateful_working_dir(stateful_dir)
 
 
-def test_interrupted_executions_are_canceled_and_only_their_unpublished_folders_removed(tmp_path):
+@pytest.fixture
+def new_store(tmp_path):
+  """(config, its Trainer's node folder, a TFX handle on its new, empty store)."""
   cfg = config_lib.load(None, {"output_root": str(tmp_path / "runs")})
-  trainer_dir = os.path.join(cfg.pipeline_root, "Trainer")
   os.makedirs(os.path.dirname(cfg.metadata_path))
   with metadata.Metadata(metadata.sqlite_metadata_connection_config(cfg.metadata_path)) as m:
-    done, done_outputs, done_stateful = _start(m, _contexts(m, "colorize", "run-1", "Trainer"), trainer_dir)
-    execution_publish_utils.publish_succeeded_execution(m, done.id, _contexts(m, "colorize", "run-1", "Trainer"),
-                                                        done_outputs)
-    _clean_up_after_success(trainer_dir, done, done_stateful)
-    killed, killed_outputs, _ = _start(m, _contexts(m, "colorize", "run-2", "Trainer"), trainer_dir)
-    # Another pipeline's step in the same store, whose folders live under another root.
-    other, _, _ = _start(m, _contexts(m, "other", "run-3", "Trainer"), str(tmp_path / "elsewhere" / "Trainer"))
+    yield cfg, os.path.join(cfg.pipeline_root, "Trainer"), m
+
+
+def test_interrupted_executions_are_canceled_and_only_their_unpublished_folders_removed(new_store, tmp_path):
+  cfg, trainer_dir, m = new_store
+  done, done_outputs, done_stateful = _start(m, _contexts(m, "colorize", "run-1", "Trainer"), trainer_dir)
+  execution_publish_utils.publish_succeeded_execution(m, done.id, _contexts(m, "colorize", "run-1", "Trainer"),
+                                                      done_outputs)
+  _clean_up_after_success(trainer_dir, done, done_stateful)
+  killed, killed_outputs, _ = _start(m, _contexts(m, "colorize", "run-2", "Trainer"), trainer_dir)
+  # Another pipeline's step in the same store, whose folders live under another root.
+  other, _, _ = _start(m, _contexts(m, "other", "run-3", "Trainer"), str(tmp_path / "elsewhere" / "Trainer"))
   resume = pathlib.Path(trainer_dir, "resume", "0123456789abcdef")
   resume.mkdir(parents=True)
   (resume / "ckpt-2.index").write_bytes(b"state to resume from")
@@ -151,19 +158,16 @@ def test_interrupted_executions_are_canceled_and_only_their_unpublished_folders_
   assert (tmp_path / "elsewhere" / "Trainer" / "model" / str(other.id) / "saved_model.pb").exists()
 
 
-def test_a_folder_a_published_artifact_points_at_is_never_removed(tmp_path):
+def test_a_folder_a_published_artifact_points_at_is_never_removed(new_store):
   # TFX never publishes into a running execution's folder; the rule holds whatever the store says.
-  cfg = config_lib.load(None, {"output_root": str(tmp_path / "runs")})
-  trainer_dir = os.path.join(cfg.pipeline_root, "Trainer")
-  os.makedirs(os.path.dirname(cfg.metadata_path))
-  with metadata.Metadata(metadata.sqlite_metadata_connection_config(cfg.metadata_path)) as m:
-    killed, outputs, _ = _start(m, _contexts(m, "colorize", "run-1", "Trainer"), trainer_dir)
-    adopted = standard_artifacts.Model()
-    adopted.uri = outputs["model"][0].uri
-    importer = execution_publish_utils.register_execution(
-        m, metadata_store_pb2.ExecutionType(name="Importer"), _contexts(m, "colorize", "run-0", "Importer"))
-    execution_publish_utils.publish_succeeded_execution(
-        m, importer.id, _contexts(m, "colorize", "run-0", "Importer"), {"result": [adopted]})
+  cfg, trainer_dir, m = new_store
+  killed, outputs, _ = _start(m, _contexts(m, "colorize", "run-1", "Trainer"), trainer_dir)
+  adopted = standard_artifacts.Model()
+  adopted.uri = outputs["model"][0].uri
+  importer = execution_publish_utils.register_execution(
+      m, metadata_store_pb2.ExecutionType(name="Importer"), _contexts(m, "colorize", "run-0", "Importer"))
+  execution_publish_utils.publish_succeeded_execution(
+      m, importer.id, _contexts(m, "colorize", "run-0", "Importer"), {"result": [adopted]})
   with local_runner.exclusive_run(cfg):
     [closed] = [c for c in local_runner.close_interrupted_executions(cfg) if c["id"] == killed.id]
   assert (pathlib.Path(outputs["model"][0].uri) / "saved_model.pb").read_bytes() == b"half"
