@@ -103,7 +103,7 @@ def store_in_use(metadata_path: str) -> bool:
 def _flock(path: str, what: str) -> Iterator[None]:
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a planted link would be truncated
   except OSError as e:
     raise RunLockError(f"cannot make the run lock {path} for {what}: {e.strerror}") from e
   try:

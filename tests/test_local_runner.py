@@ -173,3 +173,15 @@ def test_a_folder_a_published_artifact_points_at_is_never_removed(new_store):
   assert (pathlib.Path(outputs["model"][0].uri) / "saved_model.pb").read_bytes() == b"half"
   assert not os.path.exists(outputs["model_run"][0].uri)
   assert outputs["model"][0].uri not in closed["removed"]
+
+
+def test_a_link_planted_as_the_lock_is_refused_not_truncated(tmp_path):
+  cfg = config_lib.load(None, {"output_root": str(tmp_path / "runs")})
+  victim = tmp_path / "precious.txt"
+  victim.write_text("keep me")
+  os.makedirs(os.path.dirname(cfg.metadata_path))
+  os.symlink(victim, cfg.metadata_path + local_runner.LOCK_SUFFIX)
+  with pytest.raises(local_runner.RunLockError, match="cannot make the run lock .*symbolic links"):
+    with local_runner.exclusive_run(cfg):
+      pass
+  assert victim.read_text() == "keep me"
