@@ -80,7 +80,7 @@ def _component(folder: str, workdir: str, workers: int) -> Dict[str, Any]:
   examples.uri = os.path.join(workdir, "examples")
   start = _clock()
   runner.Do({}, {executor.EXAMPLES_KEY: [examples]}, {
-      "input_base": folder, "max_images": 0, "categories": "", "test_images": ingest.test_images,
+      "input_base": folder, "max_images": 0, "categories": "",
       "test_fraction": ingest.test_fraction, "eval_fraction": ingest.eval_fraction, "keep_grayscale": 0})
   elapsed = _since(start)
   counts = json.loads(examples.get_string_custom_property(executor.SPLIT_COUNTS_PROPERTY))

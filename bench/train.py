@@ -60,7 +60,7 @@ def _prepare(workdir: str) -> None:
   examples = standard_artifacts.Examples()
   examples.uri = os.path.join(workdir, "examples")
   executor.Executor().Do({}, {executor.EXAMPLES_KEY: [examples]}, {
-      "input_base": COCO128, "max_images": 0, "categories": "", "test_images": ingest.test_images,
+      "input_base": COCO128, "max_images": 0, "categories": "",
       "test_fraction": ingest.test_fraction, "eval_fraction": ingest.eval_fraction, "keep_grayscale": 0})
   export.export(model_lib.build_model("none"), os.path.join(workdir, "model"))
 

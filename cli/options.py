@@ -23,8 +23,12 @@ def config_options(f):
       click.option("--max-images", "ingest__max_images", type=int, help="Ingest at most this many images (0 = all)."),
       click.option("--categories", "ingest__categories",
                    help="Comma-separated COCO category names; keep only images containing one of them."),
-      click.option("--test-images", "ingest__test_images", type=int, help="Size of the held-out test split (default "
-                                                                          "1000)."),
+      click.option("--snapshot", "ingest__snapshot",
+                   help="One snapshot per run: its folder below --data-root with {SPAN} or {YYYY}{MM}{DD} "
+                   "(and optionally {VERSION}), e.g. 'span-{SPAN}'; the newest is ingested unless --span says which."),
+      click.option("--span", "ingest__span", type=int, help="Ingest this span instead of the newest."),
+      click.option("--test-fraction", "ingest__test_fraction", type=float,
+                   help="Share of the photos held out for test, by a stable hash of the image id (default 0.2)."),
       click.option("--keep-grayscale/--drop-grayscale", "ingest__keep_grayscale", default=None,
                    help="Keep genuinely black-and-white photos in the training splits (default: drop)."),
       click.option("--epochs", "train__epochs", type=int),

@@ -271,7 +271,9 @@ def _story(graph: Dict[str, Any], start_id: int) -> List[str]:
     ingest = producers.get(x["id"])
     if ingest:
       source = ingest["parameters"].get("input_base", "?")
-      lines.append(f"Examples #{x['id']} ingested by {ingest['component']} [{ingest['id']}] from {source}")
+      span = "".join(f", {k} {x['properties'][k]}" for k in ("span", "version") if k in x["properties"])
+      lines.append(f"Examples #{x['id']} ingested by {ingest['component']} [{ingest['id']}] from {source}"
+                   + (f" ({span[2:]})" if span else ""))
   for b in by_type.get("ModelBlessing", []):
     evaluator = producers.get(b["id"])
     if not evaluator:

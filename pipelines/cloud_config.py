@@ -153,6 +153,10 @@ def require(cfg) -> CloudConfig:
   _check(cfg.ingest.data_root.startswith("gs://") or in_project(cfg.ingest.data_root),
          f"ingest.data_root must be a gs:// COCO root for a cloud run (upload it with `colorize upload`) "
          f"or lie inside the project (the image holds it), got {cfg.ingest.data_root!r}")
+  # TFX's Kubeflow V2 compiler builds only LatestArtifact and LatestBlessedModel resolvers.
+  _check(cfg.ingest.train_spans == 1,
+         f"ingest.train_spans must be 1 for a cloud run (the Vertex / Kubeflow V2 compiler has no span range "
+         f"resolver; let each snapshot hold all photos so far instead), got {cfg.ingest.train_spans}")
   if cloud.training.enabled and cloud.training.accelerator_type:
     known = accelerator_types()
     _check(cloud.training.accelerator_type in known,

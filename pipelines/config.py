@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any, Dict, Optional, Tuple
 
+from components.ingest import snapshot
 from pipelines import cloud_config
 from schemas import config_fields
 from schemas.config_fields import ConfigError  # the error every config module raises
@@ -27,10 +28,15 @@ _check = config_fields.check
 @dataclasses.dataclass
 class IngestConfig:
   data_root: str = DEMO_DATA_ROOT        # COCO root (train2017/, val2017/, annotations/) or image folder; local or gs://
+  # One snapshot per run (components/ingest/snapshot.py): the folder of a snapshot below data_root, with
+  # TFX's {SPAN} or {YYYY}{MM}{DD} and optionally {VERSION}, e.g. "span-{SPAN}"; "" = data_root is the snapshot.
+  snapshot: str = ""
+  span: int = -1                         # which snapshot: -1 = the newest, N = span N
+  snapshot_files: str = "*/*"            # glob of a snapshot's files TFX fingerprints: "*/*" COCO root, "*" flat folder
+  train_spans: int = 1                   # the Trainer reads the latest N ingested spans (local runs only)
   max_images: int = 0                    # 0 = all
   categories: Tuple[str, ...] = ()       # keep only images containing one of these COCO category names
-  test_images: int = 1000                # held-out test split size (the Evaluator's protocol)
-  test_fraction: float = 0.2             # used instead when the dataset has too few images for test_images
+  test_fraction: float = 0.2             # share of the image-id hash space held out for test, the same in every span
   eval_fraction: float = 0.1             # share of the remaining images used for per-epoch validation
   keep_grayscale: bool = False           # keep genuinely black-and-white photos in the train/eval splits
 
@@ -82,7 +88,12 @@ class PipelineConfig:
     i, t, e = self.ingest, self.train, self.evaluate
     _check(bool(i.data_root), "ingest.data_root must be set")
     _check(i.max_images >= 0, f"ingest.max_images must be >= 0, got {i.max_images}")
-    _check(i.test_images >= 1, f"ingest.test_images must be >= 1, got {i.test_images}")
+    problem = snapshot.check(i.data_root, i.snapshot, i.snapshot_files)
+    _check(problem is None, problem or "")
+    _check(i.span >= snapshot.NEWEST, f"ingest.span must be -1 (the newest) or a span number, got {i.span}")
+    _check(i.span == snapshot.NEWEST or bool(i.snapshot),
+           f"ingest.span {i.span} needs ingest.snapshot, the folder pattern with {{SPAN}} or {{YYYY}}{{MM}}{{DD}}")
+    _check(i.train_spans >= 1, f"ingest.train_spans must be >= 1, got {i.train_spans}")
     _check(0 < i.test_fraction < 1, f"ingest.test_fraction must be in (0, 1), got {i.test_fraction}")
     _check(0 < i.eval_fraction < 1, f"ingest.eval_fraction must be in (0, 1), got {i.eval_fraction}")
     t.validate()

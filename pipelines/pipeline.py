@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
+from components.ingest import spans
 from components.ingest.component import CocoIngest
 from components.report.component import EvaluationReport
 from pipelines import config as config_lib
@@ -45,9 +46,11 @@ def create_pipeline(
 
   ingest_component = CocoIngest(
       input_base=data_root,
+      snapshot_pattern=ingest.snapshot,
+      snapshot_files=ingest.snapshot_files,
+      span=ingest.span,
       max_images=ingest.max_images,
       categories=",".join(ingest.categories),
-      test_images=ingest.test_images,
       test_fraction=ingest.test_fraction,
       eval_fraction=ingest.eval_fraction,
       keep_grayscale=ingest.keep_grayscale,
@@ -55,12 +58,25 @@ def create_pipeline(
   components: List = [ingest_component]
 
   if "train" in stages:
+    train_examples = ingest_component.outputs["examples"]
+    if ingest.train_spans > 1:
+      # Accumulating data: every ingested span so far (this run's included), the newest N of them.
+      spans_resolver = tfx.dsl.Resolver(
+          strategy_class=spans.LatestSpansStrategy,
+          config={"range_config": tfx.proto.RangeConfig(
+              rolling_range=tfx.proto.RollingRange(num_spans=ingest.train_spans))},
+          examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                   producer_component_id=ingest_component.id),
+      ).with_id("latest_spans_resolver")
+      spans_resolver.add_upstream_node(ingest_component)
+      train_examples = spans_resolver.outputs["examples"]
+      components.append(spans_resolver)
     schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
     trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training_args
                    else tfx.components.Trainer)
     trainer = trainer_cls(
         run_fn="trainer.task.run_fn",
-        examples=ingest_component.outputs["examples"],
+        examples=train_examples,
         schema=schema_importer.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),

@@ -70,12 +70,26 @@ def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str) -
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
           display_name=cfg.pipeline_name, default_image=cloud.image))
   job = runner.run(pipeline, write_out=False)
+  _keep_example_gen_resources(job["pipelineSpec"], pipeline)
   job.setdefault("labels", {}).update(cloud.labels)
   document = job if target == "vertex" else job["pipelineSpec"]
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output, "w") as f:
     json.dump(document, f, indent=2, sort_keys=True)
   return document
+
+
+def _keep_example_gen_resources(spec: Dict[str, Any], pipeline) -> None:
+  """TFX's step builder gives a FileBasedExampleGen (CocoIngest) its pre-cache check but drops its
+  platform_config (tfx/orchestration/kubeflow/v2/step_builder.py); put the step's resources back.
+  """
+  from google.protobuf import json_format
+  from tfx.components.example_gen.component import FileBasedExampleGen
+  for component in pipeline.components:
+    if isinstance(component, FileBasedExampleGen) and component.platform_config:
+      label = spec["components"][spec["root"]["dag"]["tasks"][component.id]["componentRef"]["name"]]["executorLabel"]
+      spec["deploymentSpec"]["executors"][label]["container"].setdefault(
+          "resources", json_format.MessageToDict(component.platform_config))
 
 
 def _to_image_paths(component) -> None:

@@ -20,13 +20,24 @@ so the network never sees distorted shapes. Colorizing a whole photo at serving 
 cannot crop, so it resizes the full frame to 224x224, predicts ab, and resizes ab back
 to the original size before merging it with the original full-resolution L.
 
-TensorFlow is imported inside the functions that need it: the model definition
+TensorFlow is imported on first use by the functions that need it: the model definition
 (trainer/model.py) reads the constants here and must import without TensorFlow.
 """
 import os
 from typing import List, Sequence
 
 import numpy as np
+
+
+class _TensorFlowOnFirstUse:
+  """`tf` for the functions below, imported when one of them first runs."""
+
+  def __getattr__(self, name):
+    import tensorflow
+    return getattr(tensorflow, name)
+
+
+tf = _TensorFlowOnFirstUse()
 
 # The same features as a TFMD schema (for ImportSchemaGen and TFMA); a test pins the two.
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.pbtxt")
@@ -91,7 +102,6 @@ def decode_gray_numpy(data: bytes) -> np.ndarray:
 
 def record_files(patterns: Sequence[str]) -> List[str]:
   """The TFRecord files matching the patterns (e.g. "<split dir>/*"), sorted: a stable order."""
-  import tensorflow as tf
   files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
   if not files:
     raise FileNotFoundError(f"no TFRecord files match {list(patterns)}")
@@ -100,13 +110,11 @@ def record_files(patterns: Sequence[str]) -> List[str]:
 
 def records(patterns: Sequence[str]):
   """A tf.data.Dataset of the serialized examples in the files matching the patterns."""
-  import tensorflow as tf
   return tf.data.TFRecordDataset(record_files(patterns), RECORD_COMPRESSION, num_parallel_reads=tf.data.AUTOTUNE)
 
 
 def feature_spec():
   """tf.io.parse_example spec of a stored example."""
-  import tensorflow as tf
   return {
       IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.int64),
       SOURCE_KEY: tf.io.FixedLenFeature([], tf.string),
@@ -118,23 +126,19 @@ def feature_spec():
 
 
 def _decode_raw(data, shape):
-  import tensorflow as tf
   return tf.reshape(tf.io.decode_raw(data, tf.uint8), (-1,) + shape)
 
 
 def l_to_model(l_uint8):
   """Stored L bytes decoded to uint8 -> model scale [-1, 1]."""
-  import tensorflow as tf
   return tf.cast(l_uint8, tf.float32) / (50.0 * L_BYTES_PER_UNIT) - 1.0
 
 
 def ab_to_model(ab_uint8):
-  import tensorflow as tf
   return (tf.cast(ab_uint8, tf.float32) - AB_OFFSET) / AB_SCALE
 
 
 def gray_to_model(gray_uint8):
-  import tensorflow as tf
   return tf.cast(gray_uint8, tf.float32) / 127.5 - 1.0
 
 
@@ -144,7 +148,6 @@ def parse_examples(serialized):
   Returns a dict with `l` [B,224,224,1], `gray` [B,299,299,1] (the model inputs),
   `ab` [B,224,224,2] (the target), plus `image_id` and `source`.
   """
-  import tensorflow as tf
   parsed = tf.io.parse_example(serialized, feature_spec())
   return {
       L_KEY: l_to_model(_decode_raw(parsed[L_KEY], L_SHAPE)),

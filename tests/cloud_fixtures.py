@@ -22,8 +22,8 @@ CLOUD = {
 CONFIG = {
     "pipeline_name": "colorize-nightly",
     "output_root": "gs://colorize-bucket/runs",
-    "ingest": {"data_root": "gs://colorize-bucket/coco", "max_images": 5000, "categories": ["dog", "cat"],
-               "test_images": 321},
+    "ingest": {"data_root": "gs://colorize-bucket/coco", "snapshot": "span-{SPAN}", "max_images": 5000,
+               "categories": ["dog", "cat"], "test_fraction": 0.0321},
     "train": {"epochs": 7, "batch_size": 16, "strategy": "multi_worker"},
     "evaluate": {"mse_upper_bound": 0.015},
     "cloud": CLOUD,

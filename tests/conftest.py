@@ -55,7 +55,6 @@ def coco128_examples(coco128, tmp_path_factory):
       "input_base": str(coco128),
       "max_images": ingest.max_images,
       "categories": ",".join(ingest.categories),
-      "test_images": ingest.test_images,
       "test_fraction": ingest.test_fraction,
       "eval_fraction": ingest.eval_fraction,
       "keep_grayscale": int(ingest.keep_grayscale),

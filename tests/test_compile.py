@@ -6,6 +6,7 @@ subprocess with no credentials and, where the kernel allows it, no network at al
 """
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
@@ -133,7 +134,7 @@ def test_parameters_match_config(compiled, cfg):
   assert _param(spec, "CocoIngest", "input_base") == "gs://colorize-bucket/coco"
   assert _param(spec, "CocoIngest", "max_images") == "5000"
   assert _param(spec, "CocoIngest", "categories") == "dog,cat"
-  assert _param(spec, "CocoIngest", "test_images") == "321"
+  assert _param(spec, "CocoIngest", "test_fraction") == 0.0321
   push = json.loads(_param(spec, "Pusher", "push_destination"))
   assert push["filesystem"]["base_directory"] == cfg.serving_model_dir == "gs://colorize-bucket/runs/serving_model/colorize-nightly"
   # The schema file is referenced where the image holds it, and the project really has it there.
@@ -183,6 +184,8 @@ def test_missing_kfp_gives_a_clear_error(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"output_root": "runs"}, "output_root must be a gs:// prefix"),
     ({"ingest": {"data_root": "/home/me/coco"}}, "ingest.data_root must be a gs://"),
+    ({"ingest": {"data_root": "gs://colorize-bucket/coco", "train_spans": 4}},
+     "ingest.train_spans must be 1 for a cloud run"),
     ({"cloud": {"project": "colorize-test"}}, "cloud.image must be set"),
     ({"cloud": {"image": IMAGE}}, "cloud.project must be set"),
     ({"cloud": dict(CLOUD, training={"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_L4"})},
@@ -239,3 +242,72 @@ def test_training_inside_the_step_and_beam_inside_the_container(cfg):
   assert trainer.executor_spec.executor_class.__module__ == "tfx.components.trainer.executor"
   assert "ai_platform_training_args" not in trainer.exec_properties["custom_config"]
   assert pipeline.beam_pipeline_args == ["--runner=DirectRunner", "--project=colorize-test"]
+
+
+def test_ingestion_runs_tfx_example_gen_driver_as_pre_cache_check(compiled):
+  """CocoIngest is a FileBasedExampleGen: Vertex resolves the span and fingerprints it before the cache lookup."""
+  spec = compiled["job"]["pipelineSpec"]
+  assert _tasks(spec)["CocoIngest"]["cachingOptions"] == {"enableCache": True}
+  container = _executor(spec, "CocoIngest")["container"]
+  check = container["lifecycle"]["preCacheCheck"]
+  assert check["command"] == ["python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
+  assert check["args"][:2] == ["--json_serialized_invocation_args", "{{$}}"]
+  assert json.loads(_param(spec, "CocoIngest", "input_config")) == {
+      "splits": [{"name": "photos", "pattern": "span-{SPAN}/*/*"}]}
+  # No other step has one: the rest is cached on its inputs (the Examples this check keys).
+  others = [t for t in _tasks(spec) if t != "CocoIngest" and "container" in _executor(spec, t)]
+  assert others and not any("lifecycle" in _executor(spec, t)["container"] for t in others)
+
+
+def _pre_cache_check(spec, input_base, workdir):
+  """Runs the compiled pre-cache check of CocoIngest the way Vertex does: TFX's driver module, its
+  compiled arguments, `{{$}}` replaced by an ExecutorInput holding the task's parameters."""
+  from google.protobuf import json_format
+  from kfp.pipeline_spec import pipeline_spec_pb2
+  from tfx.orchestration.kubeflow.v2 import compiler_utils
+  from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
+  from tfx.types import standard_artifacts
+
+  invocation = pipeline_spec_pb2.ExecutorInput()
+  for name, parameter in _tasks(spec)["CocoIngest"]["inputs"]["parameters"].items():
+    json_format.ParseDict(parameter["runtimeValue"]["constantValue"], invocation.inputs.parameters[name])
+  invocation.inputs.parameters["input_base"].string_value = str(input_base)
+  invocation.outputs.output_file = str(workdir / "executor_output.json")
+  invocation.outputs.artifacts["examples"].artifacts.append(pipeline_spec_pb2.RuntimeArtifact(
+      uri=str(workdir / "examples"), type=pipeline_spec_pb2.ArtifactTypeSchema(
+          instance_schema=compiler_utils.get_artifact_schema(standard_artifacts.Examples))))
+  args = [json_format.MessageToJson(invocation) if a == "{{$}}" else a
+          for a in _executor(spec, "CocoIngest")["container"]["lifecycle"]["preCacheCheck"]["args"]]
+  driver.main(driver._parse_flags(args))
+  output = json.loads((workdir / "executor_output.json").read_text())
+  return output["parameterValues"]
+
+
+def test_pre_cache_check_resolves_the_newest_span_and_sees_a_changed_photo(compiled, coco128, tmp_path):
+  from components.ingest import snapshot
+  spec = compiled["job"]["pipelineSpec"]
+  photos = sorted((coco128 / "train2017").glob("*.jpg"))[:6]
+  bucket = tmp_path / "coco"
+  for span, names in ((1, photos[:3]), (2, photos[:5])):
+    (bucket / f"span-{span}" / "train2017").mkdir(parents=True)
+    (bucket / f"span-{span}" / "annotations").mkdir()
+    (bucket / f"span-{span}" / "annotations" / "instances_train2017.json").write_text('{"images": []}')
+    for p in names:
+      shutil.copy(p, bucket / f"span-{span}" / "train2017" / p.name)
+  (tmp_path / "runs").mkdir()
+
+  def check():
+    workdir = tmp_path / "runs" / str(len(list((tmp_path / "runs").iterdir())))
+    workdir.mkdir()
+    return _pre_cache_check(spec, bucket, workdir)
+
+  first = check()
+  assert first["span"] == 2
+  assert json.loads(first["input_config"])["splits"][0]["pattern"] == "span-2/*/*"
+  assert "num_files:6," in first["input_fingerprint"]  # 5 photos and the annotations
+  # The executor ingests the snapshot folder of the resolved pattern.
+  assert snapshot.root(str(bucket), first["input_config"]) == str(bucket / "span-2")
+  assert check() == first  # unchanged: the same cache key
+  shutil.copy(photos[5], bucket / "span-2" / "train2017" / photos[0].name)  # a photo rewritten in place
+  changed = check()
+  assert changed["span"] == 2 and changed["input_fingerprint"] != first["input_fingerprint"]

@@ -16,7 +16,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 def test_defaults_validate():
   cfg = config_lib.from_dict({})
-  assert cfg.ingest.test_images == 1000
+  assert cfg.ingest.test_fraction == 0.2 and cfg.ingest.snapshot == "" and cfg.ingest.span == -1
   assert cfg.metadata_path.endswith("metadata.db")
   assert os.path.isabs(cfg.pipeline_root) and os.path.isabs(cfg.ingest.data_root)
 
@@ -46,6 +46,20 @@ def test_yaml_file(tmp_path):
     ({"train": {"batch_size": "many"}}, "train.batch_size"),
     ({"ingest": {"test_fraction": 1.5}}, "ingest.test_fraction"),
     ({"ingest": {"colour": True}}, "unknown config key ingest.colour"),
+    ({"ingest": {"data_root": "/photos [2020]"}}, "ingest.data_root must not contain"),
+    ({"ingest": {"data_root": "/photos/$HOME", "snapshot": "span-{SPAN}"}}, "with ingest.snapshot, ingest.data_root"),
+    ({"ingest": {"snapshot": "span-{SPAN}|{SPAN:2}x"}}, "ingest.snapshot must not contain"),
+    ({"ingest": {"snapshot": "span-*"}}, "ingest.snapshot must be a folder below data_root without wildcards"),
+    ({"ingest": {"snapshot": "../span-{SPAN}"}}, "ingest.snapshot must be a folder below data_root"),
+    ({"ingest": {"snapshot": "weekly"}}, "ingest.snapshot 'weekly' needs"),
+    ({"ingest": {"snapshot": "{YYYY}-{MM}"}}, "Exactly one of each date spec"),
+    ({"ingest": {"snapshot": "span-{SPAN}-{SPAN}"}}, "Only one"),
+    ({"ingest": {"snapshot": "v{VERSION}"}}, "Version spec provided, but Span or Date spec is not present"),
+    ({"ingest": {"snapshot_files": "train2017/*"}}, "ingest.snapshot_files must be a glob starting with a wildcard"),
+    ({"ingest": {"snapshot": "span-{SPAN}", "snapshot_files": "*/{SPAN}"}}, "belong in ingest.snapshot"),
+    ({"ingest": {"span": 3}}, "ingest.span 3 needs ingest.snapshot"),
+    ({"ingest": {"snapshot": "span-{SPAN}", "span": -2}}, "ingest.span must be -1"),
+    ({"ingest": {"train_spans": 0}}, "ingest.train_spans must be >= 1"),
     ({"evaluate": {"mse_upper_bound": -1}}, "evaluate.mse_upper_bound"),
     ({"pipeline_name": "a b"}, "pipeline_name"),
 ])

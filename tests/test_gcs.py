@@ -137,7 +137,7 @@ def _ingest_split_counts(input_base: str, output_uri: str) -> dict:
   examples = standard_artifacts.Examples()
   examples.uri = output_uri
   executor.Executor().Do({}, {executor.EXAMPLES_KEY: [examples]}, {
-      "input_base": input_base, "max_images": 0, "categories": "", "test_images": ingest.test_images,
+      "input_base": input_base, "max_images": 0, "categories": "",
       "test_fraction": ingest.test_fraction, "eval_fraction": ingest.eval_fraction, "keep_grayscale": 0})
   return json.loads(examples.get_string_custom_property("split_counts"))
 

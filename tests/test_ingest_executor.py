@@ -74,8 +74,8 @@ def mixed_folder(coco128, tmp_path_factory):
 
 
 def _props(input_base, **overrides):
-  props = {"input_base": str(input_base), "max_images": 0, "categories": "", "test_images": 1000,
-           "test_fraction": 0.2, "eval_fraction": 0.25, "keep_grayscale": 0}
+  props = {"input_base": str(input_base), "max_images": 0, "categories": "", "test_fraction": 0.2,
+           "eval_fraction": 0.25, "keep_grayscale": 0}
   props.update(overrides)
   return props
 
@@ -131,14 +131,16 @@ def test_bad_files_are_skipped_counted_and_reported(mixed_run):
   assert counters["examples"] == 24 + len(ODD_BUT_FINE)
 
 
-def test_splits_hold_every_usable_photo_once_with_exact_test_size(mixed_run):
+def test_splits_hold_every_usable_photo_once_by_the_rule(mixed_run):
   examples, _ = mixed_run
   listed = 24 + len(BAD_FILES) + len(ODD_BUT_FINE)
   counts = json.loads(examples.get_string_custom_property("split_counts"))
-  assert counts[features.TEST_SPLIT] == splits.test_size(listed, 1000, 0.2) == 8
   assert sum(counts.values()) == 24 + len(ODD_BUT_FINE)
   ids = _split_ids(examples)
   assert {s: len(v) for s, v in ids.items()} == counts
+  for split, members in ids.items():
+    assert all(splits.split_of(i, True, 0.2, 0.25) == split for i in members), split
+  assert counts[features.TEST_SPLIT] == 6  # of 29 usable colour photos, at test_fraction 0.2
   assert not (ids["train"] & ids["eval"]) and not (ids["train"] & ids["test"]) and not (ids["eval"] & ids["test"])
   assert not {86, 328} & set().union(*ids.values())
   assert listed == 39
@@ -164,7 +166,7 @@ def test_examples_are_a_standard_artifact_with_model_ready_features(mixed_run):
   factory = tfxio_utils.get_tfxio_factory_from_artifact([examples], ["test"], schema=schema)
   split_files = os.path.join(examples.uri, "Split-test", "*")
   dataset = factory(split_files).TensorFlowDataset(dataset_options.TensorFlowDatasetOptions(batch_size=4, num_epochs=1))
-  assert sum(int(batch[features.IMAGE_ID_KEY].shape[0]) for batch in dataset) == 8
+  assert sum(int(batch[features.IMAGE_ID_KEY].shape[0]) for batch in dataset) == len(_split_ids(examples)["test"])
 
 
 def test_odd_files_are_decoded_upright_and_flattened(mixed_run):
@@ -187,30 +189,14 @@ def test_same_photos_same_splits_on_a_second_run(mixed_folder, mixed_run, tmp_pa
   assert _split_ids(again) == _split_ids(mixed_run[0])
 
 
-def test_keep_grayscale_keeps_black_and_white_out_of_test(mixed_folder, tmp_path):
+def test_keep_grayscale_keeps_black_and_white_out_of_test(mixed_folder, mixed_run, tmp_path):
   examples, _ = _ingest(tmp_path, mixed_folder, keep_grayscale=1)
   report = json.loads(tf.io.gfile.GFile(examples.get_string_custom_property("skip_report")).read())
   assert report["grayscale_kept"] == sorted(BLACK_AND_WHITE + ("gray16.png",))
   assert "grayscale" not in report["skip_counts"]
   ids = _split_ids(examples)
   assert {86, 328} <= ids["train"] | ids["eval"]
-  assert len(ids["test"]) == 8
-
-
-def test_unusable_photos_among_the_lowest_keys_do_not_shrink_test(coco128, tmp_path):
-  folder = tmp_path / "photos"
-  folder.mkdir()
-  names = _colour_photos(coco128, 60)
-  lowest = sorted(names, key=lambda n: splits.test_key(int(n[:-4])))[:3]
-  for name in names:
-    data = (coco128 / "train2017" / name).read_bytes()
-    (folder / name).write_bytes(data[:2000] if name in lowest else data)
-  examples, _ = _ingest(tmp_path, folder)
-  counts = json.loads(examples.get_string_custom_property("split_counts"))
-  assert counts["test"] == splits.test_size(60, 1000, 0.2) == 12
-  assert json.loads(examples.get_string_custom_property("skip_counts")) == {"truncated": 3}
-  expected_test = sorted((n for n in names if n not in lowest), key=lambda n: splits.test_key(int(n[:-4])))[:12]
-  assert _split_ids(examples)["test"] == {int(n[:-4]) for n in expected_test}
+  assert ids["test"] == _split_ids(mixed_run[0])["test"]
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +239,7 @@ def test_category_filter_and_max_images(small_coco, tmp_path):
   assert {p.image_id for p in listing.photos} == with_dog and with_dog
   limited = sources.list_photos(str(root), max_images=10)
   assert [p.image_id for p in limited.photos] == sorted(i["id"] for i in annotations["images"])[:10]
-  examples, _ = _ingest(tmp_path, root, categories="dog", test_images=1)
+  examples, _ = _ingest(tmp_path, root, categories="dog")
   assert sum(json.loads(examples.get_string_custom_property("split_counts")).values()) == len(with_dog)
 
 

@@ -1,38 +1,37 @@
-"""CocoIngest's driver: keys TFX's cache on the state of the input, not only on its path.
+"""CocoIngest's driver: TFX's file-based ExampleGen driver, plus a complete listing of the snapshot.
 
-Without it, the cache key of an ingestion is its parameters (input_base, filters, split
-settings), so re-running after photos were added, rewritten or removed under the same
-root would silently reuse the old Examples. Like ExampleGen's FileBasedDriver
-(tfx/components/example_gen/driver.py), it runs in the orchestrator before the cache
-lookup and adds an `input_fingerprint` execution property: the input's files by name,
-size and modification time (sources.input_fingerprint, a listing, no file reads). Any
-change makes a new cache key, hence a new execution; an unchanged input hits the cache.
+It runs in the orchestrator before the cache lookup. TFX's FileBasedDriver
+(tfx/components/example_gen/driver.py) resolves the span and version of the input
+pattern (snapshot.py), fingerprints the files the pattern matches and records span,
+version and `input_fingerprint` on the Examples artifact; on Vertex AI / Kubeflow V2 the
+compiler runs the same resolution as the step's pre-cache check
+(tfx/orchestration/kubeflow/v2/file_based_example_gen/driver.py), because CocoIngest is
+a FileBasedExampleGen.
 
-Where it runs: TFX's IR launcher (LocalDagRunner, and any runner that executes the IR's
-custom driver spec). The Kubeflow V2 / Vertex compiler runs no custom driver (its only
-pre-cache hook is ExampleGen's own); see docs/vertex.md for caching there.
+Where this driver runs (TFX's IR launcher: LocalDagRunner and any runner that executes
+the IR's custom driver spec) it appends the snapshot's own listing
+(sources.input_fingerprint: every file list_photos draws on, at any depth, by name, size
+and modification time, in one listing without reading a file), so a change below the
+depth the files glob covers also makes a new cache key there.
 """
-from tfx.dsl.components.base import base_driver
-from tfx.orchestration import metadata
-from tfx.orchestration.portable import base_driver as ir_base_driver
-from tfx.orchestration.portable import data_types as portable_data_types
-from tfx.proto.orchestration import driver_output_pb2
+from typing import Any, Dict
 
-from components.ingest import executor
+from tfx.components.example_gen import driver as example_gen_driver
+from tfx.components.example_gen import utils
+from tfx.orchestration import data_types
+from tfx.types import standard_component_specs
+
+from components.ingest import snapshot
 from components.ingest import sources
 
 
-class Driver(base_driver.BaseDriver, ir_base_driver.BaseDriver):
-  """Adds the input fingerprint to the execution properties, before the cache lookup."""
+class Driver(example_gen_driver.FileBasedDriver):
+  """TFX's span/version resolution and fingerprint, then the full listing of the resolved snapshot."""
 
-  def __init__(self, metadata_handle: metadata.Metadata):
-    # TFX requires a component's DRIVER_CLASS to be a (legacy) base_driver.BaseDriver; the IR
-    # launcher instantiates it with its MLMD connection and calls run().
-    base_driver.BaseDriver.__init__(self, metadata_handle)
-    ir_base_driver.BaseDriver.__init__(self, metadata_handle)
-
-  def run(self, execution_info: portable_data_types.ExecutionInfo) -> driver_output_pb2.DriverOutput:
-    result = driver_output_pb2.DriverOutput()
-    result.exec_properties[executor.INPUT_FINGERPRINT_PROPERTY].string_value = sources.input_fingerprint(
-        execution_info.exec_properties["input_base"])
-    return result
+  def resolve_exec_properties(self, exec_properties: Dict[str, Any], pipeline_info: data_types.PipelineInfo,
+                              component_info: data_types.ComponentInfo) -> Dict[str, Any]:
+    exec_properties = super().resolve_exec_properties(exec_properties, pipeline_info, component_info)
+    root = snapshot.root(exec_properties[standard_component_specs.INPUT_BASE_KEY],
+                         exec_properties[standard_component_specs.INPUT_CONFIG_KEY])
+    exec_properties[utils.FINGERPRINT_PROPERTY_NAME] += "\nsnapshot:" + sources.input_fingerprint(root)
+    return exec_properties

@@ -9,13 +9,14 @@ for throughput: files are written by tfrecord_gzip.py (Beam's gzip level costs m
 than all the image work), and without ExampleGen's Reshuffle, which would hold every
 example in memory on the DirectRunner (the Trainer shuffles anyway).
 
-The Beam graph (memory stays bounded by the test boundary, not the dataset):
-  listing + test ranks (in Do, before Beam: sources.py, splits.py) -> Create
+Which photos: the snapshot folder TFX's driver resolved (snapshot.py: input_base plus
+the resolved span/version folder), listed by sources.py as a COCO root or plain folder.
+
+The Beam graph (memory stays bounded: every photo is routed on its own):
+  listing (in Do, before Beam: sources.py) -> Create
     -> decode + Lab + encode (images.py, one DoFn)
     -> kept examples | skipped files (tagged output, a Beam counter per reason)
-  kept -> route: train | eval | test (streamed to their files) | boundary
-  boundary (a few dozen photos) + number of usable test photos -> train/eval/test
-    (written, in one step, to a BOUNDARY_FILE in each split)
+  kept -> split by image id (splits.py): train | eval | test, streamed to their files
   split counts + skipped + kept black-and-white -> <artifact>/skip_report.json
 Do then copies the report's counts into the artifact's custom properties.
 
@@ -26,18 +27,21 @@ itself into /tmp (`setup.py sdist`, several seconds) on every run and stages it.
 """
 import json
 import posixpath
-from typing import Any, Dict, List, NamedTuple, Tuple
+from typing import Any, Dict, List, NamedTuple
 
 from absl import logging
 import apache_beam as beam
 import tensorflow as tf
 from tfx import types
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
 
+from components.ingest import snapshot
 from components.ingest import sources
 from components.ingest import splits
 from components.ingest import tfrecord_gzip
@@ -51,11 +55,6 @@ SKIP_REPORT_FILE = "skip_report.json"
 SPLIT_COUNTS_PROPERTY = "split_counts"
 SKIP_COUNTS_PROPERTY = "skip_counts"
 SKIP_REPORT_PROPERTY = "skip_report"
-# Set by the driver (driver.py) as an execution property; copied to the artifact.
-INPUT_FINGERPRINT_PROPERTY = "input_fingerprint"
-ROUTES = features.SPLITS + (splits.BOUNDARY,)
-# The few boundary photos of each split (see splits.py), beside the streamed files.
-BOUNDARY_FILE = write_split.DEFAULT_TF_RECORD_FILE_NAME + "_boundary.gz"
 
 
 class EmptyDatasetError(ValueError):
@@ -66,7 +65,6 @@ class _Kept(NamedTuple):
   image_id: int
   source: str
   colour: bool
-  test_rank: int
   example: bytes  # serialized tf.Example
 
 
@@ -104,8 +102,7 @@ class _ToExample(beam.DoFn):
     return beam.pvalue.TaggedOutput(self.SKIPPED, {
         "file": photo.source, "image_id": photo.image_id, "reason": reason.value, "detail": detail})
 
-  def process(self, ranked_photo: Tuple[int, sources.Photo]):
-    test_rank, photo = ranked_photo
+  def process(self, photo: sources.Photo):
     try:
       # Builtin open for local files: a filesystem layer costs ~0.5 ms more per file.
       if "://" in photo.path:
@@ -127,7 +124,7 @@ class _ToExample(beam.DoFn):
       yield self._skip(photo, images.SkipReason.GRAYSCALE, _bw_detail(arrays))
       return
     self._examples.inc()
-    yield _Kept(photo.image_id, photo.source, not arrays.black_and_white, test_rank, _make_example(photo, arrays))
+    yield _Kept(photo.image_id, photo.source, not arrays.black_and_white, _make_example(photo, arrays))
 
 
 def _bw_detail(arrays: images.Arrays) -> str:
@@ -135,30 +132,13 @@ def _bw_detail(arrays: images.Arrays) -> str:
           f"a*b* units from the mean tint (colour photos: >= {images.BW_MAX_COLOURED_SHARE:.1%})")
 
 
-def _route_index(kept: _Kept, num_partitions: int, k: int, eval_fraction: float) -> int:
-  """Index into ROUTES: a split name, or the test boundary (see splits.py)."""
+def _split_index(kept: _Kept, num_partitions: int, test_fraction: float, eval_fraction: float) -> int:
   del num_partitions
-  route = splits.route(kept.test_rank, kept.colour, k)
-  if route == splits.DRAW:
-    route = splits.train_or_eval(kept.image_id, eval_fraction)
-  return ROUTES.index(route)
-
-
-def _settle_boundary(boundary: List[_Kept], test_count: int, k: int, eval_fraction: float,
-                     split_uris: Dict[str, str]):
-  """Places the boundary photos and writes them to one `data_tfrecord_boundary.gz` per split; yields their splits."""
-  by_id = {b.image_id: b for b in boundary}
-  placed = splits.settle_boundary([(b.test_rank, b.image_id) for b in boundary], test_count, k, eval_fraction)
-  for split in features.SPLITS:
-    tfrecord_gzip.write_records(posixpath.join(split_uris[split], BOUNDARY_FILE),
-                                [by_id[image_id].example for image_id, s in placed if s == split])
-  for _, split in placed:
-    yield split
+  return features.SPLITS.index(splits.split_of(kept.image_id, kept.colour, test_fraction, eval_fraction))
 
 
 def _write_report(unused_trigger, path: str, settings: Dict[str, Any], split_counts: Dict[str, int],
                   skipped: List[dict], grayscale_kept: List[str]) -> None:
-  shortfall = settings["test_size"] - split_counts.get(features.TEST_SPLIT, 0)
   skip_counts: Dict[str, int] = {}
   for s in skipped:
     skip_counts[s["reason"]] = skip_counts.get(s["reason"], 0) + 1
@@ -168,12 +148,19 @@ def _write_report(unused_trigger, path: str, settings: Dict[str, Any], split_cou
       "skip_counts": dict(sorted(skip_counts.items())),
       "skipped": sorted(skipped, key=lambda s: (s["reason"], s["file"])),
       "grayscale_kept": sorted(grayscale_kept),
-      "test_shortfall": (f"{shortfall} fewer test photos than {settings['test_size']}: more than "
-                         f"{splits.margin(settings['test_size'])} of the photos next in line were unusable")
-                        if shortfall > 0 else "",
   })
   with tf.io.gfile.GFile(path, "w") as f:
     json.dump(report, f, indent=1)
+
+
+def _record_snapshot(examples: types.Artifact, exec_properties: Dict[str, Any]) -> None:
+  """Span, version and input fingerprint from the driver (ExampleGen's custom properties), on every runner."""
+  for key in (example_gen_utils.SPAN_PROPERTY_NAME, example_gen_utils.VERSION_PROPERTY_NAME):
+    if exec_properties.get(key) is not None:
+      examples.set_int_custom_property(key, int(exec_properties[key]))
+  if exec_properties.get(example_gen_utils.FINGERPRINT_PROPERTY_NAME):
+    examples.set_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME,
+                                        exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME])
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -183,10 +170,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
-    root = exec_properties["input_base"]
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    root = snapshot.root(input_base, exec_properties.get(standard_component_specs.INPUT_CONFIG_KEY))
     categories = [c.strip() for c in (exec_properties.get("categories") or "").split(",") if c.strip()]
     keep_grayscale = bool(exec_properties["keep_grayscale"])
-    test_images = int(exec_properties["test_images"])
     test_fraction = float(exec_properties["test_fraction"])
     eval_fraction = float(exec_properties["eval_fraction"])
 
@@ -196,15 +183,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     report_path = posixpath.join(examples.uri, SKIP_REPORT_FILE)
 
     listing = sources.list_photos(root, categories, int(exec_properties["max_images"]))
-    ranks = splits.test_ranks([p.image_id for p in listing.photos])
-    k = splits.test_size(len(listing.photos), test_images, test_fraction)
     logging.info("Ingesting %d photos from %s (%s layout)", len(listing.photos), root, listing.layout)
     settings = {
-        "input_base": root, "layout": listing.layout, "annotations": listing.annotations,
+        "input_base": input_base, "snapshot": root, "span": exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME),
+        "version": exec_properties.get(example_gen_utils.VERSION_PROPERTY_NAME),
+        "layout": listing.layout, "annotations": listing.annotations,
         "categories": categories, "max_images": int(exec_properties["max_images"]),
         "listed": len(listing.photos), "keep_grayscale": keep_grayscale,
-        "test_images": test_images, "test_fraction": test_fraction, "eval_fraction": eval_fraction,
-        "test_size": k,
+        "test_fraction": test_fraction, "eval_fraction": eval_fraction,
         "split_rule": splits.RULE,
         "licenses": listing.licenses,
         "black_and_white_rule": (f"fewer than {images.BW_MAX_COLOURED_SHARE:.1%} of pixels more than "
@@ -214,18 +200,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     with self._make_beam_pipeline() as pipeline:
       kept, skipped = (
           pipeline
-          | "ListPhotos" >> beam.Create([(ranks[p.image_id], p) for p in listing.photos])
+          | "ListPhotos" >> beam.Create(listing.photos)
           | "ToExample" >> beam.ParDo(_ToExample(keep_grayscale)).with_outputs(_ToExample.SKIPPED, main="kept"))
-      routed = dict(zip(ROUTES, kept | "Route" >> beam.Partition(
-          _route_index, len(ROUTES), k=k, eval_fraction=eval_fraction), strict=True))
-      settled = (
-          routed[splits.BOUNDARY]
-          | "CollectBoundary" >> beam.combiners.ToList()
-          | "SettleBoundary" >> beam.FlatMap(
-              _settle_boundary, k=k, eval_fraction=eval_fraction, split_uris=split_uris,
-              test_count=beam.pvalue.AsSingleton(
-                  routed[features.TEST_SPLIT] | "CountTest" >> beam.combiners.Count.Globally())))
-      names = [settled]
+      routed = dict(zip(features.SPLITS, kept | "Route" >> beam.Partition(
+          _split_index, len(features.SPLITS), test_fraction=test_fraction, eval_fraction=eval_fraction), strict=True))
+      names = []
       for split in features.SPLITS:
         _ = (routed[split]
              | f"Payload[{split}]" >> beam.Map(lambda photo: photo.example)
@@ -251,8 +230,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples.set_string_custom_property(SPLIT_COUNTS_PROPERTY, json.dumps(report["split_counts"]))
     examples.set_string_custom_property(SKIP_COUNTS_PROPERTY, json.dumps(report["skip_counts"]))
     examples.set_string_custom_property(SKIP_REPORT_PROPERTY, report_path)
-    if exec_properties.get(INPUT_FINGERPRINT_PROPERTY):
-      examples.set_string_custom_property(INPUT_FINGERPRINT_PROPERTY, exec_properties[INPUT_FINGERPRINT_PROPERTY])
+    _record_snapshot(examples, exec_properties)
     logging.info("Examples %s: splits %s, skipped %s", examples.uri, report["split_counts"], report["skip_counts"])
     if not sum(report["split_counts"].values()):
       raise EmptyDatasetError(f"no usable photos under {root}: all {report['listed']} files were skipped "
