@@ -8,6 +8,10 @@ Cases, each in its own process (so its peak RSS is its own and the CPU split is 
                   full training steps of the fusion model (Inception-ResNet-v2 random
                   weights), per-replica batch 8 or 32, 1 replica or MirroredStrategy over
                   the CPU split in 2; the median of 3 steps after the first (tracing) one
+  train_b8_w2     the same steps with 2 worker processes on this machine (MultiWorkerMirroredStrategy,
+                  gRPC over 127.0.0.1, per-worker batch 8), beside train_b8_r1 (1 process, batch 8):
+                  img/s side by side, and the communication: one all-reduce of the trainable
+                  weights' size (what each step exchanges), timed alone in the same workers
   colorize_1mp    `colorize_image` of the exported SavedModel on a real historical photo
                   resized to 1 megapixel (JPEG bytes in, JPEG + RGB out), loaded in a plain
                   TF process; median of repeated calls; also the bare network (`predict_ab`)
@@ -22,6 +26,7 @@ import glob
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +43,9 @@ INPUT_SECONDS = 8.0
 COLORIZE_CALLS = 10
 TRAIN_STEPS = 3
 TRAIN_CASES = {f"train_b{b}_r{r}": (b, r) for b in (8, 32) for r in (1, 2)}
-CASES = ("input_read", "input_parse", "input_augment", *TRAIN_CASES, "colorize_1mp", "colorize_historical")
+MULTI_WORKER_CASES = {"train_b8_w2": (8, 2)}  # per-worker batch, worker processes
+CASES = ("input_read", "input_parse", "input_augment", *TRAIN_CASES, *MULTI_WORKER_CASES, "colorize_1mp",
+         "colorize_historical")
 GOAL_INPUT_PER_CORE = 1000.0
 GOAL_COLORIZE_MS = 300.0
 
@@ -90,13 +97,14 @@ def _input(workdir: str, stage: str) -> Dict[str, Any]:
   return {"examples": n, "wall_s": wall - start[0], "cpu_s": cpu - start[1]}
 
 
-def _train(workdir: str, batch: int, replicas: int) -> Dict[str, Any]:
+def _train(workdir: str, batch: int, replicas: int, multi_worker: bool = False) -> Dict[str, Any]:
+  """Training steps in this process; multi_worker: as one of the workers TF_CONFIG names."""
   from trainer import strategy as strategy_lib
-  if replicas > 1:
+  if replicas > 1 and not multi_worker:
     strategy_lib.split_cpu(replicas)
   from trainer import data
   from trainer import model as model_lib
-  strategy = strategy_lib.select("mirrored" if replicas > 1 else "cpu")
+  strategy = strategy_lib.select("multi_worker" if multi_worker else "mirrored" if replicas > 1 else "cpu")
   assert strategy.num_replicas_in_sync == replicas
   with strategy.scope():
     model = model_lib.compile_model(model_lib.build_model("none"), 1e-3)
@@ -108,9 +116,30 @@ def _train(workdir: str, batch: int, replicas: int) -> Dict[str, Any]:
   ends = [time.perf_counter()]
   timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
   model.fit(ds, steps_per_epoch=TRAIN_STEPS, epochs=1, verbose=0, callbacks=[timer])
-  steps = sorted(b - a for a, b in zip(ends, ends[1:], strict=True))
+  steps = sorted(b - a for a, b in zip(ends[:-1], ends[1:], strict=True))
   # The median step: this machine is shared, and one step can catch someone else's burst.
-  return {"global_batch": global_batch, "step_s": steps[len(steps) // 2]}
+  result = {"global_batch": global_batch, "step_s": steps[len(steps) // 2], "steps": len(steps)}
+  if multi_worker:
+    result.update(_allreduce(strategy, model))
+  return result
+
+
+def _allreduce(strategy, model) -> Dict[str, Any]:
+  """The median wall time of one all-reduce across the workers of as many floats as the
+  trainable weights hold: the gradients every training step exchanges.
+  """
+  import numpy as np
+  import tensorflow as tf
+  gradients = [tf.zeros(v.shape, tf.float32) for v in model.trainable_variables]
+  reduce = tf.function(lambda: tf.distribute.get_replica_context().all_reduce("SUM", gradients))
+  times = []
+  for _ in range(1 + TRAIN_STEPS):  # the first one traces
+    start = time.perf_counter()
+    strategy.experimental_local_results(strategy.run(reduce))[0][0].numpy()
+    times.append(time.perf_counter() - start)
+  times = sorted(times[1:])
+  return {"allreduce_mb": sum(int(np.prod(g.shape)) for g in gradients) * 4 / 1e6,
+          "allreduce_s": times[len(times) // 2]}
 
 
 def _one_megapixel_jpeg():
@@ -176,6 +205,8 @@ def _case(name: str, workdir: str) -> Dict[str, Any]:
     result = _input(workdir, name)
   elif name in TRAIN_CASES:
     result = _train(workdir, *TRAIN_CASES[name])
+  elif name in MULTI_WORKER_CASES:
+    result = _train(workdir, *MULTI_WORKER_CASES[name], multi_worker=True)
   else:
     result = _colorize(workdir, name)
   result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -183,12 +214,40 @@ def _case(name: str, workdir: str) -> Dict[str, Any]:
 
 
 def _run_case(name: str, workdir: str) -> Dict[str, Any]:
+  """The case in a process of its own; a multi-worker case in one process per worker (TF_CONFIG
+  on 127.0.0.1 ports), reported by the chief with every worker's step count.
+  """
+  workers = MULTI_WORKER_CASES[name][1] if name in MULTI_WORKER_CASES else 1
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
-  proc = subprocess.run([sys.executable, "-m", "bench.train", name, workdir], cwd=REPO_ROOT, env=env,
-                        capture_output=True, text=True, check=False)
-  if proc.returncode:
-    raise RuntimeError(f"bench case {name} failed:\n{proc.stderr[-3000:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  env.pop("TF_CONFIG", None)
+  env.pop("CLUSTER_SPEC", None)
+  addresses = [f"127.0.0.1:{port}" for port in _free_ports(workers)]
+  cluster = {"chief": addresses[:1], "worker": addresses[1:]} if workers > 1 else None
+  procs = []
+  for task in ([("chief", 0)] + [("worker", i) for i in range(workers - 1)] if cluster else [None]):
+    if task:
+      env = dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": task[0], "index": task[1]}}))
+    procs.append(subprocess.Popen([sys.executable, "-m", "bench.train", name, workdir], cwd=REPO_ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  results = []
+  for proc in procs:
+    out, err = proc.communicate()
+    if proc.returncode:
+      raise RuntimeError(f"bench case {name} failed:\n{err[-3000:]}")
+    results.append(json.loads(out.strip().splitlines()[-1]))
+  if len({r.get("steps") for r in results}) > 1:
+    raise RuntimeError(f"bench case {name}: the workers ran different numbers of steps: {results}")
+  return results[0]
+
+
+def _free_ports(count: int):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
 
 
 def run() -> Dict[str, Any]:
@@ -207,6 +266,19 @@ def run() -> Dict[str, Any]:
                  "step_s": results[name]["step_s"],
                  "img_per_s": results[name]["global_batch"] / results[name]["step_s"],
                  "peak_rss_mb": results[name]["peak_rss_mb"]} for name in TRAIN_CASES]
+  multi_worker_rows = []
+  for name, (batch, workers) in MULTI_WORKER_CASES.items():
+    alone, together = results[f"train_b{batch}_r1"], results[name]
+    alone_rate = alone["global_batch"] / alone["step_s"]
+    together_rate = together["global_batch"] / together["step_s"]
+    multi_worker_rows += [
+        {"processes": 1, "batch_per_process": batch, "step_s": alone["step_s"], "img_per_s": alone_rate,
+         "vs_1_process": 1.0, "allreduce_mb": "", "allreduce_s": "", "allreduce_share_of_step": ""},
+        {"processes": workers, "batch_per_process": batch, "step_s": together["step_s"], "img_per_s": together_rate,
+         "vs_1_process": together_rate / alone_rate, "allreduce_mb": together["allreduce_mb"],
+         "allreduce_s": together["allreduce_s"],
+         "allreduce_share_of_step": together["allreduce_s"] / together["step_s"]},
+    ]
   one_mp, historical = results["colorize_1mp"], results["colorize_historical"]
   colorize_rows = [
       {"what": f"colorize_image, {one_mp['photo']}", "ms": one_mp["ms"], "cpu_ms": one_mp["cpu_ms"],
@@ -229,6 +301,10 @@ def run() -> Dict[str, Any]:
       "load_average_1min": os.getloadavg()[0],
       "input_pipeline": input_rows,
       "training_steps": train_rows,
+      # 2 worker processes share this machine's 2 cores with each other (1 process already uses
+      # both), so here they can only show the cost of distribution: the ratio below 1 is that
+      # cost; allreduce_share_of_step is the part of it spent exchanging gradients.
+      "multi_worker_training": multi_worker_rows,
       "colorize": colorize_rows,
       "goals": goals,
   }

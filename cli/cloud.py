@@ -37,6 +37,10 @@ def _cloud_options(f):
       click.option("--gpu-count", "cloud__training__accelerator_count", type=int, help="GPUs per training machine."),
       click.option("--trainer-replicas", "cloud__training__replica_count", type=int,
                    help="Training machines; > 1 trains with MultiWorkerMirroredStrategy."),
+      click.option("--deploy/--no-deploy", "cloud__deploy__enabled", default=None,
+                   help="Also deploy each blessed model to a Vertex AI Endpoint (cloud.deploy; default off)."),
+      click.option("--endpoint-name", "cloud__deploy__endpoint_name",
+                   help="Display name of that endpoint (default colorize); created the first time."),
   ]
   for option in reversed(options):
     f = option(f)

@@ -64,8 +64,9 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     raise TypeError(f"rgb_to_lab expects uint8 sRGB, got {rgb.dtype}")
   xyz = np.take(_LINEAR_LUT, rgb) @ _RGB_TO_XYZ_WHITE
   f = np.cbrt(xyz)
-  near_black = xyz <= LAB_EPSILON
-  f[near_black] = LAB_SLOPE * xyz[near_black] + LAB_OFFSET
+  # The linear segment over the whole array, copied where it applies: a boolean-indexed
+  # gather and scatter cost ~1 ms more per 224x224 photo.
+  np.copyto(f, LAB_SLOPE * xyz + LAB_OFFSET, where=xyz <= LAB_EPSILON)
   lab = np.empty_like(f)
   lab[..., 0] = 116.0 * f[..., 1] - 16.0
   lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])

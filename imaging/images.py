@@ -51,6 +51,14 @@ class SkipReason(str, enum.Enum):
   TOO_LARGE = "too_large"                # more pixels than PIL's decompression-bomb limit
   UNSUPPORTED_MODE = "unsupported_mode"  # a pixel format with no meaningful sRGB reading (e.g. float)
   GRAYSCALE = "grayscale"                # a genuinely black-and-white photo: no colour to learn
+  # Found while listing the input, before anything is opened (components/ingest/local_tree.py).
+  OUTSIDE_ROOT = "outside_root"          # a path or link that leads outside the data root: never read
+  NOT_A_FILE = "not_a_file"              # a FIFO, socket or device (opening a FIFO would block forever)
+  BROKEN_LINK = "broken_link"            # a link to nothing, or a link loop
+  DUPLICATE = "duplicate"                # the same file (or folder) already listed under another path
+  HIDDEN = "hidden"                      # a name starting with '.', not read
+  NOT_ANNOTATED = "not_annotated"        # in a COCO folder, but not in its annotations file
+  MISSING = "missing"                    # named by the annotations, absent from the folder
 
 
 class Skip(Exception):  # noqa: N818 (a verdict on a file, not an error of the program)
@@ -99,7 +107,8 @@ def decode(data: bytes, min_side: int = features.GLOBAL_SIZE) -> Image.Image:
   except Skip:
     raise
   except Image.UnidentifiedImageError as e:
-    raise Skip(SkipReason.NOT_AN_IMAGE, f"no image format PIL reads starts with {data[:12]!r}") from e
+    # The file's bytes never go into a report: it may be anything (a key, a password file).
+    raise Skip(SkipReason.NOT_AN_IMAGE, f"no image format PIL reads matches these {len(data)} bytes") from e
   except Image.DecompressionBombError as e:
     raise Skip(SkipReason.TOO_LARGE, _message(e)) from e
   except Exception as e:

@@ -1,9 +1,10 @@
 """The `cloud` section of the one config: where and how the pipeline runs on Vertex AI / Kubeflow.
 
 It lives in the same config file as everything else (`cloud:` key, see pipelines/config.py)
-and turns into the three things the cloud needs, all built here so nothing is spelled twice:
+and turns into the four things the cloud needs, all built here so nothing is spelled twice:
 Beam arguments for Dataflow (ingestion and evaluation), the Vertex Training custom job for
-the Trainer (GPUs, multi-worker pools) and per-step container resources.
+the Trainer (GPUs, multi-worker pools), per-step container resources and, when `deploy` is
+enabled, the Vertex AI Endpoint each blessed model is deployed to.
 
 Values are checked twice: shape and ranges when the file is read (`from_dict`), and the
 cross-section rules that only matter in the cloud (gs:// paths, an image) in `require`,
@@ -35,6 +36,14 @@ _LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+# Vertex AI's prebuilt TensorFlow serving images, by TF version: the one the model is exported
+# with (tests/test_deploy.py pins it to the installed TensorFlow).
+SERVING_TF_VERSION = "2-16"
+_SERVING_IMAGE = "{registry}-docker.pkg.dev/vertex-ai/prediction/tf2-{device}.{version}:latest"
+# Vertex AI publishes them in three multi-regions; regions elsewhere pull from us.
+_SERVING_REGISTRY_BY_REGION_PREFIX = {"europe-": "europe", "asia-": "asia", "australia-": "asia"}
+# Vertex AI shows display names of up to 128 characters.
+_DISPLAY_NAME = re.compile(r"^[^\x00-\x1f]{1,128}$")
 
 _check = config_fields.check
 
@@ -61,6 +70,22 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass
+class DeployConfig:
+  """Each blessed model deployed to a Vertex AI Endpoint (TFX's Vertex Pusher), besides the push to
+  serving_model_dir. The endpoint is found by display name, and created the first time.
+  """
+  enabled: bool = False
+  endpoint_name: str = "colorize"        # the endpoint's display name
+  machine_type: str = "n1-standard-4"
+  accelerator_type: str = ""             # "" = CPU; e.g. NVIDIA_TESLA_T4 (then a GPU serving image)
+  accelerator_count: int = 1
+  min_replicas: int = 1
+  max_replicas: int = 1                  # > min_replicas: Vertex autoscales between them
+  traffic_percentage: int = 100          # the new model's share; models already deployed share the rest
+  serving_image: str = ""                # default: Vertex AI's prebuilt TF 2.16 image (CPU or GPU) near the region
+
+
+@dataclasses.dataclass
 class StepResources:
   cpu: float = 4.0                       # vCPUs
   memory_gb: float = 16.0
@@ -77,6 +102,7 @@ class CloudConfig:
   labels: Dict[str, str] = dataclasses.field(default_factory=dict)
   dataflow: DataflowConfig = dataclasses.field(default_factory=DataflowConfig)
   training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+  deploy: DeployConfig = dataclasses.field(default_factory=DeployConfig)
   resources: StepResources = dataclasses.field(default_factory=StepResources)  # every container step
   step_resources: Dict[str, StepResources] = dataclasses.field(default_factory=dict)  # by component id
 
@@ -107,6 +133,20 @@ class CloudConfig:
     if t.accelerator_type:
       _check(t.accelerator_count >= 1,
              f"cloud.training.accelerator_count must be >= 1 with accelerator_type {t.accelerator_type}")
+    p = self.deploy
+    _check(bool(_DISPLAY_NAME.match(p.endpoint_name)),
+           f"cloud.deploy.endpoint_name must be 1-128 printable characters, got {p.endpoint_name!r}")
+    _check(bool(p.machine_type), "cloud.deploy.machine_type must be set")
+    if p.accelerator_type:
+      _check(p.accelerator_count >= 1,
+             f"cloud.deploy.accelerator_count must be >= 1 with accelerator_type {p.accelerator_type}")
+    _check(p.min_replicas >= 1, f"cloud.deploy.min_replicas must be >= 1, got {p.min_replicas}")
+    _check(p.max_replicas >= p.min_replicas,
+           f"cloud.deploy.max_replicas must be >= min_replicas ({p.min_replicas}), got {p.max_replicas}")
+    _check(0 <= p.traffic_percentage <= 100,
+           f"cloud.deploy.traffic_percentage must be 0-100, got {p.traffic_percentage}")
+    _check(not p.serving_image or "/" in p.serving_image,
+           f"cloud.deploy.serving_image must be a container image URI, got {p.serving_image!r}")
     steps = [(f"step_resources.{k}", v) for k, v in self.step_resources.items()]
     for name, r in [("resources", self.resources)] + steps:
       _check(r.cpu > 0, f"cloud.{name}.cpu must be > 0, got {r.cpu}")
@@ -122,6 +162,7 @@ def from_dict(values: Dict[str, Any]) -> CloudConfig:
   nested = {
       "dataflow": config_fields.build(DataflowConfig, values.pop("dataflow", None) or {}, "cloud.dataflow"),
       "training": config_fields.build(TrainingConfig, values.pop("training", None) or {}, "cloud.training"),
+      "deploy": config_fields.build(DeployConfig, values.pop("deploy", None) or {}, "cloud.deploy"),
       "resources": config_fields.build(StepResources, values.pop("resources", None) or {}, "cloud.resources"),
   }
   steps = values.pop("step_resources", None) or {}
@@ -157,16 +198,10 @@ def require(cfg) -> CloudConfig:
   _check(cfg.ingest.train_spans == 1,
          f"ingest.train_spans must be 1 for a cloud run (the Vertex / Kubeflow V2 compiler has no span range "
          f"resolver; let each snapshot hold all photos so far instead), got {cfg.ingest.train_spans}")
-  if cloud.training.enabled and cloud.training.accelerator_type:
-    known = accelerator_types()
-    _check(cloud.training.accelerator_type in known,
-           f"cloud.training.accelerator_type must be one of {', '.join(known)} (or '' for CPU), "
-           f"got {cloud.training.accelerator_type!r}")
-    family = cloud.training.machine_type.split("-")[0]
-    allowed = _GPUS_BY_MACHINE_FAMILY.get(family)
-    _check(allowed is None or cloud.training.accelerator_type in allowed,
-           f"cloud.training: {cloud.training.accelerator_type} cannot be attached to {cloud.training.machine_type}; "
-           f"{family}-* machines take {', '.join(allowed or ())}")
+  if cloud.training.enabled:
+    _check_gpu("cloud.training", cloud.training.machine_type, cloud.training.accelerator_type)
+  if cloud.deploy.enabled:
+    _check_gpu("cloud.deploy", cloud.deploy.machine_type, cloud.deploy.accelerator_type)
   if cloud.training.enabled and cloud.training.replica_count > 1:
     _check(cfg.train.strategy in ("auto", "multi_worker"),
            f"cloud.training.replica_count={cloud.training.replica_count} trains on several machines: "
@@ -234,6 +269,52 @@ def vertex_training_args(cfg) -> Optional[Dict[str, Any]]:
   }
 
 
+def vertex_serving_args(cfg) -> Optional[Dict[str, Any]]:
+  """custom_config of TFX's Vertex Pusher deploying to cloud.deploy's endpoint, or None (not enabled).
+
+  The Pusher finds the endpoint by display name (creating it the first time), uploads the
+  pushed SavedModel as a Model with the serving image, and deploys it with these arguments
+  of aiplatform's Model.deploy.
+  """
+  cloud = require(cfg)
+  p = cloud.deploy
+  if not p.enabled:
+    return None
+  from tfx import v1 as tfx
+
+  args: Dict[str, Any] = {
+      "project": cloud.project,
+      "endpoint_name": p.endpoint_name,
+      "machine_type": p.machine_type,
+      "min_replica_count": p.min_replicas,
+      "max_replica_count": p.max_replicas,
+      "traffic_percentage": p.traffic_percentage,
+  }
+  if p.accelerator_type:
+    args.update(accelerator_type=p.accelerator_type, accelerator_count=p.accelerator_count)
+  if cloud.service_account:
+    args["service_account"] = cloud.service_account
+  if cloud.labels:
+    args["labels"] = dict(cloud.labels)
+  ext = tfx.extensions.google_cloud_ai_platform
+  return {
+      ext.ENABLE_VERTEX_KEY: True,
+      ext.VERTEX_REGION_KEY: cloud.region,
+      ext.VERTEX_CONTAINER_IMAGE_URI_KEY: serving_image(cloud),
+      ext.SERVING_ARGS_KEY: args,
+  }
+
+
+def serving_image(cloud: CloudConfig) -> str:
+  """cloud.deploy.serving_image, or Vertex AI's prebuilt TensorFlow serving image for it."""
+  if cloud.deploy.serving_image:
+    return cloud.deploy.serving_image
+  registry = next((r for prefix, r in _SERVING_REGISTRY_BY_REGION_PREFIX.items() if cloud.region.startswith(prefix)),
+                  "us")
+  return _SERVING_IMAGE.format(registry=registry, device="gpu" if cloud.deploy.accelerator_type else "cpu",
+                               version=SERVING_TF_VERSION)
+
+
 def in_project(path: str) -> bool:
   return os.path.abspath(path).startswith(LOCAL_PROJECT_ROOT + os.sep)
 
@@ -246,6 +327,19 @@ def accelerator_types() -> List[str]:
 
 def resources_for(cloud: CloudConfig, component_id: str) -> StepResources:
   return cloud.step_resources.get(component_id, cloud.resources)
+
+
+def _check_gpu(section: str, machine_type: str, accelerator_type: str) -> None:
+  if not accelerator_type:
+    return
+  known = accelerator_types()
+  _check(accelerator_type in known,
+         f"{section}.accelerator_type must be one of {', '.join(known)} (or '' for CPU), got {accelerator_type!r}")
+  family = machine_type.split("-")[0]
+  allowed = _GPUS_BY_MACHINE_FAMILY.get(family)
+  _check(allowed is None or accelerator_type in allowed,
+         f"{section}: {accelerator_type} cannot be attached to {machine_type}; "
+         f"{family}-* machines take {', '.join(allowed or ())}")
 
 
 def _parse_labels(items) -> Dict[str, str]:

@@ -18,6 +18,8 @@ from pipelines import evaluation
 from schemas import features
 from trainer import settings
 
+ENDPOINT_PUSHER = "EndpointPusher"
+
 
 def create_pipeline(
     *,
@@ -33,12 +35,15 @@ def create_pipeline(
     enable_cache: bool = True,
     last_stage: str = "push",
     vertex_training_args: Optional[Dict[str, Any]] = None,
+    vertex_serving_args: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline up to and including `last_stage` (one of config_lib.STAGES).
 
   vertex_training_args: custom_config entries (built by pipelines/cloud_config.py) that run
   the Trainer as a Vertex AI Training job on the project image (GPUs, worker pools), as
   TFX's penguin example does; None trains inside the pipeline's own process/container.
+  vertex_serving_args: custom_config (pipelines/cloud_config.py) of TFX's Vertex Pusher, which
+  then also deploys each blessed model to a Vertex AI Endpoint; None deploys nowhere.
   """
   if last_stage not in config_lib.STAGES:
     raise ValueError(f"last_stage must be one of {config_lib.STAGES}, got {last_stage!r}")
@@ -116,6 +121,12 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
     ))
+    if vertex_serving_args:
+      components.append(tfx.extensions.google_cloud_ai_platform.Pusher(
+          model=trainer.outputs["model"],
+          model_blessing=evaluator.outputs["blessing"],
+          custom_config=vertex_serving_args,
+      ).with_id(ENDPOINT_PUSHER))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,

@@ -3,7 +3,8 @@
 Compiling is offline: no credentials, no network, nothing uploaded. Code is referenced by
 import path (run_fn, executor classes) and baked into the project image, so TFX has no
 module file to package. The JSON names the image, Dataflow for the Beam steps, the Vertex
-Training job for the Trainer and each step's resources, all from pipelines/cloud_config.py.
+Training job for the Trainer, each step's resources and the Vertex AI Endpoint blessed models
+are deployed to, all from pipelines/cloud_config.py.
 """
 import json
 import os
@@ -36,6 +37,7 @@ def build_pipeline(cfg: config_lib.PipelineConfig):
       metadata_connection_config=None,
       beam_pipeline_args=cloud_config.beam_pipeline_args(cfg),
       vertex_training_args=cloud_config.vertex_training_args(cfg),
+      vertex_serving_args=cloud_config.vertex_serving_args(cfg),
   )
   ids = {c.id for c in pipeline.components}
   unknown = sorted(set(cloud.step_resources) - ids)

@@ -6,11 +6,26 @@ reading them never imports the model.
 
 Signatures:
 
-  EXAMPLES_SIGNATURE "serving_default": what TFMA's Evaluator feeds.
+  REST_SIGNATURE "serving_default": what TF Serving and Vertex AI prediction call over REST.
+    in  IMAGE_INPUT "image_bytes": string [batch] encoded photos, each as IMAGE_SIGNATURE takes
+    out REST_OUTPUT "colorized_bytes": string [batch] each colorized photo as JPEG, as
+        IMAGE_SIGNATURE's JPEG_OUTPUT
+    The `_bytes` suffixes make the REST API carry both as base64:
+      POST .../models/colorize:predict  {"instances": [{"b64": "<JPEG>"}, ...]}
+      ->  {"predictions": [{"b64": "<colorized JPEG>"}, ...]}
+    Photos of different sizes cannot share a tensor, so they are colorized one after the
+    other inside the request: memory is that of the largest photo, not of the batch.
+    It is the default signature because Vertex AI's prebuilt TensorFlow containers call
+    only the default one.
+
+  EXAMPLES_SIGNATURE "predict": what TFMA's Evaluator feeds.
     in  EXAMPLES_INPUT "examples": string [batch] serialized tf.Examples (only `l` and
         `gray` are read; `ab` may be absent)
     out AB_OUTPUT "ab": float32 [batch, 224, 224, 2], predicted a*b* / 128 in [-1, 1]
         (the scale of the `ab` label, schemas/features.py)
+    Models exported before REST_SIGNATURE existed have this signature as "serving_default";
+    TFMA, given no signature name, uses "predict" and else "serving_default", so such a
+    model still works as the Evaluator's baseline (pipelines/evaluation.py).
 
   IMAGE_SIGNATURE "colorize_image": a whole photo.
     in  IMAGE_INPUT "image_bytes": string [] one encoded JPEG/PNG/GIF/BMP image, any size
@@ -30,7 +45,8 @@ Signatures:
 """
 from schemas import features
 
-EXAMPLES_SIGNATURE = "serving_default"
+REST_SIGNATURE = "serving_default"
+EXAMPLES_SIGNATURE = "predict"
 IMAGE_SIGNATURE = "colorize_image"
 L_SIGNATURE = "predict_ab"
 
@@ -40,3 +56,4 @@ L_INPUT = features.L_KEY
 AB_OUTPUT = features.AB_KEY
 JPEG_OUTPUT = "colorized_jpeg"
 RGB_OUTPUT = "colorized_rgb"
+REST_OUTPUT = "colorized_bytes"

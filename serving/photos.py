@@ -6,12 +6,16 @@ photo's own full-resolution L. Photos are turned upright first (EXIF orientation
 written upright without an orientation tag, JPEG as JPEG and PNG as PNG, under their
 own names. Unreadable files are skipped with a message; the exit code is 1 if any was.
 TensorFlow is imported only when a photo is colorized, so `colorize --help` stays instant.
+
+With a deployed model (serving/endpoint.py) the same photos go over REST instead; it
+returns JPEG, so PNG outputs are that JPEG (quality 95) decoded and saved as PNG.
 """
 import io
 import pathlib
 from typing import Dict, Iterable, List, Tuple
 
 from schemas import signatures
+from serving import endpoint as endpoint_lib
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -20,6 +24,7 @@ SAVED_MODEL_FILE = "saved_model.pb"
 _NATIVE = {("JPEG", "L"), ("JPEG", "RGB"),
            ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "I")}
 _EXIF_ORIENTATION = 0x0112
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 class PhotoError(Exception):
@@ -28,6 +33,40 @@ class PhotoError(Exception):
 
 class UsageError(ValueError):
   """The inputs, output folder or model cannot be used as given; the message says why."""
+
+
+def local_results(colorize, jobs):
+  """(source, target, colorized bytes or the PhotoError/OSError) per job, with a local model."""
+  for source, target in jobs:
+    try:
+      yield source, target, colorize_photo(colorize, source.read_bytes(), target.suffix.lower())
+    except (PhotoError, OSError) as e:
+      yield source, target, e
+
+
+def endpoint_results(remote: endpoint_lib.Endpoint, jobs):
+  """As local_results, with the photos sent to `remote` in batches; unreadable ones are
+  reported without being sent. Raises endpoint_lib.EndpointError if the endpoint fails.
+  """
+  unreadable = []
+
+  def readable():
+    for source, target in jobs:
+      try:
+        yield (source, target), upright(source.read_bytes())
+      except (PhotoError, OSError) as e:
+        unreadable.append((source, target, e))
+
+  for (source, target), answer in endpoint_lib.colorize(remote, readable()):
+    yield from unreadable
+    unreadable.clear()
+    if isinstance(answer, endpoint_lib.PhotoRejectedError):
+      yield source, target, PhotoError(str(answer))
+    elif not answer.startswith(_JPEG_MAGIC):
+      yield source, target, PhotoError(f"the endpoint answered something else than a JPEG ({answer[:16]!r}...)")
+    else:
+      yield source, target, from_jpeg(answer, target.suffix.lower())
+  yield from unreadable
 
 
 def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> List[Tuple[pathlib.Path, pathlib.Path]]:
@@ -93,6 +132,16 @@ def colorize_photo(colorize, data: bytes, suffix: str) -> bytes:
   from PIL import Image
   out = io.BytesIO()
   Image.fromarray(outputs[signatures.RGB_OUTPUT].numpy()).save(out, format="PNG")
+  return out.getvalue()
+
+
+def from_jpeg(jpeg: bytes, suffix: str) -> bytes:
+  """A colorized JPEG as the output `suffix` asks: itself, or decoded and saved as PNG."""
+  if suffix in JPEG_SUFFIXES:
+    return jpeg
+  from PIL import Image
+  out = io.BytesIO()
+  Image.open(io.BytesIO(jpeg)).convert("RGB").save(out, format="PNG")
   return out.getvalue()
 
 

@@ -1,8 +1,11 @@
-"""Shared by the cloud tests (test_compile, test_submit): one cloud configuration, offline commands."""
+"""Shared by the cloud tests (test_compile, test_submit, test_deploy): one cloud configuration, offline
+commands, and the base of the loopback servers that answer like Google's REST APIs."""
+import json
 import os
 import pathlib
 import shutil
 import subprocess
+import urllib.parse
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 IMAGE = "us-central1-docker.pkg.dev/colorize-test/colorize/colorize:0.1.0"
@@ -16,6 +19,8 @@ CLOUD = {
     "dataflow": {"machine_type": "n2-standard-8", "max_workers": 17, "disk_size_gb": 80},
     "training": {"machine_type": "a2-highgpu-4g", "accelerator_type": "NVIDIA_TESLA_A100",
                  "accelerator_count": 4, "replica_count": 3},
+    "deploy": {"enabled": True, "endpoint_name": "colorize-nightly", "machine_type": "n1-standard-8",
+               "accelerator_type": "NVIDIA_TESLA_T4", "max_replicas": 3, "traffic_percentage": 100},
     "resources": {"cpu": 2, "memory_gb": 7.5},
     "step_resources": {"CocoIngest": {"cpu": 8, "memory_gb": 32}},
 }
@@ -38,3 +43,29 @@ def offline_command(args, env=None):
   if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0:
     args = ["unshare", "--net"] + args
   return args, env
+
+
+class JsonApi:
+  """Mixin of an http.server.BaseHTTPRequestHandler standing in for a Google REST API on a loopback
+  port: the handler answers; every request lands in `requests`."""
+  requests = None
+
+  def _reply(self, status, body):
+    data = json.dumps(body).encode()
+    self.send_response(status)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Content-Length", str(len(data)))
+    self.end_headers()
+    self.wfile.write(data)
+
+  def _record(self):
+    length = int(self.headers.get("Content-Length") or 0)
+    raw = self.rfile.read(length) if length else b""
+    url = urllib.parse.urlsplit(self.path)
+    self.requests.append({"method": self.command, "path": url.path, "query": urllib.parse.parse_qs(url.query),
+                          "body": json.loads(raw) if raw else None,
+                          "authorization": self.headers.get("Authorization")})
+    return self.requests[-1]
+
+  def log_message(self, *args):
+    pass

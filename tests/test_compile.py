@@ -81,6 +81,24 @@ def test_tasks_images_and_executor_classes(compiled):
   assert "Evaluator" in tasks["Pusher"]["dependentTasks"]
 
 
+def test_blessed_models_are_also_deployed_to_a_vertex_endpoint(compiled):
+  spec = compiled["job"]["pipelineSpec"]
+  args = _executor(spec, "EndpointPusher")["container"]["args"]
+  assert args[args.index("--executor_class_path") + 1] == \
+      "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+  assert "Evaluator" in _tasks(spec)["EndpointPusher"]["dependentTasks"]
+  custom = json.loads(_param(spec, "EndpointPusher", "custom_config"))
+  assert custom["ai_platform_enable_vertex"] is True
+  assert custom["ai_platform_vertex_region"] == "europe-west4"
+  # Vertex AI's prebuilt TF 2.16 serving image, GPU build, from the registry nearest europe-west4.
+  assert custom["ai_platform_vertex_container_image_uri"] == \
+      "europe-docker.pkg.dev/vertex-ai/prediction/tf2-gpu.2-16:latest"
+  assert custom["ai_platform_serving_args"] == {
+      "project": "colorize-test", "endpoint_name": "colorize-nightly", "machine_type": "n1-standard-8",
+      "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 1, "min_replica_count": 1, "max_replica_count": 3,
+      "traffic_percentage": 100, "service_account": SERVICE_ACCOUNT, "labels": {"team": "vision", "env": "test"}}
+
+
 def test_dataflow_args(compiled, cfg):
   spec = compiled["job"]["pipelineSpec"]
   for task in ("CocoIngest", "Evaluator"):
@@ -123,6 +141,55 @@ def test_vertex_training_gpu_pools(compiled, cfg):
   # The training parameters reach run_fn unchanged.
   assert custom["train"] == dataclasses.asdict(cfg.train)
   assert _param(spec, "Trainer", "run_fn") == "trainer.task.run_fn"
+
+
+def _vertex_environment(pools, pool, replica, tensorflow_names):
+  """What Vertex AI sets on replica `replica` of worker pool `pool` of a custom job: CLUSTER_SPEC
+  names tasks after the pools ("workerpool0", ...); TF_CONFIG maps pool 0 -> chief, 1 -> worker,
+  2 -> ps, 3 -> evaluator (or keeps the pool names, as CLUSTER_SPEC does)."""
+  def describe(name_of):
+    cluster = {name_of(i): [f"workerpool{i}-0123456789-{r}:2222" for r in range(p["replica_count"])]
+               for i, p in enumerate(pools)}
+    return json.dumps({"cluster": cluster, "task": {"type": name_of(pool), "index": replica},
+                       "environment": "cloud", "job": {"worker_pool_specs": pools}})
+  env = {"CLUSTER_SPEC": describe(lambda i: f"workerpool{i}")}
+  if tensorflow_names is not None:
+    env["TF_CONFIG"] = describe(lambda i: ("chief", "worker", "ps", "evaluator")[i] if tensorflow_names
+                                else f"workerpool{i}")
+  return env
+
+
+@pytest.mark.parametrize("tensorflow_names", [True, False, None], ids=["tf_config", "tf_config_pools", "cluster_spec"])
+def test_vertex_worker_pools_give_the_trainer_its_multi_worker_cluster(compiled, tensorflow_names):
+  """The job TFX's Vertex Trainer executor submits (built offline by its own job client) runs
+  run_fn in every replica; the variables Vertex sets there resolve to one chief and workers."""
+  from tfx.extensions.google_cloud_ai_platform import training_clients
+
+  from trainer import strategy
+
+  class OfflineJobClient(training_clients.VertexJobClient):
+    def create_client(self):  # the API client needs credentials; building the job does not
+      pass
+
+  custom = json.loads(_param(compiled["job"]["pipelineSpec"], "Trainer", "custom_config"))
+  job = OfflineJobClient("europe-west4").create_training_job(
+      {}, {}, {"custom_config": json.dumps(custom)}, "tfx.components.trainer.executor.GenericExecutor",
+      custom["ai_platform_training_args"], None, None)
+  pools = job["job_spec"]["worker_pool_specs"]
+  commands = {json.dumps(p["container_spec"]["command"]) for p in pools}
+  assert len(commands) == 1 and "tfx.components.trainer.executor.GenericExecutor" in commands.pop()
+
+  roles, clusters = [], []
+  for pool, spec in enumerate(pools):
+    for replica in range(spec["replica_count"]):
+      resolver = strategy.cluster_resolver(_vertex_environment(pools, pool, replica, tensorflow_names))
+      roles.append((resolver.task_type, resolver.task_id, strategy.is_chief(resolver)))
+      clusters.append(resolver.cluster_spec().as_dict())
+  workers = CLOUD["training"]["replica_count"]
+  assert roles == [("chief", 0, True)] + [("worker", i, False) for i in range(workers - 1)]
+  assert all(c == clusters[0] for c in clusters)
+  assert clusters[0] == {"chief": ["workerpool0-0123456789-0:2222"],
+                         "worker": [f"workerpool1-0123456789-{i}:2222" for i in range(workers - 1)]}
 
 
 def test_parameters_match_config(compiled, cfg):
@@ -198,6 +265,20 @@ def test_missing_kfp_gives_a_clear_error(tmp_path):
     ({"cloud": dict(CLOUD, dataflow={"max_wokers": 3})}, "unknown config key cloud.dataflow.max_wokers"),
     ({"cloud": dict(CLOUD, region="Europe")}, "cloud.region must look like"),
     ({"cloud": dict(CLOUD, service_account="me@example.com")}, "service account email"),
+    ({"cloud": dict(CLOUD, deploy={"enabled": True, "traffic_percentage": 120})},
+     "cloud.deploy.traffic_percentage must be 0-100, got 120"),
+    ({"cloud": dict(CLOUD, deploy={"min_replicas": 2, "max_replicas": 1})},
+     "cloud.deploy.max_replicas must be >= min_replicas (2), got 1"),
+    ({"cloud": dict(CLOUD, deploy={"min_replicas": 0})}, "cloud.deploy.min_replicas must be >= 1, got 0"),
+    ({"cloud": dict(CLOUD, deploy={"endpoint_name": ""})}, "cloud.deploy.endpoint_name must be 1-128"),
+    ({"cloud": dict(CLOUD, deploy={"endpoint_name": "x" * 129})}, "cloud.deploy.endpoint_name must be 1-128"),
+    ({"cloud": dict(CLOUD, deploy={"enabled": True, "machine_type": "g2-standard-8",
+                                   "accelerator_type": "NVIDIA_TESLA_T4"})},
+     "cloud.deploy: NVIDIA_TESLA_T4 cannot be attached to g2-standard-8"),
+    ({"cloud": dict(CLOUD, deploy={"enabled": True, "accelerator_type": "T4"})},
+     "cloud.deploy.accelerator_type must be one of"),
+    ({"cloud": dict(CLOUD, deploy={"serving_image": "tf2-cpu"})}, "cloud.deploy.serving_image must be a container"),
+    ({"cloud": dict(CLOUD, deploy={"replicas": 2})}, "unknown config key cloud.deploy.replicas"),
 ])
 def test_bad_cloud_config_is_a_clear_error(tmp_path, change, message):
   from click.testing import CliRunner

@@ -1,5 +1,7 @@
-"""The serving SavedModel: size, signatures, agreement with the Keras model, and a clean-process
-colorization of real historical photos at their own resolution."""
+"""The serving SavedModel: size, signatures, agreement with the Keras model, a clean-process
+colorization of real historical photos at their own resolution, and the REST request body
+TF Serving / Vertex AI map onto the default signature."""
+import base64
 import io
 import json
 import os
@@ -11,6 +13,7 @@ from PIL import Image
 import pytest
 from skimage import color as skcolor
 import tensorflow as tf
+import tf_serving_rest
 
 from schemas import features
 from schemas import signatures
@@ -73,8 +76,15 @@ def test_saved_model_holds_each_weight_once_and_no_optimizer_state(serving_model
 
 def test_signatures_and_their_keys(loaded):
   served = loaded.signatures
-  assert set(served) == {signatures.EXAMPLES_SIGNATURE, signatures.IMAGE_SIGNATURE, signatures.L_SIGNATURE}
-  assert signatures.EXAMPLES_SIGNATURE == "serving_default"  # what TFMA and TF Serving call by default
+  assert set(served) == {signatures.REST_SIGNATURE, signatures.EXAMPLES_SIGNATURE, signatures.IMAGE_SIGNATURE,
+                             signatures.L_SIGNATURE}
+  # What TF Serving and Vertex AI's prebuilt containers call when a request names no signature.
+  assert signatures.REST_SIGNATURE == tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+  rest = served[signatures.REST_SIGNATURE]
+  assert rest.structured_input_signature[1][signatures.IMAGE_INPUT].shape.as_list() == [None]
+  assert list(rest.structured_outputs) == [signatures.REST_OUTPUT]
+  # TF Serving's REST API base64-maps string tensors named *_bytes.
+  assert signatures.IMAGE_INPUT.endswith("_bytes") and signatures.REST_OUTPUT.endswith("_bytes")
   examples = served[signatures.EXAMPLES_SIGNATURE]
   assert set(examples.structured_input_signature[1]) == {signatures.EXAMPLES_INPUT}
   assert examples.structured_outputs[signatures.AB_OUTPUT].shape.as_list() == [None, 224, 224, 2]
@@ -159,3 +169,48 @@ def test_undecodable_bytes_are_an_error_not_a_crash(loaded, historical):
   jpeg = (historical / "Detroit_circa_1915.jpg").read_bytes()
   with pytest.raises(tf.errors.InvalidArgumentError):
     loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(jpeg[:len(jpeg) // 2]))
+
+
+def _b64(data: bytes) -> dict:
+  return {"b64": base64.b64encode(data).decode()}
+
+
+def test_rest_request_colorizes_a_batch_of_real_photos_of_different_sizes(loaded, historical):
+  names = ["Detroit_circa_1915.jpg", "Audrey_Hepburn.jpg", "Helen_Keller_meeting_Charlie_Chaplin_in_1919.jpg"]
+  photos = [(historical / name).read_bytes() for name in names]
+  # Exactly what a client sends over HTTP: JSON text, no signature name (the default).
+  body = json.dumps({"instances": [_b64(photo) for photo in photos]})
+  response = json.loads(json.dumps(tf_serving_rest.predict(loaded, json.loads(body))))
+  assert list(response) == ["predictions"] and len(response["predictions"]) == len(photos)
+  single = loaded.signatures[signatures.IMAGE_SIGNATURE]
+  for name, photo, prediction in zip(names, photos, response["predictions"], strict=True):
+    assert list(prediction) == ["b64"], name
+    jpeg = base64.b64decode(prediction["b64"])
+    assert Image.open(io.BytesIO(jpeg)).size == Image.open(io.BytesIO(photo)).size, name
+    # The same photo as the one-photo signature makes, byte for byte.
+    assert jpeg == single(image_bytes=tf.constant(photo))[signatures.JPEG_OUTPUT].numpy(), name
+  # The named form of an instance means the same.
+  named = tf_serving_rest.predict(loaded, {"instances": [{signatures.IMAGE_INPUT: _b64(photos[2])}]})
+  assert named["predictions"] == response["predictions"][2:]
+
+
+def test_rest_request_with_a_broken_photo_fails_whole_with_the_decoder_message(loaded, historical):
+  good = (historical / "Detroit_circa_1915.jpg").read_bytes()
+  with pytest.raises(tf_serving_rest.RestError, match="(?i)jpeg|image"):
+    tf_serving_rest.predict(loaded, {"instances": [_b64(good), _b64(good[:len(good) // 2])]})
+
+
+def test_tfma_calls_the_examples_signature_of_new_and_older_models(loaded, tmp_path):
+  from tensorflow_model_analysis.utils import model_util
+
+  from pipelines import config as config_lib
+  from pipelines import evaluation
+  spec = evaluation.eval_config(config_lib.EvalConfig()).model_specs[0]
+  assert model_util.get_callable(loaded, spec.signature_name) is loaded.signatures[signatures.EXAMPLES_SIGNATURE]
+  # A model exported before the REST signature: its examples signature is "serving_default".
+  older = tf.Module()
+  older.f = tf.function(lambda examples: {signatures.AB_OUTPUT: tf.zeros([tf.size(examples), 1])},
+                        input_signature=[tf.TensorSpec([None], tf.string, name=signatures.EXAMPLES_INPUT)])
+  tf.saved_model.save(older, str(tmp_path / "older"), signatures={"serving_default": older.f})
+  older_loaded = tf.saved_model.load(str(tmp_path / "older"))
+  assert model_util.get_callable(older_loaded, spec.signature_name) is older_loaded.signatures["serving_default"]

@@ -14,6 +14,7 @@ import shutil
 from click.testing import CliRunner
 from gcs_fixtures import BUCKET
 from gcs_fixtures import Emulator
+from gcs_fixtures import free_port
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 import google_crc32c
@@ -105,26 +106,32 @@ def test_upload_errors_are_clear(emulator, args, message):
   assert message in result.output
 
 
-def test_examples_writer_writes_gzip_tfrecords_to_gs(anonymous_beam_gcs, client, coco128, tmp_path):
-  """The ingestion's TFRecord sink (components/ingest/tfrecord_gzip.py) through Beam's GcsIO."""
-  import apache_beam as beam
+def test_ingestion_writes_its_examples_to_gs(anonymous_beam_gcs, client, coco128, tmp_path):
+  """Shard files, their commit (a rename is a copy and a delete on GCS) and the report, all on gs://."""
   import tensorflow as tf
 
-  from components.ingest import tfrecord_gzip
-  photos = [p.read_bytes() for p in sorted((coco128 / "train2017").iterdir())[:12]]
-  with beam.Pipeline() as p:
-    _ = (p | beam.Create(photos)
-         | tfrecord_gzip.WriteToGzipTFRecord(f"gs://{BUCKET}/examples/Split-train/data_tfrecord"))
-  blobs = [b for b in client.list_blobs(BUCKET, prefix="examples/Split-train/") if b.size]
-  assert blobs and all(b.name.endswith(".gz") for b in blobs)
-  records = []
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for photo in sorted((coco128 / "train2017").glob("*.jpg"))[:12]:
+    shutil.copy(photo, folder / photo.name)
+  counts = _ingest_split_counts(str(folder), f"gs://{BUCKET}/examples")
+  blobs = list(client.list_blobs(BUCKET, prefix="examples/"))
+  names = sorted(b.name for b in blobs)
+  assert "examples/skip_report.json" in names
+  assert not [n for n in names if "/.temp-" in n]  # temp files committed or deleted
+  ids = {}
   for blob in blobs:
-    data = blob.download_as_bytes()
-    assert data[:2] == b"\x1f\x8b"  # ordinary gzip, as the Examples format requires
-    path = tmp_path / blob.name.replace("/", "_")
-    path.write_bytes(data)
-    records += [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
-  assert sorted(records) == sorted(photos)
+    if blob.name.startswith("examples/Split-"):
+      data = blob.download_as_bytes()
+      assert data[:2] == b"\x1f\x8b"  # ordinary gzip, as the Examples format requires
+      path = tmp_path / blob.name.replace("/", "_")
+      path.write_bytes(data)
+      split = blob.name.split("/")[1][len("Split-"):]
+      for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
+        example = tf.train.Example.FromString(record.numpy())
+        ids.setdefault(split, []).append(example.features.feature["image_id"].int64_list.value[0])
+  assert {split: len(v) for split, v in ids.items()} == {s: n for s, n in counts.items() if n}
+  assert sorted(sum(ids.values(), [])) == sorted(int(p.stem) for p in folder.iterdir())
 
 
 def _ingest_split_counts(input_base: str, output_uri: str) -> dict:
@@ -167,7 +174,7 @@ def test_ingestion_reads_a_coco_root_from_gs(anonymous_beam_gcs, client, coco128
   from_gs = _ingest_split_counts(gs_root, str(tmp_path / "from_gs"))
   assert from_gs == local and sum(local.values()) == 11
   report = json.loads((tmp_path / "from_gs" / "skip_report.json").read_text())
-  assert {s["reason"] for s in report["skipped"]} == {"grayscale", "unreadable"}
+  assert {s["reason"] for s in report["skipped"]} == {"grayscale", "missing"}
   assert report["annotations"] == [f"{gs_root}/annotations/instances_train2017.json"]
 
   # The driver's fingerprint works on gs:// too: stable, and a rewritten photo changes it.
@@ -177,3 +184,23 @@ def test_ingestion_reads_a_coco_root_from_gs(anonymous_beam_gcs, client, coco128
   other = sorted((coco128 / "train2017").glob("*.jpg"))[-1]  # a real photo not among the 13
   bucket.blob(f"small_coco/train2017/{first}").upload_from_filename(str(other))
   assert sources.input_fingerprint(gs_root) != fingerprint
+
+
+def test_unusable_gs_roots_fail_at_once_saying_what_is_missing(emulator, monkeypatch, tmp_path):
+  """`colorize ingest` on a missing bucket, an empty prefix, a closed port, no credentials: one line, exit 1."""
+  def ingest(root: str) -> str:
+    result = CliRunner().invoke(cli.main, ["ingest", "--data-root", root, "--output-root", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    return [line for line in result.output.splitlines() if line.startswith("Error: ")][0]
+
+  assert "bucket gs://no-such-bucket does not exist" in ingest("gs://no-such-bucket/coco")
+  assert f"data root does not exist: gs://{BUCKET}/nothing-here" in ingest(f"gs://{BUCKET}/nothing-here")
+  closed = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+  monkeypatch.setenv("STORAGE_EMULATOR_HOST", closed)
+  assert f"Cloud Storage at {closed} cannot be reached (network" in ingest(f"gs://{BUCKET}/coco")
+  # The real endpoint, without any login: no key file, an empty gcloud config, and (offline) no network.
+  monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+  monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+  monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+  monkeypatch.setenv("HTTPS_PROXY", closed)
+  assert "no Google Cloud credentials found" in ingest(f"gs://{BUCKET}/coco")

@@ -3,8 +3,12 @@ import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import apache_beam as beam
+from apache_beam.metrics import monitoring_infos
 from google.protobuf import text_format
 import image_files
 import numpy as np
@@ -17,8 +21,10 @@ from tfx.types import standard_artifacts
 from tfx_bsl.tfxio import dataset_options
 
 from components.ingest import executor
+from components.ingest import shard_writer
 from components.ingest import sources
 from components.ingest import splits
+from imaging import images
 from schemas import features
 
 BLACK_AND_WHITE = ("000000000086.jpg", "000000000328.jpg")
@@ -34,6 +40,7 @@ BAD_FILES = {  # file -> expected skip reason
     BLACK_AND_WHITE[1]: "grayscale",
     "gray16.png": "grayscale",  # decoded fine (16-bit), then recognised as a grey picture
 }
+REFUSED_UNREAD = {".DS_Store": "hidden"}  # reported from the listing, never opened
 ODD_BUT_FINE = ("cmyk.jpg", "rgba.png", "palette.png", "rotated.jpg", "more/000000000030.jpg")
 
 
@@ -64,7 +71,7 @@ def mixed_folder(coco128, tmp_path_factory):
       "palette.png": image_files.palette_with_transparency(photo),
       "gray16.png": image_files.gray16(photo),
       "rotated.jpg": image_files.rotated_with_exif(photo),
-      ".DS_Store": b"hidden files are not photos and are not listed",
+      ".DS_Store": b"hidden files are reported, not read",
   }
   for name, data in files.items():
     (folder / name).write_bytes(data)
@@ -80,12 +87,12 @@ def _props(input_base, **overrides):
   return props
 
 
-def _ingest(tmp_path, input_base, **overrides):
+def _ingest(tmp_path, input_base, runner=None, **overrides):
   """Runs Do() with hand-built artifacts; returns (examples artifact, Beam pipeline result)."""
   pipelines = []
 
   def make_pipeline():
-    pipelines.append(beam.Pipeline())
+    pipelines.append(beam.Pipeline(runner=runner))
     return pipelines[-1]
 
   examples = standard_artifacts.Examples()
@@ -118,10 +125,10 @@ def mixed_run(mixed_folder, tmp_path_factory):
 def test_bad_files_are_skipped_counted_and_reported(mixed_run):
   examples, result = mixed_run
   report = json.loads(tf.io.gfile.GFile(examples.get_string_custom_property("skip_report")).read())
-  assert {s["file"]: s["reason"] for s in report["skipped"]} == BAD_FILES
+  assert {s["file"]: s["reason"] for s in report["skipped"]} == BAD_FILES | REFUSED_UNREAD
   assert all(s["detail"] for s in report["skipped"])
   expected_counts = {}
-  for reason in BAD_FILES.values():
+  for reason in (BAD_FILES | REFUSED_UNREAD).values():
     expected_counts[reason] = expected_counts.get(reason, 0) + 1
   assert report["skip_counts"] == expected_counts
   assert json.loads(examples.get_string_custom_property("skip_counts")) == expected_counts
@@ -221,9 +228,9 @@ def test_coco_root_uses_annotations_licences_and_reports_missing_files(small_coc
   examples, _ = _ingest(tmp_path, root)
   report = json.loads(tf.io.gfile.GFile(examples.get_string_custom_property("skip_report")).read())
   missing = annotations["images"][30]["file_name"]
-  unreadable = [s for s in report["skipped"] if s["reason"] == "unreadable"]
-  assert [s["file"] for s in unreadable] == [f"train2017/{missing}"]
-  assert report["layout"] == "coco" and report["listed"] == 31
+  absent = [s for s in report["skipped"] if s["reason"] == "missing"]
+  assert [(s["file"], s["image_id"]) for s in absent] == [(f"train2017/{missing}", annotations["images"][30]["id"])]
+  assert report["layout"] == "coco" and report["listed"] == 30
   licence_of = {i["id"]: i["license"] for i in annotations["images"]}
   parsed = tf.io.parse_example(tf.constant(_records(examples, "train")), features.feature_spec())
   image_ids, licences = parsed[features.IMAGE_ID_KEY].numpy(), parsed[features.LICENSE_KEY].numpy()
@@ -294,3 +301,240 @@ def test_real_coco128_fixture(coco128_examples):
   report = json.loads(tf.io.gfile.GFile(coco128_examples.get_string_custom_property("skip_report")).read())
   assert sorted(s["image_id"] for s in report["skipped"]) == [86, 328, 359, 542, 634]
   assert {s["reason"] for s in report["skipped"]} == {"grayscale"}
+
+
+# Hostile inputs: every entry of the data root is ingested or reported, and nothing outside it is read.
+SECRET = b"SECRET-do-not-copy-" * 8
+ODD_NAMES = ("br[a]ck.jpg", "st*r.jpg", "q?.jpg", "sp ace.jpg", "\u00fcn\u00ef.jpg", "new\nline.jpg",
+             os.fsdecode(b"\xff\xfe-not-utf8.jpg"))
+# Distinct photos whose names clash as COCO ids, stems or (on some disks) case.
+CLASHING_NAMES = ("a/000000000777.jpg", "b/000000000777.jpg", "9.jpg", "09.jpg", "p.jpg", "p.JPG")
+HOSTILE_REFUSALS = {
+    "x.jpg": "not_a_file",          # a FIFO: opening it would block forever
+    "loop1.jpg": "broken_link", "loop2.jpg": "broken_link", "broken.jpg": "broken_link",
+    "escape.jpg": "outside_root",   # a link to a file outside the root (SECRET)
+    "outside": "outside_root",      # a link to a folder outside the root
+    "inside.jpg": "duplicate",      # a link to a photo of the root
+    "hard.jpg": "duplicate",        # a hard link to another photo
+    "again": "duplicate",           # a link to a folder of the root
+    ".hidden.jpg": "hidden",
+}
+
+
+class Hung(BaseException):
+  """Not an Exception: no `except Exception` in the code under test may turn a hang into a skip."""
+
+
+class _Watchdog:
+  """Fails the test instead of hanging it forever (a FIFO opened for reading blocks)."""
+
+  def __enter__(self):
+    signal.signal(signal.SIGALRM, self._fail)
+    signal.alarm(300)  # generous: the machine is shared; a FIFO hang is forever
+
+  def __exit__(self, *unused):
+    signal.alarm(0)
+
+  @staticmethod
+  def _fail(*unused):
+    raise Hung("hung (a FIFO opened for reading?)")
+
+
+@pytest.fixture(scope="module")
+def hostile_run(coco128, tmp_path_factory):
+  """A data root whose own name is a glob pattern, with real photos under hostile names, special files and links."""
+  base = tmp_path_factory.mktemp("hostile")
+  root = base / "da[t]a *?"
+  root.mkdir()
+  photos = _colour_photos(coco128, len(ODD_NAMES) + len(CLASHING_NAMES) + 1)
+  names = ODD_NAMES + CLASHING_NAMES
+  for name, photo in zip(names, photos, strict=False):
+    (root / name).parent.mkdir(exist_ok=True)
+    shutil.copy(coco128 / "train2017" / photo, root / name)
+  (base / "secret.jpg").write_bytes(SECRET)
+  (base / "elsewhere").mkdir()
+  shutil.copy(coco128 / "train2017" / photos[-1], base / "elsewhere" / "photo.jpg")
+  os.mkfifo(root / "x.jpg")
+  os.symlink("loop2.jpg", root / "loop1.jpg")
+  os.symlink("loop1.jpg", root / "loop2.jpg")
+  os.symlink("gone.jpg", root / "broken.jpg")
+  os.symlink(base / "secret.jpg", root / "escape.jpg")
+  os.symlink(base / "elsewhere", root / "outside")
+  os.symlink("sp ace.jpg", root / "inside.jpg")
+  os.link(root / "9.jpg", root / "hard.jpg")
+  os.symlink("a", root / "again")
+  shutil.copy(coco128 / "train2017" / photos[0], root / ".hidden.jpg")
+  with _Watchdog():
+    return _ingest(base, root)
+
+
+def _report(examples):
+  with open(examples.get_string_custom_property("skip_report"), "rb") as f:
+    return f.read()
+
+
+def _sources(examples):
+  return {s.decode("utf-8", "surrogateescape")
+          for split in features.SPLITS for s in (_read_split(examples, split) or {features.SOURCE_KEY: tf.constant(
+              [], tf.string)})[features.SOURCE_KEY].numpy()}
+
+
+def test_special_files_and_links_are_reported_never_followed_out(hostile_run):
+  examples, _ = hostile_run
+  report = json.loads(_report(examples))
+  assert {s["file"]: s["reason"] for s in report["skipped"]} == HOSTILE_REFUSALS
+  assert SECRET[:10] not in _report(examples)
+  assert "elsewhere/photo.jpg" not in _sources(examples) and "outside/photo.jpg" not in _sources(examples)
+
+
+def test_paths_are_literal_and_clashing_names_all_ingested(hostile_run):
+  examples, _ = hostile_run
+  assert _sources(examples) == set(ODD_NAMES + CLASHING_NAMES)
+  ids = _split_ids(examples)
+  assert sum(len(v) for v in ids.values()) == len(ODD_NAMES + CLASHING_NAMES)  # one id each
+
+
+def test_special_files_are_listed_as_refusals_and_never_opened(coco128, tmp_path):
+  shutil.copy(coco128 / "train2017" / _colour_photos(coco128, 1)[0], tmp_path / "photo.jpg")
+  os.mkfifo(tmp_path / "x.jpg")
+  with _Watchdog():
+    listing = sources.list_photos(str(tmp_path))
+    with pytest.raises(images.Skip, match="FIFO"):  # also when a file becomes a FIFO after the listing
+      sources.read_bytes(str(tmp_path / "x.jpg"))
+  assert [p.source for p in listing.photos] == ["photo.jpg"]
+  assert [(p.source, p.refused) for p in listing.refused] == [("x.jpg", "not_a_file")]
+
+
+def test_every_link_is_followed_inside_the_root_or_reported(coco128, tmp_path):
+  root = tmp_path / "root"
+  (root / "sub").mkdir(parents=True)
+  shutil.copy(coco128 / "train2017" / _colour_photos(coco128, 1)[0], root / "sub" / "photo.jpg")
+  (tmp_path / "secret.jpg").write_bytes(SECRET)
+  os.symlink("loop2.jpg", root / "loop1.jpg")
+  os.symlink("loop1.jpg", root / "loop2.jpg")
+  os.symlink("gone.jpg", root / "broken.jpg")
+  os.symlink(tmp_path / "secret.jpg", root / "escape.jpg")
+  os.symlink("sub", root / "linked")
+  os.symlink("..", root / "sub" / "up")
+  listing = sources.list_photos(str(root))
+  assert [p.source for p in listing.photos] == ["sub/photo.jpg"]
+  assert {p.source: p.refused for p in listing.refused} == {
+      "broken.jpg": "broken_link", "loop1.jpg": "broken_link", "loop2.jpg": "broken_link",
+      "escape.jpg": "outside_root", "linked": "duplicate", "sub/up": "duplicate"}
+
+
+def test_a_data_root_named_like_a_pattern_is_literal(coco128, tmp_path):
+  root = tmp_path / "da[t]a *?"
+  root.mkdir()
+  (tmp_path / "data _x").mkdir()  # what the pattern would match
+  for name, photo in zip(ODD_NAMES, _colour_photos(coco128, len(ODD_NAMES)), strict=True):
+    shutil.copy(coco128 / "train2017" / photo, root / name)
+  assert sorted(p.source for p in sources.list_photos(str(root)).photos) == sorted(ODD_NAMES)
+
+
+def test_image_ids_are_unique_and_stable(tmp_path):
+  for name in ("a/000000000777.jpg", "b/000000000777.jpg", "9.jpg", "09.jpg", "10.jpg"):
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / name).write_bytes(b"x")
+  ids = {p.source: p.image_id for p in sources.list_photos(str(tmp_path)).photos}
+  assert len(set(ids.values())) == 5 and ids["10.jpg"] == 10  # an unclaimed COCO-style number stays the id
+  assert ids == {p.source: p.image_id for p in sources.list_photos(str(tmp_path)).photos}
+  # The same image id in two COCO annotation files: both photos listed, with distinct ids.
+  coco = tmp_path / "coco"
+  for subset in sources.COCO_SUBSETS:
+    (coco / subset).mkdir(parents=True)
+    (coco / subset / "x.jpg").write_bytes(b"x")
+    (coco / "annotations").mkdir(exist_ok=True)
+    (coco / "annotations" / f"instances_{subset}.json").write_text(
+        json.dumps({"images": [{"id": 5, "file_name": "x.jpg"}]}))
+  listed = sources.list_photos(str(coco)).photos
+  assert len({p.image_id for p in listed}) == 2 and {p.source for p in listed} == {"train2017/x.jpg", "val2017/x.jpg"}
+
+
+def test_coco_file_names_outside_the_root_are_refused_unread(small_coco, coco128, tmp_path):
+  base = tmp_path / "base"
+  root = base / "coco"
+  shutil.copytree(small_coco[0], root)
+  (base / "secret.jpg").write_bytes(SECRET)
+  annotations = json.loads((root / "annotations" / "instances_train2017.json").read_text())
+  images_ = annotations["images"]
+  outside_photo = coco128 / "train2017" / _colour_photos(coco128, 40)[-1]
+  for image, name in zip(images_[:2], ("../../secret.jpg", str(outside_photo)), strict=True):
+    (root / "train2017" / image["file_name"]).unlink()
+    image["file_name"] = name
+  (root / "train2017" / images_[2]["file_name"]).rename(root / "train2017" / "unlisted.jpg")
+  images_[2]["file_name"] = "pipe.jpg"
+  os.mkfifo(root / "train2017" / "pipe.jpg")
+  (root / "annotations" / "instances_train2017.json").write_text(json.dumps(annotations))
+  with _Watchdog():
+    examples, _ = _ingest(tmp_path, root)
+  skipped = {s["file"]: (s["reason"], s["image_id"]) for s in json.loads(_report(examples))["skipped"]}
+  assert skipped["train2017/../../secret.jpg"] == ("outside_root", images_[0]["id"])
+  assert skipped[str(outside_photo)] == ("outside_root", images_[1]["id"])
+  assert skipped["train2017/pipe.jpg"][0] == "not_a_file"
+  assert skipped["train2017/unlisted.jpg"][0] == "not_annotated"  # on disk, not in the annotations
+  assert SECRET[:10] not in _report(examples)
+  assert not {i["id"] for i in images_[:3]} & set().union(*_split_ids(examples).values())
+
+
+def test_missing_data_root_is_one_line_before_any_heavy_import(tmp_path):
+  """`colorize ingest` and `colorize run`: exit 1, one line, no traceback, neither TensorFlow nor Beam imported."""
+  for command in ("ingest", "run"):
+    result = subprocess.run(
+        [sys.executable, "-c", "import atexit, sys; atexit.register(lambda: print('tensorflow' in sys.modules "
+         "or 'apache_beam' in sys.modules)); "
+         "from cli.main import main; main()", command, "--data-root", str(tmp_path / "nowhere"),
+         "--output-root", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, check=False,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"Error: data root does not exist: {tmp_path / 'nowhere'} "
+                                                  "(No such file or directory)"]
+    assert result.stdout.strip() == "False"
+
+
+def test_no_example_bytes_cross_the_runner(mixed_run):
+  """Beam's sampled element sizes of every PCollection: ids, counts, skips and shard names only."""
+  _, result = mixed_run
+  largest = [monitoring_infos.extract_distribution(info)[3] for info in result.monitoring_infos()
+             if info.urn == monitoring_infos.SAMPLED_BYTE_SIZE_URN]
+  assert len(largest) > 5
+  assert max(largest) < 5_000  # an example is ~240 KB
+
+
+def test_failed_attempts_leave_no_duplicate_or_partial_examples(mixed_folder, mixed_run, tmp_path, monkeypatch):
+  """The BundleBasedDirectRunner retries failed bundles; two attempts die on purpose, halfway.
+
+  One attempt of the example-making bundle dies after writing examples to its shard files,
+  and the commit dies after moving the first split's shards. The output is exactly that of
+  the clean run: every photo once, nothing of the failed attempt, no temp files.
+  """
+  failed = {}
+  write, commit_shards = shard_writer.BundleShards.write, shard_writer.commit
+
+  def write_then_die_once(self, key, image_id, record):
+    write(self, key, image_id, record)
+    if len(self._shards[key].image_ids) == 2 and "write" not in failed:
+      failed["write"] = self._shards[key]
+      raise RuntimeError("worker lost (injected)")
+
+  def commit_then_die_once(shards, folder, prefix):
+    finals = commit_shards(shards, folder, prefix)
+    if finals and "commit" not in failed:
+      failed["commit"] = finals
+      raise RuntimeError("commit interrupted (injected)")
+    return finals
+
+  monkeypatch.setattr(shard_writer.BundleShards, "write", write_then_die_once)
+  monkeypatch.setattr(shard_writer, "commit", commit_then_die_once)
+  examples, _ = _ingest(tmp_path, mixed_folder, runner="BundleBasedDirectRunner")
+  assert set(failed) == {"write", "commit"}
+  clean_ids = _split_ids(mixed_run[0])
+  for split in features.SPLITS:
+    parsed = _read_split(examples, split)
+    ids = parsed[features.IMAGE_ID_KEY].numpy().tolist() if parsed else []
+    assert sorted(ids) == sorted(clean_ids[split]), split
+  assert examples.get_string_custom_property("split_counts") == mixed_run[0].get_string_custom_property("split_counts")
+  assert all(os.path.exists(final) for final in failed["commit"])
+  assert not list((tmp_path / "examples").glob(".temp-*"))
+

@@ -84,3 +84,35 @@ def test_second_mirrored_strategy_in_one_process_trains():
     x, y = np.ones((4, width), np.float32), np.ones((4, 1), np.float32)
     history = model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(2), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_vertex_cluster_spec_and_legacy_names_resolve_to_chief_and_workers(monkeypatch):
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  pools = {"workerpool0": ["wp0-0:2222"], "workerpool1": ["wp1-0:2222", "wp1-1:2222"]}
+  monkeypatch.setenv("CLUSTER_SPEC", json.dumps({"cluster": pools, "task": {"type": "workerpool1", "index": 1}}))
+  assert strategy.cluster_config() == {"cluster": {"chief": ["wp0-0:2222"], "worker": ["wp1-0:2222", "wp1-1:2222"]},
+                                       "task": {"type": "worker", "index": 1}}
+  assert strategy.resolve("auto") == "multi_worker"
+  resolver = strategy.cluster_resolver()
+  assert (resolver.task_type, resolver.task_id, strategy.is_chief(resolver)) == ("worker", 1, False)
+  # TF_CONFIG wins over CLUSTER_SPEC; AI Platform's "master" is the chief.
+  monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"master": ["m:1"], "worker": ["w:1"]},
+                                              "task": {"type": "master", "index": 0}}))
+  assert strategy.is_chief(strategy.cluster_resolver())
+  # Without a chief, worker 0 is the chief (TF's convention).
+  monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["w:1", "w:2"]}, "task": {"type": "worker"}}))
+  assert strategy.is_chief(strategy.cluster_resolver())
+  assert strategy.is_chief(None)  # outside a cluster
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("{not json", "TF_CONFIG is not a cluster description"),
+    (json.dumps({"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "worker", "index": 1}}),
+     "task .* is not in its cluster"),
+    (json.dumps({"cluster": {"workerpool0": ["c:1"], "workerpool1": ["w:1"], "workerpool2": ["p:1"]},
+                 "task": {"type": "workerpool2", "index": 0}}), "parameter servers and evaluators are not used"),
+])
+def test_bad_cluster_descriptions_are_clear_errors(monkeypatch, tf_config, message):
+  monkeypatch.setenv("TF_CONFIG", tf_config)
+  with pytest.raises(ValueError, match=message):
+    strategy.cluster_resolver()

@@ -9,11 +9,11 @@ import json
 import subprocess
 import sys
 import threading
-import urllib.parse
 
 from cloud_fixtures import CONFIG
 from cloud_fixtures import REPO
 from cloud_fixtures import SERVICE_ACCOUNT
+from cloud_fixtures import JsonApi
 from cloud_fixtures import offline_command
 import pytest
 import yaml
@@ -24,26 +24,8 @@ from pipelines import config as config_lib
 JOB_ID = "colorize-nightly-test-1"
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
+class _Recorder(JsonApi, http.server.BaseHTTPRequestHandler):
   """Answers like the Vertex AI and Cloud Storage REST APIs for a project with no bucket yet."""
-  requests = None
-
-  def _reply(self, status, body):
-    data = json.dumps(body).encode()
-    self.send_response(status)
-    self.send_header("Content-Type", "application/json")
-    self.send_header("Content-Length", str(len(data)))
-    self.end_headers()
-    self.wfile.write(data)
-
-  def _record(self):
-    length = int(self.headers.get("Content-Length") or 0)
-    raw = self.rfile.read(length) if length else b""
-    url = urllib.parse.urlsplit(self.path)
-    self.requests.append({"method": self.command, "path": url.path, "query": urllib.parse.parse_qs(url.query),
-                          "body": json.loads(raw) if raw else None,
-                          "authorization": self.headers.get("Authorization")})
-    return self.requests[-1]
 
   def do_GET(self):
     request = self._record()
@@ -64,9 +46,6 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
   def do_PUT(self):
     self._reply(200, self._record()["body"])
-
-  def log_message(self, *args):
-    pass
 
 
 @pytest.fixture
@@ -131,6 +110,11 @@ def test_submit_dry_run_needs_no_network_or_login(template, tmp_path, config_fil
   tasks = body["pipelineSpec"]["root"]["dag"]["tasks"]
   assert {t["cachingOptions"]["enableCache"] for t in tasks.values()} == {True}
   assert _without_caching(body["pipelineSpec"]) == _without_caching(json.loads(template.read_text())["pipelineSpec"])
+  # What a blessed model is deployed to is part of the request (cloud.deploy).
+  value = body["pipelineSpec"]["root"]["dag"]["tasks"]["EndpointPusher"]["inputs"]["parameters"]["custom_config"]
+  value = value["runtimeValue"].get("constant") or next(iter(value["runtimeValue"]["constantValue"].values()))
+  serving_args = json.loads(value)["ai_platform_serving_args"]
+  assert serving_args["endpoint_name"] == "colorize-nightly" and serving_args["traffic_percentage"] == 100
 
 
 def _without_caching(spec):

@@ -18,6 +18,12 @@ from schemas import features
 ZOOM_RANGE = 0.2       # zoom in: the source window is 1 - z to 1 times the photo (and smaller when sheared)
 SHEAR_RANGE = 0.2      # horizontal shear factor (tan of the angle) in [-s, s]
 SHUFFLE_BUFFER = 256   # examples (~60 MB of decoded pixels)
+# Multi-worker runs: every worker makes this same stream of global batches and trains on its
+# own part of each, so batch N is the same on every worker (and in a one-process run) and a
+# resumed run skips exactly the batches done. TF's default would shard by file when there are
+# enough files, giving each worker a stream of its own.
+_SHARD_BY_DATA = tf.data.Options()
+_SHARD_BY_DATA.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 _IMAGE_SHAPES = {features.L_KEY: features.L_SHAPE, features.AB_KEY: features.AB_SHAPE,
                  features.GRAY_KEY: features.GRAY_SHAPE}
 
@@ -37,7 +43,7 @@ def make_dataset(patterns: Sequence[str], batch_size: int, *, training: bool, au
   leave a replica of MirroredStrategy with no examples, which TF's CPU convolutions
   reject).
   """
-  records = features.records(patterns)
+  records = features.records(patterns).with_options(_SHARD_BY_DATA)
   if not training:
     return records.batch(batch_size, drop_remainder=drop_remainder).map(
         _to_model_io, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,4 +1,4 @@
-"""The serving SavedModel: a fresh uncompiled copy of the trained model behind three signatures.
+"""The serving SavedModel: a fresh uncompiled copy of the trained model behind four signatures.
 
 Keras 3 pitfalls measured with this model: `model.save(dir, save_format="tf")` fails,
 `model.export()` stores every weight twice (438 MB), and `tf.saved_model.save` of the
@@ -33,6 +33,7 @@ def export(model: keras.Model, export_dir: str) -> None:
   logging.set_verbosity(logging.WARNING)
   try:
     tf.saved_model.save(colorizer, export_dir, signatures={
+        signatures.REST_SIGNATURE: colorizer.colorize_images,
         signatures.EXAMPLES_SIGNATURE: colorizer.predict_examples,
         signatures.IMAGE_SIGNATURE: colorizer.colorize_image,
         signatures.L_SIGNATURE: colorizer.predict_ab,
@@ -71,6 +72,17 @@ class _Colorizer(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name=signatures.IMAGE_INPUT)])
   def colorize_image(self, image_bytes):
+    rgb_out = self._colorize(image_bytes)
+    return {signatures.JPEG_OUTPUT: _encode_jpeg(rgb_out), signatures.RGB_OUTPUT: rgb_out}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=signatures.IMAGE_INPUT)])
+  def colorize_images(self, image_bytes):
+    jpegs = tf.map_fn(lambda one: _encode_jpeg(self._colorize(one)), image_bytes,
+                      fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=1)
+    return {signatures.REST_OUTPUT: jpegs}
+
+  def _colorize(self, image_bytes):
+    """One encoded photo -> uint8 [H, W, 3], the colorized photo at its own resolution."""
     rgb8 = _decode(image_bytes)
     # The network's inputs are made as ingestion makes them (antialiased bilinear resize of
     # uint8 sRGB, then L and grey), except that the whole frame is used: nothing is cropped.
@@ -79,11 +91,11 @@ class _Colorizer(tf.Module):
     ab = self._predict(features.l_to_model(l_small * features.L_BYTES_PER_UNIT),
                        features.gray_to_model(gray * 255.0)) * features.AB_SCALE
     ab_full = tf.image.resize(ab, tf.shape(rgb8)[:2])[0]
-    rgb_out = tf_color.lab_to_rgb8_keep_lightness(tf.concat([tf_color.rgb8_to_l(rgb8), ab_full], axis=-1))
-    return {
-        signatures.JPEG_OUTPUT: tf.io.encode_jpeg(rgb_out, quality=JPEG_QUALITY, chroma_downsampling=False),
-        signatures.RGB_OUTPUT: rgb_out,
-    }
+    return tf_color.lab_to_rgb8_keep_lightness(tf.concat([tf_color.rgb8_to_l(rgb8), ab_full], axis=-1))
+
+
+def _encode_jpeg(rgb8):
+  return tf.io.encode_jpeg(rgb8, quality=JPEG_QUALITY, chroma_downsampling=False)
 
 
 def _resize8(rgb8, size):

@@ -1,6 +1,7 @@
-"""Chooses the tf.distribute strategy from the environment (TF_CONFIG, visible GPUs)."""
+"""Chooses the tf.distribute strategy from the environment (TF_CONFIG or Vertex's CLUSTER_SPEC, visible GPUs)."""
 import json
 import os
+from typing import Any, Dict, Mapping
 
 import keras
 import tensorflow as tf
@@ -8,6 +9,14 @@ import tensorflow as tf
 from trainer import settings
 
 MIXED_PRECISION_POLICY = "mixed_float16"
+# Vertex AI names a cluster's tasks after the worker pools of the custom job (CLUSTER_SPEC,
+# and TF_CONFIG in some set-ups): workerPoolSpecs[i] -> "workerpool<i>". The pools' roles are
+# fixed by position: 0 the primary replica (chief), 1 the workers, 2 parameter servers, 3 evaluators.
+VERTEX_POOL_ROLES = ("chief", "worker", "ps", "evaluator")
+# What MultiWorkerMirroredStrategy trains with; "master" is the pre-TF2 name of the chief
+# (AI Platform Training), which TF 2 does not accept.
+TRAINING_ROLES = ("chief", "worker")
+_ALIASES = {"master": "chief", **{f"workerpool{i}": role for i, role in enumerate(VERTEX_POOL_ROLES)}}
 
 
 def split_cpu(replicas: int) -> None:
@@ -20,10 +29,39 @@ def split_cpu(replicas: int) -> None:
       cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
 
 
+def cluster_config(environ: Mapping[str, str] = os.environ) -> Dict[str, Any]:
+  """This process's training cluster as TensorFlow names it, {"cluster": {"chief": [...],
+  "worker": [...]}, "task": {"type": ..., "index": ...}}, or {} outside a cluster.
+
+  Read from TF_CONFIG, else from Vertex AI's CLUSTER_SPEC; Vertex pool names
+  ("workerpool0", "workerpool1") and the legacy "master" become chief and worker.
+  """
+  for variable in ("TF_CONFIG", "CLUSTER_SPEC"):
+    raw = environ.get(variable)
+    if not raw:
+      continue
+    try:
+      config = json.loads(raw)
+      cluster = {_ALIASES.get(k, k): list(v) for k, v in (config.get("cluster") or {}).items()}
+      task = config.get("task") or {}
+    except (ValueError, AttributeError, TypeError) as e:
+      raise ValueError(f"{variable} is not a cluster description ({{'cluster': ..., 'task': ...}}): "
+                       f"{raw[:200]!r}") from e
+    if not cluster:
+      continue
+    if not task:  # a cluster with no task: no process of it is this one
+      return {"cluster": cluster, "task": {}}
+    role, index = _ALIASES.get(task.get("type"), task.get("type")), task.get("index", 0)
+    if role not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[role]):
+      raise ValueError(f"{variable}: task {task} is not in its cluster {sorted(cluster)}")
+    return {"cluster": cluster, "task": {"type": role, "index": index}}
+  return {}
+
+
 def cluster_workers() -> int:
-  """How many workers (chief included) TF_CONFIG names; 0 without TF_CONFIG."""
-  cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-  return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+  """How many workers (chief included) the cluster holds; 0 outside a cluster."""
+  cluster = cluster_config().get("cluster", {})
+  return sum(len(cluster.get(role, [])) for role in TRAINING_ROLES)
 
 
 def resolve(name: str = "auto") -> str:
@@ -39,9 +77,9 @@ def resolve(name: str = "auto") -> str:
     raise ValueError(f"unknown strategy {name!r}; choose one of {settings.STRATEGIES}")
   if name != "auto":
     return name
-  gpus = tf.config.list_logical_devices("GPU")
-  if cluster_workers() > 1:
+  if cluster_workers() > 1:  # decided before devices are listed: that would start TF's runtime (see select)
     return "multi_worker"
+  gpus = tf.config.list_logical_devices("GPU")
   if len(gpus) > 1 or (not gpus and len(tf.config.list_logical_devices("CPU")) > 1):
     return "mirrored"
   return "one_device" if gpus else "cpu"
@@ -50,10 +88,12 @@ def resolve(name: str = "auto") -> str:
 def select(name: str = "auto") -> tf.distribute.Strategy:
   """The tf.distribute strategy for `name` (see resolve)."""
   name = resolve(name)
+  if name == "multi_worker":
+    # Before anything starts TF's runtime (listing logical devices, running an op): collective
+    # ops can only be configured before that ("Collective ops must be configured at program startup").
+    return KerasMultiWorkerMirroredStrategy(cluster_resolver=cluster_resolver())
   gpus = tf.config.list_logical_devices("GPU")
   cpus = tf.config.list_logical_devices("CPU")
-  if name == "multi_worker":
-    return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "mirrored":
     if gpus:
       return tf.distribute.MirroredStrategy([d.name for d in gpus])  # NCCL all-reduce
@@ -66,6 +106,76 @@ def select(name: str = "auto") -> tf.distribute.Strategy:
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
   return tf.distribute.OneDeviceStrategy(cpus[0].name)
+
+
+class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+  """MultiWorkerMirroredStrategy as Keras 3's `fit` calls it (keras-team/keras#20329, #20585:
+  `fit` under the plain strategy fails before its first step). `fit` reduces a whole nested
+  input batch in one `reduce` call (to build the model) and reduces per-replica scalar metrics
+  along axis 0; TF's strategy reduces one value at a time and needs the axis to exist. So
+  each leaf is reduced on its own, and scalars over the replicas only.
+  """
+
+  def reduce(self, reduce_op, value, axis):
+    def reduce_one(v):
+      rank = self.experimental_local_results(v)[0].shape.rank
+      return super(KerasMultiWorkerMirroredStrategy, self).reduce(reduce_op, v, axis if rank else None)
+    return tf.nest.map_structure(reduce_one, value)
+
+
+def cluster_resolver(environ: Mapping[str, str] = os.environ):
+  """The cluster of cluster_config() for MultiWorkerMirroredStrategy (None: this machine alone)."""
+  config = cluster_config(environ)
+  if not config:
+    return None
+  extra = sorted(set(config["cluster"]) - set(TRAINING_ROLES))
+  if extra or len(config["cluster"].get("chief", [])) > 1 or config["task"].get("type") not in TRAINING_ROLES:
+    raise ValueError(f"multi-worker training needs one chief (Vertex worker pool 0, replica count 1) and workers "
+                     f"(pool 1); this cluster has {sorted(config['cluster'])} and this task is {config['task']}: "
+                     "parameter servers and evaluators are not used")
+  # Physical GPUs: counting logical ones would start the runtime. MultiWorkerMirroredStrategy
+  # mirrors over the GPUs a resolver reports (none reported: the CPU only).
+  gpus = len(tf.config.list_physical_devices("GPU"))
+  return tf.distribute.cluster_resolver.SimpleClusterResolver(
+      tf.train.ClusterSpec(config["cluster"]), task_type=config["task"]["type"], task_id=config["task"]["index"],
+      num_accelerators={"GPU": gpus} if gpus else None, rpc_layer="grpc")
+
+
+def is_chief(resolver) -> bool:
+  """Whether this process writes the run's outputs, given its strategy's cluster resolver (None
+  outside a cluster): always outside a cluster; in one, the chief, or worker 0 when the
+  cluster names no chief (TF's convention).
+  """
+  if resolver is None or not resolver.task_type:
+    return True
+  has_chief = "chief" in resolver.cluster_spec().as_dict()
+  return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and
+                                           resolver.task_id == 0)
+
+
+def worker_count(strategy: tf.distribute.Strategy) -> int:
+  """How many processes train together under `strategy` (1 unless multi-worker)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None:
+    return 1
+  spec = resolver.cluster_spec().as_dict()
+  return max(1, sum(len(spec.get(role, [])) for role in TRAINING_ROLES))
+
+
+def check_same_on_all_workers(strategy: tf.distribute.Strategy, what: str, value: int) -> None:
+  """Raises unless every worker of a multi-worker run holds the same `value`; a barrier too
+  (no worker returns before all have called it). Does nothing in a single process.
+
+  Workers that disagree on, say, the step they resume from would run different numbers of
+  collective steps and hang, or train apart without noticing.
+  """
+  if worker_count(strategy) < 2:
+    return
+  gathered = strategy.run(
+      lambda: tf.distribute.get_replica_context().all_gather(tf.constant([value], tf.int64), axis=0))
+  values = [int(v) for v in strategy.experimental_local_results(gathered)[0].numpy()]
+  if len(set(values)) > 1:
+    raise RuntimeError(f"the workers disagree on {what}: {values} (one per replica)")
 
 
 def uses_gpu(strategy: tf.distribute.Strategy) -> bool:

@@ -15,11 +15,20 @@ a run never adopts, nor deletes, the state of another run that is still training
 TensorBoard (`fn_args.model_run_dir`): the Keras epoch loss curves (train/validation),
 the training loss every few steps, and (gray | predicted | truth) triplets of the first
 eval photos after each epoch. `training.json` there records what ran.
+
+Multi-worker (several workers in TF_CONFIG or Vertex's CLUSTER_SPEC, trainer/strategy.py):
+every worker runs this same run_fn with the same output paths and trains in lock-step.
+Only the chief writes them (model, TensorBoard, resume state); the others write their
+copies to a local scratch directory that is removed at the end. Every worker restores
+the chief's resume state, and they check that they agree on the step before training.
+Each worker logs "Training summary:" with a digest of its final weights.
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 
 from absl import logging
@@ -44,26 +53,40 @@ def run_fn(fn_args) -> None:
   cfg = train_config(fn_args.custom_config)
   keras.utils.set_random_seed(cfg.seed)
   strategy = strategy_lib.select(cfg.strategy)
-  lease = _claim_resume_state(fn_args, strategy)
+  resume_dir = resume_directory(fn_args)
+  with _scratch_directory(strategy, resume_dir) as scratch:
+    _train(fn_args, cfg, strategy, resume_dir, scratch)
+
+
+def _train(fn_args, cfg, strategy, resume_dir, scratch) -> None:
+  """run_fn's work; `scratch` is None on the chief, else where this worker's own copies go."""
+  chief = scratch is None
+  # The chief's lease: no other live run adopts or removes its state (trainer/resume_lease.py).
+  lease = resume_lease.claim(resume_dir) if chief else None
   replicas = strategy.num_replicas_in_sync
   global_batch = cfg.batch_size * replicas
   steps_per_epoch = cfg.steps_per_epoch or _full_batches(fn_args.train_files, global_batch)
   total_steps = cfg.epochs * steps_per_epoch
   policy = strategy_lib.dtype_policy(cfg.mixed_precision, strategy)
-  logging.info("Training on %d replica(s) (%s, %s): global batch %d, %d epochs x %d steps",
-               replicas, type(strategy).__name__, policy, global_batch, cfg.epochs, steps_per_epoch)
+  logging.info("Training on %d replica(s) of %d worker(s) (%s, %s): global batch %d, %d epochs x %d steps",
+               replicas, strategy_lib.worker_count(strategy), type(strategy).__name__, policy, global_batch,
+               cfg.epochs, steps_per_epoch)
 
   with strategy_lib.dtype_policy_scope(policy), strategy.scope():
     model = model_lib.compile_model(model_lib.build_model(cfg.weights), cfg.learning_rate)
     model.optimizer.build(model.trainable_variables)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-  resume_dir = resume_directory(fn_args)
-  manager = tf.train.CheckpointManager(checkpoint, _worker_dir(resume_dir, strategy), max_to_keep=1)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  manager = tf.train.CheckpointManager(checkpoint, resume_dir if chief else os.path.join(scratch, "resume"),
+                                       max_to_keep=1)
+  # Every worker restores the chief's state, the only one kept: the resume directory must be
+  # on storage all workers see (the pipeline root: gs:// on Vertex).
+  latest = tf.train.latest_checkpoint(resume_dir)
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
   start_step = int(model.optimizer.iterations.numpy())
+  strategy_lib.check_same_on_all_workers(strategy, f"the step to resume from (from {resume_dir})", start_step)
   if start_step:
-    logging.info("Resuming from %s at step %d of %d", manager.latest_checkpoint, start_step, total_steps)
+    logging.info("Resuming from %s at step %d of %d", latest, start_step, total_steps)
 
   # Validation is a training monitor (the Evaluator scores the test split): full batches only.
   full_batches = data.count_examples(fn_args.eval_files) // global_batch
@@ -77,7 +100,7 @@ def run_fn(fn_args) -> None:
     logging.warning("The eval split holds fewer examples than one global batch (%d): no validation loss",
                     global_batch)
     validation = {}
-  log_dir = _worker_dir(fn_args.model_run_dir, strategy)
+  log_dir = fn_args.model_run_dir if chief else os.path.join(scratch, "model_run")
   callbacks = [
       keras.callbacks.TensorBoard(log_dir, update_freq="epoch"),
       _Progress(manager, cfg.checkpoint_steps, log_dir, _triplet_inputs(fn_args.eval_files)),
@@ -93,13 +116,23 @@ def run_fn(fn_args) -> None:
               callbacks=callbacks, verbose=2, **validation)
     step = int(model.optimizer.iterations.numpy())
 
-  _write_summary(log_dir, {
+  summary = {
       "config": dataclasses.asdict(cfg), "strategy": type(strategy).__name__, "replicas": replicas,
-      "global_batch": global_batch, "dtype_policy": policy, "steps_per_epoch": steps_per_epoch,
-      "total_steps": total_steps, "resumed_from_step": start_step, "final_step": step})
-  export.export(model, _worker_dir(fn_args.serving_model_dir, strategy))
-  if lease:
-    lease.finish()
+      "workers": strategy_lib.worker_count(strategy), "global_batch": global_batch, "dtype_policy": policy,
+      "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "resumed_from_step": start_step,
+      "final_step": step, "weights_sha256": _weights_digest(model)}
+  # Every worker logs it: in a multi-worker run the digests show that all hold the same model.
+  logging.info("Training summary: %s", json.dumps(summary))
+  _write_summary(log_dir, summary)
+  if chief:
+    # Only the chief exports: the export copies the weights into a fresh model outside the
+    # strategy, which needs no other worker (TF's rule that every worker saves is for saves of
+    # distributed variables, such as the checkpoints above).
+    export.export(model, fn_args.serving_model_dir)
+    lease.finish()  # removes the resume state
+  # The other workers wait for the chief's export: the TFX Trainer checks in every process that
+  # the model exists once run_fn returns.
+  strategy_lib.check_same_on_all_workers(strategy, "the final step", step)
 
 
 def train_config(custom_config) -> settings.TrainConfig:
@@ -122,13 +155,6 @@ def resume_directory(fn_args) -> str:
   return os.path.join(node_dir, "resume", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
-def _claim_resume_state(fn_args, strategy):
-  """The chief's lease on the resume directory, so no other live run adopts or removes its
-  state (trainer/resume_lease.py); None on the other workers, which do not own it.
-  """
-  return resume_lease.claim(resume_directory(fn_args)) if _is_chief(strategy) else None
-
-
 def _full_batches(patterns, global_batch) -> int:
   count = data.count_examples(patterns)
   if count < global_batch:
@@ -137,20 +163,32 @@ def _full_batches(patterns, global_batch) -> int:
   return count // global_batch
 
 
-def _is_chief(strategy) -> bool:
-  resolver = getattr(strategy, "cluster_resolver", None)
-  if resolver is None or not resolver.task_type:
-    return True
-  has_chief = "chief" in resolver.cluster_spec().as_dict()
-  return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and
-                                           resolver.task_id == 0)
-
-
-def _worker_dir(path, strategy) -> str:
-  """`path` on the chief; a scratch directory on other workers of a multi-worker run,
-  which must take part in every save but whose copies nobody reads.
+@contextlib.contextmanager
+def _scratch_directory(strategy, resume_dir):
+  """None on the chief. On the other workers of a multi-worker run: a private local directory
+  for their copies of checkpoints and logs (they must take part in every save, TF's multi-worker
+  rule, but nobody reads their copies), removed when run_fn ends. Its name is fixed per training
+  and worker, so a re-run after kill -9 removes what the killed run left.
   """
-  return path if _is_chief(strategy) else tempfile.mkdtemp(prefix="worker_")
+  if strategy_lib.is_chief(getattr(strategy, "cluster_resolver", None)):
+    yield None
+    return
+  resolver = strategy.cluster_resolver
+  key = hashlib.sha256(resume_dir.encode()).hexdigest()[:16]
+  scratch = os.path.join(tempfile.gettempdir(), f"colorize_{key}_{resolver.task_type}{resolver.task_id}")
+  shutil.rmtree(scratch, ignore_errors=True)
+  os.makedirs(scratch)
+  try:
+    yield scratch
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _weights_digest(model) -> str:
+  digest = hashlib.sha256()
+  for weights in model.get_weights():
+    digest.update(weights.tobytes())
+  return digest.hexdigest()
 
 
 def _write_summary(model_run_dir, summary) -> None:

@@ -12,26 +12,29 @@ example in memory on the DirectRunner (the Trainer shuffles anyway).
 Which photos: the snapshot folder TFX's driver resolved (snapshot.py: input_base plus
 the resolved span/version folder), listed by sources.py as a COCO root or plain folder.
 
-The Beam graph (memory stays bounded: every photo is routed on its own):
+The Beam graph moves no example bytes between workers or through the runner:
   listing (in Do, before Beam: sources.py) -> Create
-    -> decode + Lab + encode (images.py, one DoFn)
-    -> kept examples | skipped files (tagged output, a Beam counter per reason)
-  kept -> split by image id (splits.py): train | eval | test, streamed to their files
-  split counts + skipped + kept black-and-white -> <artifact>/skip_report.json
-Do then copies the report's counts into the artifact's custom properties.
+    -> MakeAndWrite (make_examples.py): read, decode, Lab, encode, serialize, and append
+       to this bundle's shard file of the photo's split (by image id, splits.py); out
+       come only small records: shard names with their image ids, skip records (a Beam
+       counter per reason), kept black-and-white sources
+  all records (one side input) -> Commit (commit.py): move the committed shards into
+    Split-<name>/data_tfrecord-SSSSS-of-NNNNN.gz, write <artifact>/skip_report.json
+Do then copies the report's counts into the artifact's custom properties. Retries and
+duplicate bundle attempts are safe by construction: see shard_writer.py.
 
 Runners: beam_pipeline_args pass through (`--direct_running_mode=multi_processing
---direct_num_workers=N`, Dataflow flags). Note TFX's behaviour: when the args hold
+--direct_num_workers=N`, Dataflow flags). Workers load make_examples.py and commit.py
+only (no TensorFlow, no TFX). Note TFX's behaviour: when the args hold
 neither --setup_file nor --extra_package, BaseBeamExecutor builds an sdist of tfx
 itself into /tmp (`setup.py sdist`, several seconds) on every run and stages it.
 """
 import json
 import posixpath
-from typing import Any, Dict, List, NamedTuple
+from typing import Any, Dict, List
 
 from absl import logging
 import apache_beam as beam
-import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
@@ -41,15 +44,17 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
+from components.ingest import commit
+from components.ingest import make_examples
+from components.ingest import shard_writer
 from components.ingest import snapshot
 from components.ingest import sources
 from components.ingest import splits
-from components.ingest import tfrecord_gzip
 from imaging import images
 from schemas import features
 
 EXAMPLES_KEY = "examples"
-METRICS_NAMESPACE = "colorize_ingest"
+METRICS_NAMESPACE = make_examples.METRICS_NAMESPACE
 SKIP_REPORT_FILE = "skip_report.json"
 # Custom properties of the Examples artifact (lineage/summary.py prints them).
 SPLIT_COUNTS_PROPERTY = "split_counts"
@@ -59,98 +64,6 @@ SKIP_REPORT_PROPERTY = "skip_report"
 
 class EmptyDatasetError(ValueError):
   """Every listed file was skipped: there is nothing to train on."""
-
-
-class _Kept(NamedTuple):
-  image_id: int
-  source: str
-  colour: bool
-  example: bytes  # serialized tf.Example
-
-
-def _make_example(photo: sources.Photo, arrays: images.Arrays) -> bytes:
-  def _bytes(value: bytes):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-  def _int(value: int):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-  return tf.train.Example(features=tf.train.Features(feature={
-      features.IMAGE_ID_KEY: _int(photo.image_id),
-      features.SOURCE_KEY: _bytes(photo.source.encode("utf-8")),
-      features.LICENSE_KEY: _int(photo.license),
-      features.L_KEY: _bytes(features.encode_l(arrays.l)),
-      features.AB_KEY: _bytes(features.encode_ab(arrays.ab)),
-      features.GRAY_KEY: _bytes(features.encode_gray(arrays.gray)),
-  })).SerializeToString()
-
-
-class _ToExample(beam.DoFn):
-  """Photo -> _Kept on the main output, or a skip record on the SKIPPED output."""
-  SKIPPED = "skipped"
-
-  def __init__(self, keep_grayscale: bool):
-    super().__init__()
-    self._keep_grayscale = keep_grayscale
-    self._skip_counters = {}
-    self._examples = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples")
-
-  def _skip(self, photo: sources.Photo, reason: images.SkipReason, detail: str):
-    if reason not in self._skip_counters:
-      self._skip_counters[reason] = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"skipped_{reason.value}")
-    self._skip_counters[reason].inc()
-    return beam.pvalue.TaggedOutput(self.SKIPPED, {
-        "file": photo.source, "image_id": photo.image_id, "reason": reason.value, "detail": detail})
-
-  def process(self, photo: sources.Photo):
-    try:
-      # Builtin open for local files: a filesystem layer costs ~0.5 ms more per file.
-      if "://" in photo.path:
-        data = sources.read_bytes(photo.path)
-      else:
-        with open(photo.path, "rb") as f:
-          data = f.read()
-    except Exception as e:
-      # Whatever a filesystem raises (OSError, BeamIOError, the GCS client's NotFound/Forbidden),
-      # a file that cannot be read is a counted skip, not a failed run.
-      yield self._skip(photo, images.SkipReason.UNREADABLE, f"{type(e).__name__}: {e}"[:300])
-      return
-    try:
-      arrays = images.to_arrays(data)
-    except images.Skip as skip:
-      yield self._skip(photo, skip.reason, skip.detail)
-      return
-    if arrays.black_and_white and not self._keep_grayscale:
-      yield self._skip(photo, images.SkipReason.GRAYSCALE, _bw_detail(arrays))
-      return
-    self._examples.inc()
-    yield _Kept(photo.image_id, photo.source, not arrays.black_and_white, _make_example(photo, arrays))
-
-
-def _bw_detail(arrays: images.Arrays) -> str:
-  return (f"black-and-white: {arrays.coloured_share:.2%} of pixels are more than {images.BW_CHROMA:g} "
-          f"a*b* units from the mean tint (colour photos: >= {images.BW_MAX_COLOURED_SHARE:.1%})")
-
-
-def _split_index(kept: _Kept, num_partitions: int, test_fraction: float, eval_fraction: float) -> int:
-  del num_partitions
-  return features.SPLITS.index(splits.split_of(kept.image_id, kept.colour, test_fraction, eval_fraction))
-
-
-def _write_report(unused_trigger, path: str, settings: Dict[str, Any], split_counts: Dict[str, int],
-                  skipped: List[dict], grayscale_kept: List[str]) -> None:
-  skip_counts: Dict[str, int] = {}
-  for s in skipped:
-    skip_counts[s["reason"]] = skip_counts.get(s["reason"], 0) + 1
-  report = dict(settings)
-  report.update({
-      "split_counts": {name: split_counts.get(name, 0) for name in features.SPLITS},
-      "skip_counts": dict(sorted(skip_counts.items())),
-      "skipped": sorted(skipped, key=lambda s: (s["reason"], s["file"])),
-      "grayscale_kept": sorted(grayscale_kept),
-  })
-  with tf.io.gfile.GFile(path, "w") as f:
-    json.dump(report, f, indent=1)
 
 
 def _record_snapshot(examples: types.Artifact, exec_properties: Dict[str, Any]) -> None:
@@ -189,7 +102,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         "version": exec_properties.get(example_gen_utils.VERSION_PROPERTY_NAME),
         "layout": listing.layout, "annotations": listing.annotations,
         "categories": categories, "max_images": int(exec_properties["max_images"]),
-        "listed": len(listing.photos), "keep_grayscale": keep_grayscale,
+        "listed": len(listing.photos), "ignored": listing.ignored, "keep_grayscale": keep_grayscale,
         "test_fraction": test_fraction, "eval_fraction": eval_fraction,
         "split_rule": splits.RULE,
         "licenses": listing.licenses,
@@ -197,34 +110,26 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                  f"{images.BW_CHROMA:g} a*b* units from the photo's mean a*b*"),
     }
 
-    with self._make_beam_pipeline() as pipeline:
-      kept, skipped = (
-          pipeline
-          | "ListPhotos" >> beam.Create(listing.photos)
-          | "ToExample" >> beam.ParDo(_ToExample(keep_grayscale)).with_outputs(_ToExample.SKIPPED, main="kept"))
-      routed = dict(zip(features.SPLITS, kept | "Route" >> beam.Partition(
-          _split_index, len(features.SPLITS), test_fraction=test_fraction, eval_fraction=eval_fraction), strict=True))
-      names = []
-      for split in features.SPLITS:
-        _ = (routed[split]
-             | f"Payload[{split}]" >> beam.Map(lambda photo: photo.example)
-             | f"Write[{split}]" >> tfrecord_gzip.WriteToGzipTFRecord(
-                 posixpath.join(split_uris[split], write_split.DEFAULT_TF_RECORD_FILE_NAME)))
-        names.append(routed[split] | f"Name[{split}]" >> beam.Map(lambda _, name=split: name))
-      grayscale_kept = (kept
-                        | "BlackAndWhiteKept" >> beam.Filter(lambda photo: not photo.colour)
-                        | "BlackAndWhiteSource" >> beam.Map(lambda photo: photo.source))
-      _ = (pipeline
-           | "ReportTrigger" >> beam.Create([None])
-           | "WriteReport" >> beam.Map(
-               _write_report, report_path, settings,
-               split_counts=beam.pvalue.AsDict(names | "AllNames" >> beam.Flatten()
-                                               | "SplitCounts" >> beam.combiners.Count.PerElement()),
-               skipped=beam.pvalue.AsList(skipped),
-               grayscale_kept=beam.pvalue.AsList(grayscale_kept)))
+    # Files of an earlier attempt at this artifact would be read as part of it.
+    for uri in split_uris.values():
+      shard_writer.remove_folder(uri)
+    temp_dir = shard_writer.new_temp_dir(examples.uri)
+    try:
+      with self._make_beam_pipeline() as pipeline:
+        records = (
+            pipeline
+            | "ListPhotos" >> beam.Create(listing.photos + listing.refused)  # the refused are reported, not read
+            | "MakeAndWrite" >> beam.ParDo(
+                make_examples.MakeAndWrite(keep_grayscale, test_fraction, eval_fraction, temp_dir)))
+        _ = (pipeline
+             | "CommitTrigger" >> beam.Create([None])
+             | "Commit" >> beam.Map(commit.commit, split_uris, report_path, settings,
+                                    records=beam.pvalue.AsList(records)))
+    finally:
+      # What failed or discarded bundle attempts wrote; committed shards were moved out.
+      shard_writer.remove_folder(temp_dir)
 
-    with tf.io.gfile.GFile(report_path) as f:
-      report = json.load(f)
+    report = commit.read_report(report_path)
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
     examples.set_string_custom_property(SPLIT_COUNTS_PROPERTY, json.dumps(report["split_counts"]))
