@@ -73,8 +73,8 @@ def _format_option(choices):
 @_format_option(_LIST_FORMATS)
 @click.pass_obj
 def runs(obj: _Options, fmt):
-  """List the pipeline runs in the store, newest last."""
-  rows = _read(lambda: graph_lib.pipeline_runs(obj.store.store))
+  """List the pipeline runs in the store, newest last: complete, failed, running or interrupted."""
+  rows = _read(lambda: graph_lib.pipeline_runs(obj.store.store, obj.store.may_be_running))
   if obj.format(fmt, _LIST_FORMATS) == "json":
     click.echo(json.dumps(rows, indent=2))
     return
@@ -82,7 +82,7 @@ def runs(obj: _Options, fmt):
     click.echo(f"No pipeline runs in {obj.store.where}")
   for r in rows:
     steps = " ".join(f"{k.lower()}={v}" for k, v in r["steps"].items())
-    click.echo(f"{r['created']}  {r['pipeline']:<12} {r['run']:<32} {steps}")
+    click.echo(f"{r['created']}  {r['pipeline']:<12} {r['run']:<32} {r['status']:<12} {steps}")
 
 
 @lineage.command()

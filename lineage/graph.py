@@ -15,6 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import report as report_lib
 from lineage import summary
+from pipelines import local_runner
 
 # TFX's standard artifact type names (importing TFX for them would slow the command down).
 PUSHED_MODEL = "PushedModel"
@@ -47,6 +48,13 @@ class Store:
     return self.metadata_path
 
   @property
+  def may_be_running(self) -> bool:
+    """Whether a run may be writing to the store now: a local run holds its lock; a shared
+    MySQL store's writers cannot be seen from here.
+    """
+    return bool(self.mysql) or local_runner.store_in_use(self.metadata_path)
+
+  @property
   def store(self) -> metadata_store.MetadataStore:
     if self._store is None:
       self._store = self._open()
@@ -74,20 +82,37 @@ class Store:
       raise LineageError(f"cannot open the ML Metadata store at {self.metadata_path}: {e}") from e
 
 
-def pipeline_runs(store: metadata_store.MetadataStore) -> List[Dict[str, Any]]:
-  """The pipeline runs in the store, oldest first, with their executions' states counted."""
+def pipeline_runs(store: metadata_store.MetadataStore, may_be_running: bool = False) -> List[Dict[str, Any]]:
+  """The pipeline runs in the store, oldest first, each with its status and its executions' states counted.
+
+  may_be_running: a run may be writing to the store now (Store.may_be_running); if not,
+  the unfinished steps of every run were interrupted.
+  """
   rows = []
-  for run in sorted(store.get_contexts_by_type(summary.PIPELINE_RUN_CONTEXT),
-                    key=lambda c: (c.create_time_since_epoch, c.id)):
+  runs = sorted(store.get_contexts_by_type(summary.PIPELINE_RUN_CONTEXT),
+                key=lambda c: (c.create_time_since_epoch, c.id))
+  for i, run in enumerate(runs):
     states = sorted(metadata_store_pb2.Execution.State.Name(e.last_known_state)
                     for e in store.get_executions_by_context(run.id))
     rows.append({
         "run": run.name,
         "pipeline": ",".join(p.name for p in store.get_parent_contexts_by_context(run.id)),
         "created": format_time(run.create_time_since_epoch),
+        "status": _run_status(set(states), may_be_running and i == len(runs) - 1),
         "steps": {s: states.count(s) for s in sorted(set(states))},
     })
   return rows
+
+
+def _run_status(states, may_be_running: bool) -> str:
+  """complete, failed, running, or interrupted: a step was CANCELED (closed by a later run,
+  pipelines/local_runner.py) or is still RUNNING with no run alive to finish it.
+  """
+  if "CANCELED" in states:
+    return "interrupted"
+  if states & {"NEW", "RUNNING"}:
+    return "running" if may_be_running else "interrupted"
+  return "failed" if "FAILED" in states else "complete"
 
 
 def artifact_counts(store: metadata_store.MetadataStore) -> Dict[str, int]:

@@ -9,18 +9,22 @@ import sys
 import time
 
 import keras
+from ml_metadata.proto import metadata_store_pb2
 import pytest
 import tensorflow as tf
 
 from lineage import summary
 from pipelines import config as config_lib
+from pipelines import local_runner
 from serving import photos
 from trainer import data
 from trainer import model as model_lib
+from trainer import resume_lease
 from trainer import settings
 from trainer import task
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+COLORIZE = [sys.executable, "-c", "from cli.main import main; main()"]  # the console script's entry point
 
 # run_fn in a fresh process, as the TFX Trainer calls it, with its outputs laid out as
 # TFX lays them out: <pipeline_root>/Trainer/{model,model_run}/<execution id>.
@@ -85,9 +89,12 @@ def test_killed_trainer_resumes_where_it_stopped(coco128_examples, tmp_path):
   total = train["epochs"] * train["steps_per_epoch"]
   resume_root = tmp_path / "Trainer" / "resume"
 
-  _kill_at_first_checkpoint(_run_fn(coco128_examples.uri, tmp_path, 1, train), resume_root, minutes=10)
+  killed = _run_fn(coco128_examples.uri, tmp_path, 1, train)
+  _kill_at_first_checkpoint(killed, resume_root, minutes=10)
   killed_at = max(_saved_steps(resume_root))
   assert killed_at < total
+  [lease] = resume_root.glob(f"*/{resume_lease.LEASE_FILE}")
+  assert json.loads(lease.read_text())["pid"] == killed.pid  # a dead owner's lease: taken over
   assert not (tmp_path / "Trainer" / "model" / "1" / "Format-Serving" / "saved_model.pb").exists()
 
   second = _run_fn(coco128_examples.uri, tmp_path, 2, train)
@@ -129,10 +136,12 @@ def test_bad_train_config_is_a_clear_error():
 
 
 @pytest.mark.slow
-def test_colorize_run_killed_during_training_resumes_in_the_tfx_trainer(coco128, tmp_path):
+def test_colorize_run_killed_during_training_is_closed_and_resumed_while_a_second_run_is_refused(coco128, tmp_path):
   """The real pipeline (`colorize run --until train --cpu-replicas 2`: LocalDagRunner, SQLite
   ML Metadata, the standard TFX Trainer calling trainer.task.run_fn under a 2-replica
-  MirroredStrategy) is killed mid-training; running it again resumes in a new execution."""
+  MirroredStrategy) is killed mid-training. Running it again closes the killed execution
+  (CANCELED, its unpublished folders removed) and resumes in a new one; a third run started
+  meanwhile is refused at once."""
   config_file = tmp_path / "config.json"
   config_file.write_text(json.dumps({
       "output_root": str(tmp_path / "runs"),
@@ -141,15 +150,26 @@ def test_colorize_run_killed_during_training_resumes_in_the_tfx_trainer(coco128,
                 "checkpoint_steps": 1},
   }))
   cfg = config_lib.load(str(config_file))
-  command = [str(pathlib.Path(sys.executable).with_name("colorize")), "run", "--config", str(config_file),
-             "--until", "train", "--cpu-replicas", "2"]
-  resume_root = pathlib.Path(cfg.pipeline_root) / "Trainer" / "resume"
+  command = [*COLORIZE, "run", "--config", str(config_file), "--until", "train", "--cpu-replicas", "2"]
+  trainer_dir = pathlib.Path(cfg.pipeline_root) / "Trainer"
 
   first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  _kill_at_first_checkpoint(first, resume_root, minutes=15)
+  _kill_at_first_checkpoint(first, trainer_dir / "resume", minutes=15)
+  store = summary.open_store(cfg.metadata_path)
+  [killed] = [e for e in store.get_executions() if summary.component_id(store, e.id) == "Trainer"]
+  assert killed.last_known_state == metadata_store_pb2.Execution.RUNNING  # what TFX leaves behind
+  assert (trainer_dir / "model" / str(killed.id)).is_dir()
 
-  second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200, check=False)
-  assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]
+  second = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  while not local_runner.store_in_use(cfg.metadata_path):
+    assert second.poll() is None, second.stdout.read()[-5000:]
+    time.sleep(0.2)
+  third = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+  assert third.returncode == 1 and len(third.stderr.splitlines()) == 1, third.stderr[-3000:]
+  assert third.stderr.startswith(f"Error: another colorize run (pid {second.pid} on ")
+  log, _ = second.communicate(timeout=1200)
+  assert second.returncode == 0, log[-5000:]
+
   store = summary.open_store(cfg.metadata_path)
   types = summary.artifact_type_names(store)
   _, outputs = summary.latest_run_outputs(store, cfg.pipeline_name)
@@ -158,9 +178,18 @@ def test_colorize_run_killed_during_training_resumes_in_the_tfx_trainer(coco128,
   trained = json.loads((model_run / task.SUMMARY_FILE).read_text())
   assert trained["strategy"] == "MirroredStrategy" and trained["replicas"] == 2 and trained["global_batch"] == 4
   assert 1 <= trained["resumed_from_step"] < trained["final_step"] == 4
-  # The killed execution's output folder is another one, and holds no model.
-  killed_runs = [p for p in model_run.parent.iterdir() if p != model_run]
-  assert killed_runs and not any((p / task.SUMMARY_FILE).exists() for p in killed_runs)
   saved_model = photos.resolve_model_dir(pathlib.Path(produced["Model"].uri))
   assert "colorize_image" in tf.saved_model.load(str(saved_model)).signatures
-  assert not any(resume_root.iterdir())
+
+  # The killed execution is closed, not left RUNNING; only the published folders remain.
+  [killed] = store.get_executions_by_id([killed.id])
+  assert killed.last_known_state == metadata_store_pb2.Execution.CANCELED
+  assert "interrupted" in killed.custom_properties["__execution_result__"].string_value
+  assert [p.name for p in (trainer_dir / "model").iterdir()] == [model_run.name]
+  assert [p.name for p in (trainer_dir / "model_run").iterdir()] == [model_run.name]
+  assert str(killed.id) not in [p.name for p in (trainer_dir / ".system" / "executor_execution").iterdir()]
+  assert not any((trainer_dir / ".system" / "stateful_working_dir").iterdir())
+  assert not any((trainer_dir / "resume").iterdir())
+  runs = subprocess.run([*COLORIZE, "lineage", "--config", str(config_file), "runs", "--format", "json"],
+                        capture_output=True, text=True, check=True)
+  assert [r["status"] for r in json.loads(runs.stdout)] == ["interrupted", "complete"]

@@ -15,7 +15,8 @@ Trainer cannot find state in its own. Resume state (model + optimizer, saved eve
 `<pipeline_root>/<Trainer node>/resume/<fingerprint of inputs and config>`; a re-run
 of the same training restores it and continues at the step where the killed run last
 saved, seeing the same batches an uninterrupted run would (trainer/data.py). It is
-deleted once the model is exported.
+deleted once the model is exported. The chief holds a lease on it (trainer/resume_lease.py):
+a run never adopts, nor deletes, the state of another run that is still training.
 
 TensorBoard (`fn_args.model_run_dir`): the Keras epoch loss curves (train/validation),
 the training loss every few steps, and (gray | predicted | truth) triplets of the first
@@ -45,6 +46,7 @@ from schemas import features
 from trainer import data
 from trainer import export
 from trainer import model as model_lib
+from trainer import resume_lease
 from trainer import settings
 from trainer import strategy as strategy_lib
 from trainer import tf_color
@@ -78,6 +80,8 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch, embedder) -> None:
   """
   chief = scratch is None
   precomputed = embedder is not None
+  # The chief's lease: no other live run adopts or removes its state (trainer/resume_lease.py).
+  lease = resume_lease.claim(resume_dir) if chief else None
   replicas = strategy.num_replicas_in_sync
   global_batch = cfg.batch_size * replicas
   steps_per_epoch = cfg.steps_per_epoch or _full_batches(fn_args.train_files, global_batch)
@@ -146,8 +150,7 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch, embedder) -> None:
     # strategy, which needs no other worker (TF's rule that every worker saves is for saves of
     # distributed variables, such as the checkpoints above).
     export.export(model, fn_args.serving_model_dir, embedder=embedder)
-    if tf.io.gfile.exists(resume_dir):
-      tf.io.gfile.rmtree(resume_dir)
+    lease.finish()  # removes the resume state
   # The other workers wait for the chief's export: the TFX Trainer checks in every process that
   # the model exists once run_fn returns.
   strategy_lib.check_same_on_all_workers(strategy, "the final step", step)
