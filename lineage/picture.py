@@ -74,6 +74,11 @@ def _columns(nodes: List, edges: List) -> List[List]:
   columns: List[List] = [[] for _ in range(max(depth.values(), default=0) + 1)]
   for node in sorted(nodes):
     columns[depth[node]].append(node)
+  # Each node level with the mean row of its inputs, so that arrows cross as little as possible.
+  row = {node: i for i, node in enumerate(columns[0])}
+  for column in columns[1:]:
+    column.sort(key=lambda n: sum(row[i] for i in inputs[n]) / len(inputs[n]) if inputs[n] else 0.0)
+    row.update({node: i for i, node in enumerate(column)})
   return columns
 
 
