@@ -37,6 +37,7 @@ from tfx.types import artifact_utils
 from tfx.utils import import_utils
 
 from components import embed
+from components.ingest import tfrecord_gzip
 from schemas import embedding_info
 from schemas import features
 
@@ -136,10 +137,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       for split, examples in zip(split_names, embedded_splits, strict=True):
         _ = (examples
              | f"Payload[{split}]" >> beam.Map(lambda keyed: keyed[1])
-             | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+             | f"Write[{split}]" >> tfrecord_gzip.WriteToGzipTFRecord(
                  posixpath.join(artifact_utils.get_split_uri([embedded], split),
-                                write_split.DEFAULT_TF_RECORD_FILE_NAME),
-                 file_name_suffix=".gz", compression_type=GZIP))
+                                write_split.DEFAULT_TF_RECORD_FILE_NAME)))
 
     fingerprints = tf.io.gfile.listdir(fingerprints_dir)
     tf.io.gfile.rmtree(fingerprints_dir)
