@@ -167,16 +167,30 @@ def embedding_to_model(data):
                  tf.float32)
 
 
-_TO_MODEL = {
-    L_KEY: lambda data: l_to_model(_decode_raw(data, L_SHAPE)),
-    GRAY_KEY: lambda data: gray_to_model(_decode_raw(data, GRAY_SHAPE)),
-    AB_KEY: lambda data: ab_to_model(_decode_raw(data, AB_SHAPE)),
-    EMBEDDING_KEY: embedding_to_model,
-}
+_TO_MODEL = {L_KEY: l_to_model, GRAY_KEY: gray_to_model, AB_KEY: ab_to_model}
+IMAGE_SHAPES = {L_KEY: L_SHAPE, GRAY_KEY: GRAY_SHAPE, AB_KEY: AB_SHAPE}
 # What the fusion model reads (its inputs and the `ab` target), with the global features
 # computed live from `gray` or read precomputed from `embedding`.
 MODEL_KEYS_LIVE = (L_KEY, GRAY_KEY, AB_KEY)
 MODEL_KEYS_PRECOMPUTED = (L_KEY, EMBEDDING_KEY, AB_KEY)
+
+
+def decode_examples(serialized, keys=MODEL_KEYS_LIVE + (IMAGE_ID_KEY, SOURCE_KEY)):
+  """A batch of serialized tf.Examples -> the `keys`, images as their stored uint8 values.
+
+  `l` [B,224,224,1], `gray` [B,299,299,1], `ab` [B,224,224,2] uint8; `embedding` [B,1000]
+  float32; `image_id` and `source` as stored. Only the asked-for features are parsed.
+  `to_model` brings an image to model scale.
+  """
+  spec = feature_spec()
+  parsed = tf.io.parse_example(serialized, {key: spec[key] for key in keys})
+  return {key: _decode_raw(value, IMAGE_SHAPES[key]) if key in IMAGE_SHAPES
+          else embedding_to_model(value) if key == EMBEDDING_KEY else value for key, value in parsed.items()}
+
+
+def to_model(key: str, value):
+  """A decoded feature (`decode_examples`), or a linear map of one such as a resampling, at model scale."""
+  return _TO_MODEL[key](value) if key in _TO_MODEL else value
 
 
 def parse_examples(serialized, keys=MODEL_KEYS_LIVE + (IMAGE_ID_KEY, SOURCE_KEY)):
@@ -186,6 +200,4 @@ def parse_examples(serialized, keys=MODEL_KEYS_LIVE + (IMAGE_ID_KEY, SOURCE_KEY)
   [B,224,224,2] (the target), `image_id` and `source` as stored. Only the asked-for
   features are parsed and decoded.
   """
-  spec = feature_spec()
-  parsed = tf.io.parse_example(serialized, {key: spec[key] for key in keys})
-  return {key: _TO_MODEL[key](value) if key in _TO_MODEL else value for key, value in parsed.items()}
+  return {key: to_model(key, value) for key, value in decode_examples(serialized, keys).items()}

@@ -20,10 +20,14 @@ def eval_files(coco128_examples):
 
 @pytest.fixture(scope="module")
 def examples(train_files):
-  """8 parsed train examples (not augmented), with static batch shapes."""
+  """8 decoded train examples (stored uint8, not augmented), with static batch shapes."""
   serialized = next(iter(features.records(train_files).batch(8)))
-  parsed = features.parse_examples(serialized)
-  return {k: tf.ensure_shape(parsed[k], (8,) + data._SHAPES[k]) for k in features.MODEL_KEYS_LIVE}
+  decoded = features.decode_examples(serialized)
+  return {k: tf.ensure_shape(decoded[k], (8,) + data._SHAPES[k]) for k in features.MODEL_KEYS_LIVE}
+
+
+def _model_scale(example):
+  return {k: features.to_model(k, v) for k, v in example.items()}
 
 
 def _first(ds, n):
@@ -42,17 +46,43 @@ def test_training_batches_have_model_shapes_and_scales(train_files):
 
 
 def test_identity_warp_reproduces_the_image_and_flip_mirrors_it(examples):
-  l = examples[features.L_KEY]
   identity = tf.tile([[1.0, 0.0, 1.0, 0.0, 0.0]], [8, 1])
   flip = tf.tile([[-1.0, 0.0, 1.0, 0.0, 0.0]], [8, 1])
+  for key in (features.L_KEY, features.GRAY_KEY):
+    plane = examples[key][..., 0]  # stored levels 0..255: within 1/100 of a level
+    np.testing.assert_allclose(data.warp(plane, identity), plane, atol=0.01)
+    np.testing.assert_allclose(data.warp(plane, flip), tf.reverse(plane, axis=[2]), atol=0.01)
 
-  def warp(img, a):
-    return data._warp(img, *data._row_boxes(a, img.shape[1]))
 
-  np.testing.assert_allclose(warp(l, identity), l, atol=1e-4)
-  np.testing.assert_allclose(warp(l, flip), tf.reverse(l, axis=[2]), atol=1e-4)
-  gray = examples[features.GRAY_KEY]
-  np.testing.assert_allclose(warp(gray, flip), tf.reverse(gray, axis=[2]), atol=1e-4)
+def _bilinear_reference(image, a):
+  """Numpy, float64: output pixel (x, y) of an S x S image [S, S, C], in centred half-size
+  coordinates u, v in [-1, 1], reads source (a0 u + a1 v + tx, a2 v + ty) bilinearly."""
+  size = image.shape[0]
+  a0, a1, a2, tx, ty = a
+  v, u = np.meshgrid(np.linspace(-1.0, 1.0, size), np.linspace(-1.0, 1.0, size), indexing="ij")
+  sx = np.clip((a0 * u + a1 * v + tx + 1.0) * (size - 1) / 2.0, 0, size - 1)
+  sy = np.clip((a2 * v + ty + 1.0) * (size - 1) / 2.0, 0, size - 1)
+  x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+  x1, y1 = np.minimum(x0 + 1, size - 1), np.minimum(y0 + 1, size - 1)
+  wx, wy = (sx - x0)[..., None], (sy - y0)[..., None]
+  image = image.astype(np.float64)
+  top = image[y0, x0] * (1 - wx) + image[y0, x1] * wx
+  bottom = image[y1, x0] * (1 - wx) + image[y1, x1] * wx
+  return top * (1 - wy) + bottom * wy
+
+
+def test_augmentation_is_the_exact_bilinear_warp_of_each_image(examples):
+  """The compiled warp of the training pipeline against a plain bilinear resampling of the
+  same real photos by the same random maps (flips, zooms and shears among them)."""
+  seed = tf.constant([11, 3], tf.int64)
+  augmented = data.augment_batch(examples, seed)
+  maps = data.random_maps(8, seed).numpy()
+  assert (maps[:, 0] < 0).any() and (maps[:, 0] > 0).any() and np.abs(maps[:, 1]).max() > 0.05
+  for key in features.MODEL_KEYS_LIVE:
+    expected = np.stack([_bilinear_reference(image, a) for image, a in zip(examples[key].numpy(), maps, strict=True)])
+    assert augmented[key].dtype == tf.float32
+    # float32 coordinates against float64 ones: 1e-4 of the model scale is ~1/80 of a stored level.
+    np.testing.assert_allclose(augmented[key], features.to_model(key, expected.astype(np.float32)), atol=1e-4)
 
 
 def _l_of_gray(gray):
@@ -70,6 +100,7 @@ def test_augmentation_moves_l_ab_and_gray_together(examples):
   seed = tf.constant([7, 0], tf.int64)
   augmented = data.augment_batch(examples, seed)
   other = data.augment_batch(examples, tf.constant([8, 0], tf.int64))
+  examples = _model_scale(examples)
   before = l_error(examples[features.L_KEY], examples[features.GRAY_KEY])
   after = l_error(augmented[features.L_KEY], augmented[features.GRAY_KEY])
   mismatched = l_error(augmented[features.L_KEY], other[features.GRAY_KEY])
