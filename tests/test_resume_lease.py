@@ -2,7 +2,7 @@
 
 The live owner is a real process on this machine that claimed the directory, then a
 process from 'another machine' (its lease as written elsewhere); a killed owner's state is
-adopted (the kill of a real run_fn is in test_training.py).
+adopted (the kill of a real run_fn is in test_multiworker.py and test_training.py).
 """
 import json
 import os

@@ -1,4 +1,8 @@
-"""Training on the real coco128 examples: the loss goes down, and a killed Trainer resumes."""
+"""Training on the real coco128 examples: the loss goes down, and a killed `colorize run` resumes.
+
+The kill of run_fn under the real TFX Trainer executor with two worker processes is in
+test_multiworker.py; the resume lease rules are in test_resume_lease.py.
+"""
 import dataclasses
 import json
 import os
@@ -19,29 +23,11 @@ from pipelines import local_runner
 from serving import photos
 from trainer import data
 from trainer import model as model_lib
-from trainer import resume_lease
 from trainer import settings
 from trainer import task
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 COLORIZE = [sys.executable, "-c", "from cli.main import main; main()"]  # the console script's entry point
-
-# run_fn in a fresh process, as the TFX Trainer calls it, with its outputs laid out as
-# TFX lays them out: <pipeline_root>/Trainer/{model,model_run}/<execution id>.
-RUN_FN_SCRIPT = """
-import json, sys
-from cli import quiet
-quiet.install()
-from trainer import strategy
-strategy.split_cpu(2)
-from tfx.components.trainer.fn_args_utils import FnArgs
-from trainer import task
-examples, root, execution, train = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-task.run_fn(FnArgs(
-    train_files=[examples + "/Split-train/*"], eval_files=[examples + "/Split-eval/*"],
-    serving_model_dir=f"{root}/Trainer/model/{execution}/Format-Serving",
-    model_run_dir=f"{root}/Trainer/model_run/{execution}", custom_config={"train": train}))
-"""
 
 
 def test_short_training_on_real_photos_lowers_the_loss(coco128_examples):
@@ -61,12 +47,6 @@ def _train_config(**changes):
   return dataclasses.asdict(cfg)
 
 
-def _run_fn(examples_uri, root, execution, train):
-  return subprocess.Popen(
-      [sys.executable, "-c", RUN_FN_SCRIPT, examples_uri, str(root), str(execution), json.dumps(train)],
-      cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 def _kill_at_first_checkpoint(process, resume_root, minutes):
   """kill -9 `process` as soon as it has saved resume state under resume_root."""
   deadline = time.monotonic() + 60 * minutes
@@ -80,39 +60,6 @@ def _kill_at_first_checkpoint(process, resume_root, minutes):
 
 def _saved_steps(resume_root: pathlib.Path):
   return sorted(int(p.name[len("ckpt-"):-len(".index")]) for p in resume_root.glob("*/ckpt-*.index"))
-
-
-def test_killed_trainer_resumes_where_it_stopped(coco128_examples, tmp_path):
-  # One replica keeps it quick (tracing the model is the slow part); the slow pipeline
-  # test resumes a 2-replica MirroredStrategy run through the real TFX Trainer.
-  train = _train_config(strategy="cpu")
-  total = train["epochs"] * train["steps_per_epoch"]
-  resume_root = tmp_path / "Trainer" / "resume"
-
-  killed = _run_fn(coco128_examples.uri, tmp_path, 1, train)
-  _kill_at_first_checkpoint(killed, resume_root, minutes=10)
-  killed_at = max(_saved_steps(resume_root))
-  assert killed_at < total
-  [lease] = resume_root.glob(f"*/{resume_lease.LEASE_FILE}")
-  assert json.loads(lease.read_text())["pid"] == killed.pid  # a dead owner's lease: taken over
-  assert not (tmp_path / "Trainer" / "model" / "1" / "Format-Serving" / "saved_model.pb").exists()
-
-  second = _run_fn(coco128_examples.uri, tmp_path, 2, train)
-  log, _ = second.communicate(timeout=900)
-  assert second.returncode == 0, log[-5000:]
-  summary = json.loads((tmp_path / "Trainer" / "model_run" / "2" / task.SUMMARY_FILE).read_text())
-  assert summary["replicas"] == 1
-  # (the newest files may be a save the kill interrupted before it was recorded as done)
-  assert 1 <= summary["resumed_from_step"] < total and summary["resumed_from_step"] >= killed_at - 1
-  assert summary["final_step"] == total
-  assert (tmp_path / "Trainer" / "model" / "2" / "Format-Serving" / "saved_model.pb").exists()
-  assert not any(resume_root.iterdir()), "resume state is removed once the model is exported"
-  # TensorBoard: the resumed run logged the epochs it ran, with the image triplets.
-  tags = set()
-  for events in (tmp_path / "Trainer" / "model_run" / "2").rglob("events.out.tfevents.*"):
-    for event in tf.compat.v1.train.summary_iterator(str(events)):
-      tags |= {v.tag for v in event.summary.value}
-  assert {"epoch_loss", "train_loss_running_mean", "gray | predicted | truth"} <= tags, tags
 
 
 def test_resume_directory_is_shared_by_re_runs_of_the_same_training():
@@ -178,6 +125,10 @@ def test_colorize_run_killed_during_training_is_closed_and_resumed_while_a_secon
   trained = json.loads((model_run / task.SUMMARY_FILE).read_text())
   assert trained["strategy"] == "MirroredStrategy" and trained["replicas"] == 2 and trained["global_batch"] == 4
   assert 1 <= trained["resumed_from_step"] < trained["final_step"] == 4
+  # TensorBoard: the resumed run logged the epochs it ran, with the image triplets.
+  tags = {v.tag for events in model_run.rglob("events.out.tfevents.*")
+          for event in tf.compat.v1.train.summary_iterator(str(events)) for v in event.summary.value}
+  assert {"epoch_loss", "train_loss_running_mean", "gray | predicted | truth"} <= tags, tags
   saved_model = photos.resolve_model_dir(pathlib.Path(produced["Model"].uri))
   assert "colorize_image" in tf.saved_model.load(str(saved_model)).signatures
 
