@@ -84,6 +84,10 @@ class PipelineConfig:
     _check(bool(self.pipeline_name) and self.pipeline_name.replace("-", "").replace("_", "").isalnum(),
            f"pipeline_name must be letters, digits, '-' or '_', got {self.pipeline_name!r}")
     _check(bool(self.output_root), "output_root must be set")
+    # TFX and TensorFlow find the files of an artifact by glob patterns under its folder.
+    _check(not snapshot.GLOB_CHARS.search(_absolute(self.output_root)),
+           f"output_root must not contain *, ? or [ (the paths below it are read as patterns; rename the "
+           f"folder or link to it), got {_absolute(self.output_root)!r}")
     _check(not self.metadata_file.startswith("gs://"),
            f"metadata_file must be a local path (SQLite), got {self.metadata_file!r}")
     i, t, e = self.ingest, self.train, self.evaluate

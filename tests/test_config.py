@@ -48,6 +48,7 @@ def test_yaml_file(tmp_path):
     ({"ingest": {"test_fraction": 1.5}}, "ingest.test_fraction"),
     ({"ingest": {"colour": True}}, "unknown config key ingest.colour"),
     ({"ingest": {"data_root": "/photos [2020]"}}, "ingest.data_root must not contain"),
+    ({"output_root": "/runs/[2020]"}, "output_root must not contain *, ? or ["),
     ({"ingest": {"data_root": "/photos/$HOME", "snapshot": "span-{SPAN}"}}, "with ingest.snapshot, ingest.data_root"),
     ({"ingest": {"snapshot": "span-{SPAN}|{SPAN:2}x"}}, "ingest.snapshot must not contain"),
     ({"ingest": {"snapshot": "span-*"}}, "ingest.snapshot must be a folder below data_root without wildcards"),

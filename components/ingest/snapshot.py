@@ -26,7 +26,7 @@ from tfx.utils import proto_utils
 
 SPLIT_NAME = "photos"
 NEWEST = -1
-_GLOB_CHARS = re.compile(r"[*?\[]")
+GLOB_CHARS = re.compile(r"[*?\[]")
 # Left unescaped by TFX's glob-to-regex translation (tfx/components/example_gen/utils.py).
 _REGEX_CHARS = re.compile(r"[\^$|{}]")
 _SPECS = re.compile(r"\{(SPAN|VERSION)(:[^}]*)?\}|\{YYYY\}|\{MM\}|\{DD\}")
@@ -51,13 +51,13 @@ def range_config(span: int) -> Optional[range_config_pb2.RangeConfig]:
 
 def check(input_base: str, snapshot: str, files: str) -> Optional[str]:
   """What is wrong with an input base, a snapshot folder pattern and a files glob, or None."""
-  if _GLOB_CHARS.search(input_base):
+  if GLOB_CHARS.search(input_base):
     # Both Beam's and TFX's listings would read them as wildcards.
     return f"ingest.data_root must not contain *, ? or [ (rename the folder or link to it), got {input_base!r}"
-  if snapshot.startswith("/") or ".." in snapshot.split("/") or _GLOB_CHARS.search(snapshot):
+  if snapshot.startswith("/") or ".." in snapshot.split("/") or GLOB_CHARS.search(snapshot):
     return (f"ingest.snapshot must be a folder below data_root without wildcards (e.g. 'span-{{SPAN}}'), "
             f"got {snapshot!r}")
-  if not files or files.startswith("/") or not _GLOB_CHARS.search(files.split("/")[0]):
+  if not files or files.startswith("/") or not GLOB_CHARS.search(files.split("/")[0]):
     return f"ingest.snapshot_files must be a glob starting with a wildcard (e.g. '*/*' or '*'), got {files!r}"
   if "{" in files:
     return f"ingest.snapshot_files {files!r}: span, version and date specs belong in ingest.snapshot"
@@ -94,7 +94,7 @@ def root(input_base: str, resolved_input_config: Optional[str]) -> str:
   proto_utils.json_to_proto(resolved_input_config, config)
   folders = []
   for part in config.splits[0].pattern.split("/"):
-    if _GLOB_CHARS.search(part):
+    if GLOB_CHARS.search(part):
       break
     folders.append(part)
   return posixpath.join(input_base, *folders) if folders else input_base
