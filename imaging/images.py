@@ -159,6 +159,5 @@ def coloured_share(ab: np.ndarray) -> float:
 def to_arrays(data: bytes) -> Arrays:
   """Encoded photo -> its L, ab and gray arrays. Raises Skip for unusable files."""
   small, large = square_resizes(decode(data))
-  lab = color.rgb_to_lab(small)
-  ab = lab[..., 1:]
-  return Arrays(l=lab[..., 0], ab=ab, gray=color.rgb_to_gray(large), coloured_share=coloured_share(ab))
+  l_star, ab = color.rgb_to_l_ab(small)
+  return Arrays(l=l_star, ab=ab, gray=color.rgb_to_gray(large), coloured_share=coloured_share(ab))
