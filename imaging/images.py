@@ -151,9 +151,12 @@ def square_resizes(image: Image.Image) -> Tuple[np.ndarray, np.ndarray]:
 def coloured_share(ab: np.ndarray) -> float:
   """Share of pixels whose a*b* lie more than BW_CHROMA from the photo's mean a*b*."""
   a, b = ab[..., 0], ab[..., 1]
+  # In place: the same float32 arithmetic as da * da + db * db, without three temporaries.
   da, db = a - a.mean(), b - b.mean()
-  far = np.count_nonzero(da * da + db * db > BW_CHROMA ** 2)
-  return far / a.size
+  da *= da
+  db *= db
+  da += db
+  return np.count_nonzero(da > BW_CHROMA ** 2) / a.size
 
 
 def to_arrays(data: bytes) -> Arrays:
