@@ -4,6 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := python3 -m uv
 PYTEST_ARGS ?=
+# pytest-xdist, one test file a worker (module fixtures stay shared): much of the suite is
+# single-threaded (subprocess start-ups, Beam's DirectRunner), so 2 workers use 2 cores.
+# At most 4: every worker holds TensorFlow and its own session fixtures.
+PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup demo lint test test-fast bench lock clean
 
@@ -25,10 +29,10 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: lint
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m bench.run

@@ -26,6 +26,7 @@ setuptools.setup(
         "test": [
             "pytest",
             "pytest-timeout",
+            "pytest-xdist",
             "scikit-image",
             "psutil",
             "gcp-storage-emulator",

@@ -22,6 +22,12 @@ COCO128 = SHARED_DATA / "coco128"
 HISTORICAL = SHARED_DATA / "historical"
 
 
+def pytest_collection_modifyitems(items):
+  """The slow end-to-end runs first: under `make test` (pytest-xdist, whole files a worker) the
+  longest files then start at once, instead of one of them running alone at the end."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def coco128() -> pathlib.Path:
   if not (COCO128 / "train2017").is_dir():

@@ -1,8 +1,13 @@
 """The whole pipeline on real COCO photos: ingest -> train -> evaluate -> push, then lineage.
 
-Two LocalDagRunner runs share one SQLite ML Metadata store (module-scoped, minutes each):
-  1. a generous MSE bound: the model is blessed and pushed;
-  2. the same inputs with the bound tightened below any real MSE: ingestion and training
+Three runs share one SQLite ML Metadata store (module-scoped fixtures, minutes each):
+  1. `colorize run --cpu-replicas 2` (LocalDagRunner, the standard TFX Trainer calling
+     trainer.task.run_fn under a 2-replica MirroredStrategy) is killed with kill -9 in the
+     middle of training;
+  2. run again, it closes the killed execution and resumes training in a new one (a third
+     `colorize run` started meanwhile is refused at once); a generous MSE bound: the model
+     is blessed and pushed;
+  3. the same inputs with the bound tightened below any real MSE: ingestion and training
      are cache hits (no new Examples or Model), the model is not blessed, nothing is pushed.
 """
 import contextlib
@@ -10,8 +15,14 @@ import dataclasses
 import io
 import json
 import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 from click.testing import CliRunner
+from ml_metadata.proto import metadata_store_pb2
 import numpy as np
 from PIL import Image
 import pytest
@@ -28,10 +39,17 @@ from pipelines import config as config_lib
 from pipelines import local_runner
 from schemas import features
 from schemas import signatures
+from serving import photos
+from trainer import task
 
 pytestmark = pytest.mark.slow
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+COLORIZE = [sys.executable, "-c", "from cli.main import main; main()"]  # the console script's entry point
 GRID_ROWS = 3
+TRAIN = {"weights": "none", "epochs": 2, "steps_per_epoch": 3, "batch_size": 2, "eval_steps": 1,
+         "checkpoint_steps": 1}
+TOTAL_STEPS = TRAIN["epochs"] * TRAIN["steps_per_epoch"]
 
 
 @dataclasses.dataclass
@@ -42,34 +60,86 @@ class Run:
   summary: str           # what `colorize run` printed
 
 
-def _run(cfg) -> Run:
-  local_runner.run(cfg)
-  printed = io.StringIO()
-  with contextlib.redirect_stdout(printed):
-    summary.print_run_summary(cfg)
+@dataclasses.dataclass
+class Interrupted:
+  """The run killed during training, as the kill left it, and the runs started after it."""
+  config_file: pathlib.Path
+  killed: metadata_store_pb2.Execution   # its Trainer execution, read right after the kill
+  killed_model_dir_existed: bool
+  resumer_pid: int                       # the second `colorize run`
+  refused: subprocess.CompletedProcess   # the third, started while the second ran
+  resumed: Run
+
+
+def _outputs(cfg, printed: str) -> Run:
   store = summary.open_store(cfg.metadata_path)
   types = summary.artifact_type_names(store)
   _, outputs = summary.latest_run_outputs(store, cfg.pipeline_name)
   counts = {}
   for artifact in store.get_artifacts():
     counts[types[artifact.type_id]] = counts.get(types[artifact.type_id], 0) + 1
-  return Run(cfg, {types[a.type_id]: a for _, a in outputs}, counts, printed.getvalue())
+  return Run(cfg, {types[a.type_id]: a for _, a in outputs}, counts, printed)
+
+
+def _run(cfg) -> Run:
+  local_runner.run(cfg)
+  printed = io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    summary.print_run_summary(cfg)
+  return _outputs(cfg, printed.getvalue())
+
+
+def _saved_steps(resume_root: pathlib.Path):
+  return sorted(int(p.name[len("ckpt-"):-len(".index")]) for p in resume_root.glob("*/ckpt-*.index"))
+
+
+def _kill_at_first_checkpoint(process, resume_root, minutes):
+  """kill -9 `process` as soon as it has saved resume state under resume_root."""
+  deadline = time.monotonic() + 60 * minutes
+  while not _saved_steps(resume_root):
+    assert process.poll() is None, f"the first run ended before it could be killed:\n{process.stdout.read()[-3000:]}"
+    assert time.monotonic() < deadline, f"no checkpoint within {minutes} minutes"
+    time.sleep(0.2)
+  process.send_signal(signal.SIGKILL)
+  process.communicate()
 
 
 @pytest.fixture(scope="module")
-def runs(coco128, tmp_path_factory):
+def interrupted(coco128, tmp_path_factory) -> Interrupted:
   root = tmp_path_factory.mktemp("e2e")
-  cfg = config_lib.from_dict({
-      "output_root": str(root),
+  config_file = root / "config.json"
+  config_file.write_text(json.dumps({
+      "output_root": str(root / "runs"),
       "pipeline_name": "e2e",
       "ingest": {"data_root": str(coco128)},
-      "train": {"epochs": 1, "steps_per_epoch": 12, "eval_steps": 1, "batch_size": 4, "weights": "none"},
+      "train": TRAIN,
       "evaluate": {"mse_upper_bound": 0.05, "grid_rows": GRID_ROWS},
-  })
-  first = _run(cfg)
-  tightened = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, mse_upper_bound=1e-6))
-  second = _run(tightened)
-  return first, second
+  }))
+  cfg = config_lib.load(str(config_file))
+  command = [*COLORIZE, "run", "--config", str(config_file), "--cpu-replicas", "2"]
+  trainer_dir = pathlib.Path(cfg.pipeline_root) / "Trainer"
+
+  first = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  _kill_at_first_checkpoint(first, trainer_dir / "resume", minutes=15)
+  store = summary.open_store(cfg.metadata_path)
+  [killed] = [e for e in store.get_executions() if summary.component_id(store, e.id) == "Trainer"]
+  killed_model_dir_existed = (trainer_dir / "model" / str(killed.id)).is_dir()
+
+  second = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  while not local_runner.store_in_use(cfg.metadata_path):
+    assert second.poll() is None, second.stdout.read()[-5000:]
+    time.sleep(0.2)
+  refused = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300, check=False)
+  log, _ = second.communicate(timeout=1800)
+  assert second.returncode == 0, log[-5000:]
+  return Interrupted(config_file, killed, killed_model_dir_existed, second.pid, refused, _outputs(cfg, log))
+
+
+@pytest.fixture(scope="module")
+def runs(interrupted):
+  first = interrupted.resumed
+  tightened = dataclasses.replace(first.cfg, evaluate=dataclasses.replace(first.cfg.evaluate, mse_upper_bound=1e-6))
+  return first, _run(tightened)
 
 
 def _report(run: Run) -> dict:
@@ -81,6 +151,43 @@ def _split(examples, split):
   uri = os.path.join(examples.uri, f"Split-{split}")
   files = sorted(tf.io.gfile.glob(os.path.join(uri, "*")))
   return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def test_a_run_started_while_another_runs_is_refused_at_once(interrupted):
+  refused = interrupted.refused
+  assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1, refused.stderr[-3000:]
+  assert refused.stderr.startswith(f"Error: another colorize run (pid {interrupted.resumer_pid} on ")
+
+
+def test_killed_training_is_closed_and_resumed_in_a_new_execution(interrupted):
+  assert interrupted.killed.last_known_state == metadata_store_pb2.Execution.RUNNING  # what TFX leaves behind
+  assert interrupted.killed_model_dir_existed
+  resumed = interrupted.resumed
+  model_run = pathlib.Path(resumed.outputs["ModelRun"].uri)
+  trained = json.loads((model_run / task.SUMMARY_FILE).read_text())
+  assert trained["strategy"] == "MirroredStrategy" and trained["replicas"] == 2 and trained["global_batch"] == 4
+  assert 1 <= trained["resumed_from_step"] < trained["final_step"] == TOTAL_STEPS
+  saved_model = photos.resolve_model_dir(pathlib.Path(resumed.outputs["Model"].uri))
+  assert "colorize_image" in tf.saved_model.load(str(saved_model)).signatures
+  # TensorBoard: the resumed run logged the epochs it ran, with the image triplets.
+  tags = {v.tag for events in model_run.rglob("events.out.tfevents.*")
+          for event in tf.compat.v1.train.summary_iterator(str(events)) for v in event.summary.value}
+  assert {"epoch_loss", "train_loss_running_mean", "gray | predicted | truth"} <= tags, tags
+
+  # The killed execution is closed, not left RUNNING; only the published folders remain.
+  store = summary.open_store(resumed.cfg.metadata_path)
+  [killed] = store.get_executions_by_id([interrupted.killed.id])
+  assert killed.last_known_state == metadata_store_pb2.Execution.CANCELED
+  assert "interrupted" in killed.custom_properties["__execution_result__"].string_value
+  trainer_dir = pathlib.Path(resumed.cfg.pipeline_root) / "Trainer"
+  assert [p.name for p in (trainer_dir / "model").iterdir()] == [model_run.name]
+  assert [p.name for p in (trainer_dir / "model_run").iterdir()] == [model_run.name]
+  assert str(killed.id) not in [p.name for p in (trainer_dir / ".system" / "executor_execution").iterdir()]
+  assert not any((trainer_dir / ".system" / "stateful_working_dir").iterdir())
+  assert not any((trainer_dir / "resume").iterdir())
+  runs = subprocess.run([*COLORIZE, "lineage", "--config", str(interrupted.config_file), "runs", "--format", "json"],
+                        capture_output=True, text=True, check=True)
+  assert [r["status"] for r in json.loads(runs.stdout)][:2] == ["interrupted", "complete"]
 
 
 def test_first_run_blesses_and_pushes_a_versioned_copy(runs):
@@ -196,7 +303,7 @@ def test_lineage_of_pushed_model_reaches_examples_and_input(runs, coco128):
 
 def test_lineage_lists_runs_and_artifacts(runs):
   _, second = runs
-  assert len(_lineage(second.cfg, "runs").strip().splitlines()) == 2
+  assert len(_lineage(second.cfg, "runs").strip().splitlines()) == 3  # interrupted, complete, complete
   models = _lineage(second.cfg, "artifacts", "Model").strip().splitlines()
   assert len(models) == 1 and models[0].startswith(f"#{second.outputs['Model'].id} ")
   counts = json.loads(_lineage(second.cfg, "artifacts", "--format", "json"))

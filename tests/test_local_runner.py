@@ -1,6 +1,6 @@
 """One local run at a time per store, and the store tells the truth about runs that were killed.
 
-The kill of a real `colorize run` is in test_training.py (slow); here the executions are
+The kill of a real `colorize run` is in test_evaluation_pipeline.py (slow); here the executions are
 started the way TFX's launcher starts them (its own MLMD and output-folder functions), and
 killed by never being finished.
 """

@@ -2,7 +2,8 @@
 
 The live owner is a real process on this machine that claimed the directory, then a
 process from 'another machine' (its lease as written elsewhere); a killed owner's state is
-adopted (the kill of a real run_fn is in test_training.py).
+adopted (the kill of a real run_fn is in test_multiworker.py, of `colorize run` in
+test_evaluation_pipeline.py).
 """
 import json
 import os
