@@ -108,12 +108,12 @@ def _stages(folder: str, workdir: str) -> Dict[str, Any]:
     start = timed("decode", start)
     small, large = images.square_resizes(image)
     start = timed("resize", start)
-    lab = color.rgb_to_lab(small)
+    l_star, ab = color.rgb_to_l_ab(small)
     gray = color.rgb_to_gray(large)
-    images.coloured_share(lab[..., 1:])
+    images.coloured_share(ab)
     start = timed("colour math", start)
-    encoded = {features.SOURCE_KEY: photo.source.encode(), features.L_KEY: features.encode_l(lab[..., 0]),
-               features.AB_KEY: features.encode_ab(lab[..., 1:]), features.GRAY_KEY: features.encode_gray(gray)}
+    encoded = {features.SOURCE_KEY: photo.source.encode(), features.L_KEY: features.encode_l(l_star),
+               features.AB_KEY: features.encode_ab(ab), features.GRAY_KEY: features.encode_gray(gray)}
     start = timed("encode", start)
     example = make_examples.example_bytes({features.IMAGE_ID_KEY: photo.image_id, features.LICENSE_KEY: 0}, encoded)
     start = timed("serialize", start)

@@ -6,9 +6,13 @@ D65 white and its 0.008856 / 7.787 linear segment, so ingestion matches skimage
 photos; float32 arithmetic is the only difference). Serving's TensorFlow twin of these
 functions imports the same constants, so training and serving see the same colour space.
 
-Speed: uint8 inputs make the sRGB transfer a 256-entry table lookup, the matrix is a
-float32 matmul and f(t) a cbrt: ~0.6 ms for a 224x224 photo, ~10x faster than skimage.
+Speed: uint8 inputs make the sRGB transfer a 256-entry table lookup, then X/Xn, Y/Yn, Z/Zn
+are weighted sums of the three float32 channel planes and f(t) a cbrt; L* and a*b* come out
+as separate contiguous arrays (rgb_to_l_ab), ready to encode: ~1 ms for a 224x224 photo,
+~10x faster than skimage.
 """
+from typing import Tuple
+
 import numpy as np
 
 # sRGB (linear) -> XYZ, and the D65 reference white, exactly as scikit-image has them.
@@ -48,8 +52,8 @@ def linear_to_srgb(v: np.ndarray) -> np.ndarray:
 
 
 _LINEAR_LUT = srgb_to_linear(_SRGB_LEVELS).astype(np.float32)
-# Rows pre-divided by the white point, so one matmul gives X/Xn, Y/Yn, Z/Zn.
-_RGB_TO_XYZ_WHITE = (SRGB_TO_XYZ / D65_WHITE[:, None]).T.astype(np.float32)
+# Rows pre-divided by the white point: X/Xn, Y/Yn, Z/Zn are each one weighted sum of R, G, B.
+_XYZ_WHITE_WEIGHTS = (SRGB_TO_XYZ / D65_WHITE[:, None]).astype(np.float32)
 # Grey needs only Y: per-channel tables of the weighted linear levels in units of
 # 1/65535 (they sum to at most 65535, so uint16 holds Y) and a table from Y back to the
 # sRGB grey level. Equals l_to_gray(L*) within one level (off by one next to rounding
@@ -71,20 +75,39 @@ def _f_inverse(f: np.ndarray) -> np.ndarray:
   return np.where(f > _F_EPSILON, f ** 3, (f - LAB_OFFSET) / LAB_SLOPE)
 
 
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-  """SRGB uint8 [..., 3] -> CIELAB float32 [..., 3]: L* in [0, 100], a*, b* roughly [-128, 127]."""
+def _lab_f(t: np.ndarray) -> np.ndarray:
+  """CIELAB's f(t): the cube root, and its linear segment near black."""
+  f = np.cbrt(t)
+  linear = t * LAB_SLOPE
+  linear += LAB_OFFSET
+  # Over the whole array, copied where it applies: a boolean-indexed gather and scatter cost more.
+  np.copyto(f, linear, where=t <= LAB_EPSILON)
+  return f
+
+
+def rgb_to_l_ab(rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """SRGB uint8 [..., 3] -> (L* [...], a*b* [..., 2]), float32, each contiguous (see rgb_to_lab).
+
+  Channel planes throughout: sums of three gathered planes instead of a matmul with an inner size of 3,
+  and no strided views of an interleaved Lab array when the L and ab features are encoded.
+  """
   if rgb.dtype != np.uint8:
     raise TypeError(f"rgb_to_lab expects uint8 sRGB, got {rgb.dtype}")
-  xyz = np.take(_LINEAR_LUT, rgb) @ _RGB_TO_XYZ_WHITE
-  f = np.cbrt(xyz)
-  # The linear segment over the whole array, copied where it applies: a boolean-indexed
-  # gather and scatter cost ~1 ms more per 224x224 photo.
-  np.copyto(f, LAB_SLOPE * xyz + LAB_OFFSET, where=xyz <= LAB_EPSILON)
-  lab = np.empty_like(f)
-  lab[..., 0] = 116.0 * f[..., 1] - 16.0
-  lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
-  lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
-  return lab
+  # mode="clip" skips numpy's bounds check: uint8 indices are always inside the 256 entries.
+  r, g, b = (np.take(_LINEAR_LUT, rgb[..., c], mode="clip") for c in range(3))
+  fx, fy, fz = (_lab_f(w[0] * r + w[1] * g + w[2] * b) for w in _XYZ_WHITE_WEIGHTS)
+  l_star = fy * 116.0
+  l_star -= 16.0
+  ab = np.empty(rgb.shape[:-1] + (2,), np.float32)
+  np.multiply(fx - fy, 500.0, out=ab[..., 0])
+  np.multiply(fy - fz, 200.0, out=ab[..., 1])
+  return l_star, ab
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+  """SRGB uint8 [..., 3] -> CIELAB float32 [..., 3]: L* in [0, 100], a*, b* roughly [-128, 127]."""
+  l_star, ab = rgb_to_l_ab(rgb)
+  return np.concatenate([l_star[..., None], ab], axis=-1)
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
@@ -116,7 +139,8 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
   if rgb.dtype != np.uint8:
     raise TypeError(f"rgb_to_gray expects uint8 sRGB, got {rgb.dtype}")
   r, g, b = np.moveaxis(rgb, -1, 0)
-  y = np.take(_Y_LUTS[0], r)
-  y += np.take(_Y_LUTS[1], g)
-  y += np.take(_Y_LUTS[2], b)
-  return np.take(_GRAY_LUT, y)
+  # mode="clip" skips numpy's bounds check: every index is inside its table (the sum is at most _Y_SCALE).
+  y = np.take(_Y_LUTS[0], r, mode="clip")
+  y += np.take(_Y_LUTS[1], g, mode="clip")
+  y += np.take(_Y_LUTS[2], b, mode="clip")
+  return np.take(_GRAY_LUT, y, mode="clip")

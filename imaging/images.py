@@ -151,14 +151,16 @@ def square_resizes(image: Image.Image) -> Tuple[np.ndarray, np.ndarray]:
 def coloured_share(ab: np.ndarray) -> float:
   """Share of pixels whose a*b* lie more than BW_CHROMA from the photo's mean a*b*."""
   a, b = ab[..., 0], ab[..., 1]
+  # In place: the same float32 arithmetic as da * da + db * db, without three temporaries.
   da, db = a - a.mean(), b - b.mean()
-  far = np.count_nonzero(da * da + db * db > BW_CHROMA ** 2)
-  return far / a.size
+  da *= da
+  db *= db
+  da += db
+  return np.count_nonzero(da > BW_CHROMA ** 2) / a.size
 
 
 def to_arrays(data: bytes) -> Arrays:
   """Encoded photo -> its L, ab and gray arrays. Raises Skip for unusable files."""
   small, large = square_resizes(decode(data))
-  lab = color.rgb_to_lab(small)
-  ab = lab[..., 1:]
-  return Arrays(l=lab[..., 0], ab=ab, gray=color.rgb_to_gray(large), coloured_share=coloured_share(ab))
+  l_star, ab = color.rgb_to_l_ab(small)
+  return Arrays(l=l_star, ab=ab, gray=color.rgb_to_gray(large), coloured_share=coloured_share(ab))

@@ -13,7 +13,7 @@ Which photos: the snapshot folder TFX's driver resolved (snapshot.py: input_base
 the resolved span/version folder), listed by sources.py as a COCO root or plain folder.
 
 The Beam graph moves no example bytes between workers or through the runner:
-  listing (in Do, before Beam: sources.py) -> Create
+  listing (in Do, before Beam: sources.py) -> Create (lists of photos: make_examples.batches)
     -> MakeAndWrite (make_examples.py): read, decode, Lab, encode, serialize, and append
        to this bundle's shard file of the photo's split (by image id, splits.py); out
        come only small records: shard names with their image ids, skip records (a Beam
@@ -118,7 +118,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       with self._make_beam_pipeline() as pipeline:
         records = (
             pipeline
-            | "ListPhotos" >> beam.Create(listing.photos + listing.refused)  # the refused are reported, not read
+            # The refused are reported, not read.
+            | "ListPhotos" >> beam.Create(make_examples.batches(listing.photos + listing.refused))
             | "MakeAndWrite" >> beam.ParDo(
                 make_examples.MakeAndWrite(keep_grayscale, test_fraction, eval_fraction, temp_dir)))
         _ = (pipeline
