@@ -1,4 +1,5 @@
 """CocoIngest's executor with hand-built artifacts: real photos mixed with every kind of bad file."""
+import dataclasses
 import io
 import json
 import os
@@ -538,3 +539,28 @@ def test_failed_attempts_leave_no_duplicate_or_partial_examples(mixed_folder, mi
   assert all(os.path.exists(final) for final in failed["commit"])
   assert not list((tmp_path / "examples").glob(".temp-*"))
 
+
+
+def test_the_beam_graph_does_not_grow_with_the_listing(mixed_folder, tmp_path, monkeypatch):
+  """Dataflow refuses a job graph over 10 MB (a listing of a million photos in beam.Create is
+  ~18 MB). With 20,000 and with 40,000 more entries (refused, so cheap to run), the graph is
+  the same size but for a few file names (with beam.Create of the entries: 206 KB and 382 KB):
+  the listing reaches the workers as files. Every entry is still reported."""
+  listed = sources.list_photos
+  graphs = []
+  run = beam.Pipeline.run
+
+  def run_and_measure(pipeline, *args, **kwargs):
+    graphs.append(len(pipeline.to_runner_api().SerializeToString()))
+    return run(pipeline, *args, **kwargs)
+
+  monkeypatch.setattr(beam.Pipeline, "run", run_and_measure)
+  for extra in (20_000, 40_000):
+    planted = [sources.Photo(10 ** 12 + i, f"/nowhere/{i:08d}-{'x' * 60}.jpg", f"{i:08d}-{'x' * 60}.jpg",
+                             sources.UNKNOWN_LICENSE, images.SkipReason.HIDDEN.value, "planted")
+               for i in range(extra)]
+    monkeypatch.setattr(sources, "list_photos", lambda *args, planted=planted: dataclasses.replace(
+        listed(*args), refused=listed(*args).refused + planted))
+    examples, _ = _ingest(tmp_path / str(extra), mixed_folder)
+    assert json.loads(examples.get_string_custom_property("skip_counts"))["hidden"] == 1 + extra
+  assert abs(graphs[1] - graphs[0]) < 2_000, graphs

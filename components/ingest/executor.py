@@ -13,7 +13,10 @@ Which photos: the snapshot folder TFX's driver resolved (snapshot.py: input_base
 the resolved span/version folder), listed by sources.py as a COCO root or plain folder.
 
 The Beam graph moves no example bytes between workers or through the runner:
-  listing (in Do, before Beam: sources.py) -> Create (lists of photos: make_examples.batches)
+  listing (in Do, before Beam: sources.py; the refused entries too, to be reported unread)
+    -> listing files in the temp folder, only their names in the graph (listing_files.py: a
+       listing of a million photos would take Dataflow's job graph over its 10 MB limit)
+    -> ReadListing -> Reshuffle (lists of photos spread over the workers)
     -> MakeAndWrite (make_examples.py): read, decode, Lab, encode, serialize, and append
        to this bundle's shard file of the photo's split (by image id, splits.py); out
        come only small records: shard names with their image ids, skip records (a Beam
@@ -24,7 +27,7 @@ Do then copies the report's counts into the artifact's custom properties. Retrie
 duplicate bundle attempts are safe by construction: see shard_writer.py.
 
 Runners: beam_pipeline_args pass through (`--direct_running_mode=multi_processing
---direct_num_workers=N`, Dataflow flags). Workers load make_examples.py and commit.py
+--direct_num_workers=N`, Dataflow flags). Workers load make_examples.py, listing_files.py and commit.py
 only (no TensorFlow, no TFX). Note TFX's behaviour: when the args hold
 neither --setup_file nor --extra_package, BaseBeamExecutor builds an sdist of tfx
 itself into /tmp (`setup.py sdist`, several seconds) on every run and stages it.
@@ -45,6 +48,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
 from components.ingest import commit
+from components.ingest import listing_files
 from components.ingest import make_examples
 from components.ingest import shard_writer
 from components.ingest import snapshot
@@ -118,8 +122,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       with self._make_beam_pipeline() as pipeline:
         records = (
             pipeline
-            # The refused are reported, not read.
-            | "ListPhotos" >> beam.Create(make_examples.batches(listing.photos + listing.refused))
+            | "ListingFiles" >> beam.Create(listing_files.write(listing.photos + listing.refused, temp_dir))
+            | "ReadListing" >> beam.FlatMap(listing_files.read)
+            | "Spread" >> beam.Reshuffle()
             | "MakeAndWrite" >> beam.ParDo(
                 make_examples.MakeAndWrite(keep_grayscale, test_fraction, eval_fraction, temp_dir)))
         _ = (pipeline
