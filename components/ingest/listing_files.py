@@ -3,8 +3,8 @@
 Dataflow refuses a job whose graph is over 10 MB, and beam.Create puts its values into the
 graph (pickled, compressed): COCO train2017's 118k photos take 2.1 MB there, an archive of a
 million photos ~18 MB. So the executor writes the listing to files in the run's temp folder
-and the graph holds only their names (one per PHOTOS_PER_FILE photos). The files are opened by their literal names (a folder named like a
-pattern is not a pattern), on gs:// too.
+and the graph holds only their names (one per PHOTOS_PER_FILE photos). The files are opened
+by their literal names (a folder named like a pattern is not a pattern), on gs:// too.
 
 A line is one element of MakeAndWrite: a list of photos (make_examples.batches).
 """
