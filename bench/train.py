@@ -51,7 +51,8 @@ ONE_MP_PHOTO = "Detroit_circa_1915.jpg"
 ONE_MP = 1_000_000
 INPUT_SECONDS = 8.0
 COLORIZE_CALLS = 10
-TRAIN_STEPS = 3
+# Timed steps a case (the median counts); more for a steadier number: BENCH_TRAIN_STEPS=8 make bench
+TRAIN_STEPS = int(os.environ.get("BENCH_TRAIN_STEPS", "3"))
 TRAIN_CASES = {f"train_b{b}_r{r}": (b, r, False) for b in (8, 32) for r in (1, 2)}
 TRAIN_CASES.update({f"train_b{b}_r1_precomputed": (b, 1, True) for b in (8, 32)})
 MULTI_WORKER_CASES = {"train_b8_w2": (8, 2)}  # per-worker batch, worker processes
