@@ -3,7 +3,7 @@
 MakeAndWrite reads a photo, turns it into an example (images.py), picks its split
 (splits.py) and appends it to its bundle's shard file of that split (shard_writer.py). Only
 small records leave it. Its elements are lists of PHOTOS_PER_ELEMENT photos (batches()): the
-runner's cost per element (Create's reshuffle, coders, the DoFn call) is paid once per list.
+runner's cost per element (the reshuffle, coders, the DoFn call) is paid once per list.
 This module and what it imports are what a Beam worker loads: no TensorFlow and no TFX
 (together ~9 CPU seconds and ~700 MB per worker process), so the tf.Example is serialized
 here by hand, as protobuf's wire format defines it.
