@@ -82,7 +82,8 @@ def augment_batch(example: Dict[str, tf.Tensor], seed) -> Dict[str, tf.Tensor]:
   vector of the whole unaugmented photo.
   """
   a = random_maps(example[features.L_KEY].shape[0], seed)
-  out = {key: features.to_model(key, value) for key, value in example.items()}
+  # The images come out of their warps at model scale; the rest (an embedding) is converted here.
+  out = {key: features.to_model(key, value) for key, value in example.items() if key not in features.IMAGE_SHAPES}
   out[features.L_KEY], out[features.AB_KEY] = _augment_lab(example[features.L_KEY], example[features.AB_KEY], a)
   if features.GRAY_KEY in example:
     out[features.GRAY_KEY] = _augment_gray(example[features.GRAY_KEY], a)
