@@ -34,8 +34,20 @@ def _first(ds, n):
   return [(x, y) for x, y in ds.take(n)]
 
 
-def test_training_batches_have_model_shapes_and_scales(train_files):
+def _augmented(examples, seed):
+  """`examples` (stored uint8) augmented as the training step does, with random_maps(8, seed)."""
+  inputs = {key: value for key, value in examples.items() if key != features.AB_KEY}
+  inputs[data.MAPS_KEY] = data.random_maps(8, seed)
+  inputs, ab = data.augment(inputs, examples[features.AB_KEY])
+  return {**inputs, features.AB_KEY: ab}
+
+
+def test_training_batches_leave_the_host_stored_and_reach_the_model_at_its_scales(train_files):
   inputs, ab = next(iter(data.make_dataset(train_files, 4, training=True, seed=1)))
+  assert set(inputs) == {features.L_KEY, features.GRAY_KEY, data.MAPS_KEY}
+  assert inputs[features.L_KEY].dtype == ab.dtype == inputs[features.GRAY_KEY].dtype == tf.uint8
+  assert inputs[data.MAPS_KEY].shape == (4, 5)
+  inputs, ab = data.augment(inputs, ab)
   assert set(inputs) == {features.L_KEY, features.GRAY_KEY}
   assert inputs[features.L_KEY].shape == (4,) + features.L_SHAPE
   assert inputs[features.GRAY_KEY].shape == (4,) + features.GRAY_SHAPE
@@ -75,7 +87,7 @@ def test_augmentation_is_the_exact_bilinear_warp_of_each_image(examples):
   """The compiled warp of the training pipeline against a plain bilinear resampling of the
   same real photos by the same random maps (flips, zooms and shears among them)."""
   seed = tf.constant([11, 3], tf.int64)
-  augmented = data.augment_batch(examples, seed)
+  augmented = _augmented(examples, seed)
   maps = data.random_maps(8, seed).numpy()
   assert (maps[:, 0] < 0).any() and (maps[:, 0] > 0).any() and np.abs(maps[:, 1]).max() > 0.05
   for key in features.MODEL_KEYS_LIVE:
@@ -98,8 +110,8 @@ def test_augmentation_moves_l_ab_and_gray_together(examples):
     return float(tf.reduce_mean(tf.abs((l + 1.0) * 50.0 - _l_of_gray(gray))))
 
   seed = tf.constant([7, 0], tf.int64)
-  augmented = data.augment_batch(examples, seed)
-  other = data.augment_batch(examples, tf.constant([8, 0], tf.int64))
+  augmented = _augmented(examples, seed)
+  other = _augmented(examples, tf.constant([8, 0], tf.int64))
   examples = _model_scale(examples)
   before = l_error(examples[features.L_KEY], examples[features.GRAY_KEY])
   after = l_error(augmented[features.L_KEY], augmented[features.GRAY_KEY])
@@ -122,8 +134,10 @@ def test_batches_are_a_function_of_seed_and_position(train_files):
   for (x1, y1), (x2, y2) in zip(fresh, again, strict=True):
     np.testing.assert_array_equal(y1, y2)
     np.testing.assert_array_equal(x1[features.GRAY_KEY], x2[features.GRAY_KEY])
+    np.testing.assert_array_equal(x1[data.MAPS_KEY], x2[data.MAPS_KEY])
   np.testing.assert_array_equal(resumed[0][1], fresh[2][1])
   np.testing.assert_array_equal(resumed[0][0][features.L_KEY], fresh[2][0][features.L_KEY])
+  np.testing.assert_array_equal(resumed[0][0][data.MAPS_KEY], fresh[2][0][data.MAPS_KEY])
   assert not np.array_equal(other[0][1], fresh[0][1])
 
 

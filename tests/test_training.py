@@ -8,14 +8,17 @@ import dataclasses
 import os
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from pipelines import config as config_lib
+from schemas import features
 from trainer import data
 from trainer import model as model_lib
 from trainer import settings
 from trainer import task
+from trainer import training_model
 
 
 def test_short_training_on_real_photos_lowers_the_loss(coco128_examples):
@@ -27,6 +30,30 @@ def test_short_training_on_real_photos_lowers_the_loss(coco128_examples):
   model.fit(tf.data.Dataset.from_tensors((inputs, ab)).repeat(), steps_per_epoch=16, epochs=1, verbose=0)
   after = model.evaluate(inputs, ab, verbose=0)
   assert after < 0.85 * before, (before, after)
+
+
+def test_the_training_step_augments_its_batch_as_the_pipeline_defines(coco128_examples):
+  """One step of TrainingModel on a batch as the host sends it (uint8, maps) is the network's
+  step on that batch augmented by `data.augment`, and not its step on the unaugmented one."""
+  stored, ab = next(iter(data.make_dataset([f"{coco128_examples.uri}/Split-train/*"], 4, training=True, seed=3)))
+  stored = {features.L_KEY: stored[features.L_KEY], data.MAPS_KEY: stored[data.MAPS_KEY],
+            features.EMBEDDING_KEY: tf.random.stateless_uniform((4,) + features.EMBEDDING_SHAPE, [1, 2])}
+  augmented = data.augment(stored, ab)
+  plain = ({features.L_KEY: features.to_model(features.L_KEY, stored[features.L_KEY]),
+            features.EMBEDDING_KEY: stored[features.EMBEDDING_KEY]}, features.to_model(features.AB_KEY, ab))
+  keras.utils.set_random_seed(0)
+  start = model_lib.build_colorizer().get_weights()
+
+  def one_step(model, batch):
+    model.set_weights(start)
+    model_lib.compile_model(model, 1e-3).fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+    return model.get_weights()
+
+  trained = one_step(training_model.TrainingModel(model_lib.build_colorizer()), (stored, ab))
+  for got, want in zip(trained, one_step(model_lib.build_colorizer(), augmented), strict=True):
+    np.testing.assert_allclose(got, want, atol=1e-6)
+  unaugmented = one_step(model_lib.build_colorizer(), plain)
+  assert any(not np.allclose(got, other, atol=1e-6) for got, other in zip(trained, unaugmented, strict=True))
 
 
 def _train_config(**changes):

@@ -25,6 +25,7 @@ from schemas import features
 ZOOM_RANGE = 0.2       # zoom in: the source window is 1 - z to 1 times the photo (and smaller when sheared)
 SHEAR_RANGE = 0.2      # horizontal shear factor (tan of the angle) in [-s, s]
 SHUFFLE_BUFFER = 256   # examples (~60 MB of decoded pixels)
+MAPS_KEY = "augment_maps"  # an augmented training batch's [B, 5] affine maps (random_maps)
 # Multi-worker runs: every worker makes this same stream of global batches and trains on its
 # own part of each, so batch N is the same on every worker (and in a one-process run) and a
 # resumed run skips exactly the batches done. TF's default would shard by file when there are
@@ -45,8 +46,10 @@ def make_dataset(patterns: Sequence[str], batch_size: int, *, training: bool, au
   """Batches of ({"l", "gray"}, ab) at the model's scales; ({"l", "embedding"}, ab) if
   `precomputed` (the colorizer head's inputs: Examples written by components/embed).
 
-  training=True: shuffled, repeated forever, full batches only, augmented if `augment`,
-  starting after `skip_batches` batches. training=False: one ordered pass without
+  training=True: shuffled, repeated forever, full batches only, starting after
+  `skip_batches` batches. With `augment`, l, ab and gray stay uint8 as stored and the
+  inputs carry each example's random map (MAPS_KEY): `augment` turns such a batch into
+  the model's, in the training step. training=False: one ordered pass without
   augmentation; with `drop_remainder` only full batches (a partial last batch can
   leave a replica of MirroredStrategy with no examples, which TF's CPU convolutions
   reject).
@@ -67,27 +70,30 @@ def make_dataset(patterns: Sequence[str], batch_size: int, *, training: bool, au
     example = features.decode_examples(serialized, keys)
     for key in keys:
       example[key] = tf.ensure_shape(example[key], (batch_size,) + _SHAPES[key])
-    if augment:
-      return _split(augment_batch(example, tf.stack([tf.cast(seed, tf.int64), index])))
-    return _split({key: features.to_model(key, value) for key, value in example.items()})
+    if not augment:
+      return _split({key: features.to_model(key, value) for key, value in example.items()})
+    # Stored uint8 images and their maps: the warp itself runs in the training step (`augment`).
+    inputs, ab = _split(example)
+    inputs[MAPS_KEY] = random_maps(batch_size, tf.stack([tf.cast(seed, tf.int64), index]))
+    return inputs, ab
 
   return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def augment_batch(example: Dict[str, tf.Tensor], seed) -> Dict[str, tf.Tensor]:
-  """The same random flip/zoom/shear on l, ab and gray (if there) of each example in a batch.
+def augment(inputs: Dict[str, tf.Tensor], ab: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
+  """A training batch as make_dataset(augment=True) yields it -> the model's inputs and target:
+  l, ab and gray (if there) of each example warped by its map, at model scale.
 
-  Takes the batch as stored (`features.decode_examples`: uint8 images, 4x less to read than
-  float32) and returns it at model scale. A precomputed embedding stays as it is: the class
-  vector of the whole unaugmented photo.
+  Runs in the training step, on the replica's device (trainer/training_model.py): the host
+  only reads and parses, and sends uint8 images (4x fewer bytes than float32). A precomputed
+  embedding stays as it is: the class vector of the whole unaugmented photo.
   """
-  a = random_maps(example[features.L_KEY].shape[0], seed)
-  # The images come out of their warps at model scale; the rest (an embedding) is converted here.
-  out = {key: features.to_model(key, value) for key, value in example.items() if key not in features.IMAGE_SHAPES}
-  out[features.L_KEY], out[features.AB_KEY] = _augment_lab(example[features.L_KEY], example[features.AB_KEY], a)
-  if features.GRAY_KEY in example:
-    out[features.GRAY_KEY] = _augment_gray(example[features.GRAY_KEY], a)
-  return out
+  maps = inputs[MAPS_KEY]
+  out = {key: value for key, value in inputs.items() if key != MAPS_KEY}
+  out[features.L_KEY], ab = _augment_lab(inputs[features.L_KEY], ab, maps)
+  if features.GRAY_KEY in inputs:
+    out[features.GRAY_KEY] = _augment_gray(inputs[features.GRAY_KEY], maps)
+  return out, ab
 
 
 def random_maps(n: int, seed) -> tf.Tensor:

@@ -50,6 +50,7 @@ from trainer import resume_lease
 from trainer import settings
 from trainer import strategy as strategy_lib
 from trainer import tf_color
+from trainer import training_model
 
 SUMMARY_FILE = "training.json"
 TENSORBOARD_IMAGES = 3
@@ -93,7 +94,7 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch, embedder) -> None:
 
   with strategy_lib.dtype_policy_scope(policy), strategy.scope():
     network = model_lib.build_colorizer() if precomputed else model_lib.build_model(cfg.weights)
-    model = model_lib.compile_model(network, cfg.learning_rate)
+    model = model_lib.compile_model(training_model.TrainingModel(network), cfg.learning_rate)
     model.optimizer.build(model.trainable_variables)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
   manager = tf.train.CheckpointManager(checkpoint, resume_dir if chief else os.path.join(scratch, "resume"),
@@ -149,7 +150,7 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch, embedder) -> None:
     # Only the chief exports: the export copies the weights into a fresh model outside the
     # strategy, which needs no other worker (TF's rule that every worker saves is for saves of
     # distributed variables, such as the checkpoints above).
-    export.export(model, fn_args.serving_model_dir, embedder=embedder)
+    export.export(model.network, fn_args.serving_model_dir, embedder=embedder)
     lease.finish()  # removes the resume state
   # The other workers wait for the chief's export: the TFX Trainer checks in every process that
   # the model exists once run_fn returns.
