@@ -8,13 +8,16 @@ together. Randomness is stateless and keyed by (seed, batch index), so the strea
 batches is a pure function of the seed: a resumed run skips the batches already trained on
 and sees exactly what an uninterrupted run would have.
 
-CPU time per example on this 2-core machine (coco128, batch 32; bench/train.py's input_* cases):
+The host's part (make_dataset) reads, parses to the stored uint8 images and draws the maps;
+the warp (`augment`) runs in the training step, where the replica runs (trainer/training_model.py).
+CPU time per example on this 2-core machine (coco128, batch 32; bench/train.py's input_* and warp*):
   read + gunzip (stored gzip, 240 KB)   0.40 ms   (1.9 ms for Beam's level-6 deflate, see Embed)
-  parse + decode to uint8               0.09 ms   (0.37 ms to float32)
-  warp l + ab (224), to model scale     0.89 ms   (1.5 ms with crop_and_resize, a box per row)
-  warp gray (299, live only)            0.33 ms   (0.9 ms with crop_and_resize)
-  the whole pipeline, live              ~550 examples per CPU second
-  the whole pipeline, precomputed       ~570-830 (the goal, 1,000, is not reached: see the warp)
+  parse + decode to uint8, maps         0.09 ms   (0.37 ms to float32)
+  the host's whole part                 ~1,700 examples per CPU second, live or precomputed
+  warp l + ab (224), to model scale     0.85 ms   (1.5 ms with crop_and_resize, a box per row)
+  warp gray (299, live only)            0.6 ms    (0.9 ms with crop_and_resize)
+On a GPU the warp is a small part of the step; on a CPU-only machine a core does both parts:
+~490 examples per second live, ~710 precomputed.
 """
 from typing import Dict, Sequence, Tuple
 

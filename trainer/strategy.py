@@ -108,18 +108,29 @@ def select(name: str = "auto") -> tf.distribute.Strategy:
   return tf.distribute.OneDeviceStrategy(cpus[0].name)
 
 
+# What TF's collective reductions accept (CollectiveReduceV2).
+_COLLECTIVE_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)
+
+
 class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
   """MultiWorkerMirroredStrategy as Keras 3's `fit` calls it (keras-team/keras#20329, #20585:
   `fit` under the plain strategy fails before its first step). `fit` reduces a whole nested
   input batch in one `reduce` call (to build the model) and reduces per-replica scalar metrics
   along axis 0; TF's strategy reduces one value at a time and needs the axis to exist. So
-  each leaf is reduced on its own, and scalars over the replicas only.
+  each leaf is reduced on its own, and scalars over the replicas only. Collectives take no
+  uint8 (the stored images of an augmented batch): such a leaf is reduced as float32 and cast back.
   """
 
   def reduce(self, reduce_op, value, axis):
+    reduce = super().reduce
+
     def reduce_one(v):
-      rank = self.experimental_local_results(v)[0].shape.rank
-      return super(KerasMultiWorkerMirroredStrategy, self).reduce(reduce_op, v, axis if rank else None)
+      local = self.experimental_local_results(v)[0]
+      axis_or_none = axis if local.shape.rank else None
+      if local.dtype in _COLLECTIVE_DTYPES:
+        return reduce(reduce_op, v, axis_or_none)
+      as_float = self.run(lambda x: tf.cast(x, tf.float32), args=(v,))
+      return tf.cast(reduce(reduce_op, as_float, axis_or_none), local.dtype)
     return tf.nest.map_structure(reduce_one, value)
 
 
