@@ -13,11 +13,11 @@ the warp (`augment`) runs in the training step, where the replica runs (trainer/
 CPU time per example on this 2-core machine (coco128, batch 32; bench/train.py's input_* and warp*):
   read + gunzip (stored gzip, 240 KB)   0.40 ms   (1.9 ms for Beam's level-6 deflate, see Embed)
   parse + decode to uint8, maps         0.09 ms   (0.37 ms to float32)
-  the host's whole part                 ~1,700 examples per CPU second, live or precomputed
-  warp l + ab (224), to model scale     0.85 ms   (1.5 ms with crop_and_resize, a box per row)
-  warp gray (299, live only)            0.6 ms    (0.9 ms with crop_and_resize)
+  the host's whole part                 ~1,950 examples per CPU second live, ~2,150 precomputed
+  warp l + ab (224), to model scale     0.9 ms    (1.5 ms with crop_and_resize, a box per row)
+  warp gray (299, live only)            0.5 ms    (0.9 ms with crop_and_resize)
 On a GPU the warp is a small part of the step; on a CPU-only machine a core does both parts:
-~490 examples per second live, ~710 precomputed.
+~525 examples per second live, ~720 precomputed.
 """
 from typing import Dict, Sequence, Tuple
 
