@@ -33,6 +33,7 @@ import pathlib
 import secrets
 import shutil
 from typing import Callable, Iterable, List, Optional, Tuple
+import warnings
 
 from imaging import images
 from imaging import tree
@@ -395,13 +396,18 @@ def upright(data: bytes, max_pixels: Optional[int] = None) -> bytes:
   from PIL import ImageOps
   from PIL import UnidentifiedImageError
   try:
-    image = Image.open(io.BytesIO(data))
+    with warnings.catch_warnings():
+      # PIL warns from 89 megapixels on; the model's own limit is checked below, from the same header.
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      image = Image.open(io.BytesIO(data))
     width, height = image.size
     if max_pixels is not None and width * height > max_pixels:
       raise PhotoError(signatures.TOO_LARGE_MESSAGE.format(width, height, width * height // 1_000_000,
                                                            max_pixels // 1_000_000))
     image.load()  # truncated files fail here, not half-way through the model
-  except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
+  except Image.DecompressionBombError as e:  # over twice PIL's limit: it will not even open it
+    raise PhotoError(f"too large to open ({e})") from e
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
     raise PhotoError(f"not a readable image ({e})") from e
   orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
   if orientation == 1 and (image.format, image.mode) in _NATIVE:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 from click.testing import CliRunner
 import image_files
@@ -231,16 +232,21 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
   # Over the model's limit by its header: refused before it is decoded (exit code 1, as unreadable photos).
   data = (historical / "Detroit_circa_1915.jpg").read_bytes()
   (inputs / "huge.jpg").write_bytes(image_files.claiming_size(data, 12000, 10000))
+  # Over twice PIL's own limit (179 megapixels): PIL refuses to open it.
+  (inputs / "huger.jpg").write_bytes(image_files.claiming_size(data, 20000, 10000))
   out = tmp_path / "out"
-  result = _invoke(inputs, "-o", out, "--model", serving_model[1])
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", Image.DecompressionBombWarning)  # the user gets our line, not PIL's warning
+    result = _invoke(inputs, "-o", out, "--model", serving_model[1])
   assert result.exit_code == 1, result.output
   assert ("huge.jpg: image is 12000x10000 pixels (120 megapixels): over the limit of this model, 100 megapixels"
           in result.output)
+  assert "huger.jpg: too large to open (Image size (200000000 pixels) exceeds limit" in result.output
   expected = {"again.jpg": "JPEG", "p.jpg": "JPEG", "p.gif": "GIF", "p.bmp": "BMP", "p.webp": "WEBP",
               "scans/p.tiff": "TIFF"}
   assert _files(out) == sorted(expected)
   assert f"Colorized {len(expected)} photo(s)" in result.output and "photo/s" in result.output  # progress rate
-  assert "skipped 1 (listed above)" in result.output
+  assert "skipped 2 (listed above)" in result.output
   for relative, fmt in expected.items():
     colorized = Image.open(out / relative)
     assert (colorized.format, colorized.size) == (fmt, photo.size), relative
