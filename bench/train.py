@@ -68,8 +68,7 @@ MULTI_WORKER_CASES = {"train_b8_w2": (8, 2)}  # per-worker batch, worker process
 EMBED_BATCH = 32
 EMBED_CALLS = 3
 CASES = ("input_read", "input_parse", "input_augment", "input_augment_precomputed", "warp", "warp_precomputed",
-         *TRAIN_CASES,
-         *MULTI_WORKER_CASES, "embed", "colorize_1mp", "colorize_historical")
+         *TRAIN_CASES, *MULTI_WORKER_CASES, "embed", "colorize_1mp", "colorize_historical")
 GOAL_PRECOMPUTED_SPEEDUP = 1.5
 GOAL_INPUT_PER_CORE = 1000.0
 GOAL_COLORIZE_MS = 300.0
