@@ -92,7 +92,7 @@ def rgb_to_l_ab(rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
   and no strided views of an interleaved Lab array when the L and ab features are encoded.
   """
   if rgb.dtype != np.uint8:
-    raise TypeError(f"rgb_to_lab expects uint8 sRGB, got {rgb.dtype}")
+    raise TypeError(f"rgb_to_l_ab expects uint8 sRGB, got {rgb.dtype}")
   # mode="clip" skips numpy's bounds check: uint8 indices are always inside the 256 entries.
   r, g, b = (np.take(_LINEAR_LUT, rgb[..., c], mode="clip") for c in range(3))
   fx, fy, fz = (_lab_f(w[0] * r + w[1] * g + w[2] * b) for w in _XYZ_WHITE_WEIGHTS)
