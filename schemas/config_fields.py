@@ -6,6 +6,10 @@ A value is accepted only with its field's exact type (an int where an int is due
 float or an int where a float is; never a bool for a number), finite, and a tuple of
 strings as a list or a comma-separated string (what a command-line flag gives).
 Every error is a ConfigError naming the key.
+
+A field declared with `setting(default, "help")` carries its help text in its metadata: the
+command line's flags and the docs are generated from the fields themselves, so a key and its
+flag cannot drift apart.
 """
 import dataclasses
 import math
@@ -14,8 +18,18 @@ from typing import Any, Dict, Mapping, Type, TypeVar
 T = TypeVar("T")
 
 
+HELP = "help"
+
+
 class ConfigError(ValueError):
   """A configuration value is missing or invalid; the message says which."""
+
+
+def setting(default: Any, help: str) -> Any:
+  """A dataclass field with its default and its help text (the flag's, the docs')."""
+  if isinstance(default, (dict, list)):
+    return dataclasses.field(default_factory=lambda: type(default)(default), metadata={HELP: help})
+  return dataclasses.field(default=default, metadata={HELP: help})
 
 
 def build(cls: Type[T], values: Any, section: str, nested: Mapping[str, Any] = ()) -> T:

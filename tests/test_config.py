@@ -141,3 +141,20 @@ def test_cli_reports_bad_config_as_usage_error(tmp_path):
   result = CliRunner().invoke(cli.main, ["run", "--epochs", "0", "--output-root", str(tmp_path)])
   assert result.exit_code == 2
   assert "train.epochs must be >= 1" in result.output
+
+
+def test_a_setting_carries_its_help_and_a_fresh_mutable_default():
+  import dataclasses
+
+  from schemas import config_fields
+
+  @dataclasses.dataclass
+  class Section:
+    size: int = config_fields.setting(3, "How many.")
+    tags: dict = config_fields.setting({"a": "b"}, "Labels.")
+
+  first, second = Section(), Section()
+  first.tags["c"] = "d"
+  assert second.tags == {"a": "b"} and second.size == 3
+  assert {f.name: f.metadata[config_fields.HELP] for f in dataclasses.fields(Section)} == {
+      "size": "How many.", "tags": "Labels."}
