@@ -14,7 +14,7 @@ PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reord
 setup: $(VENV)/.installed
 
 # uv installs the locked set in ~30 s; pip's resolver does not finish on TFX.
-$(VENV)/.installed: requirements.lock setup.py
+$(VENV)/.installed: requirements.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(VENV)
 	$(UV) pip install --quiet --python $(PY) -r requirements.lock
@@ -37,9 +37,9 @@ test-fast: lint
 bench: setup
 	$(PY) -m bench.run
 
-# Re-pin every dependency after changing setup.py.
+# Re-pin every dependency after changing pyproject.toml (the pins already in the lock are kept).
 lock:
-	$(UV) pip compile setup.py --extra kfp --extra test --python-version $(PYTHON_VERSION) \
+	$(UV) pip compile pyproject.toml --extra kfp --extra test --python-version $(PYTHON_VERSION) \
 	  --python-platform x86_64-manylinux_2_36 -o requirements.lock
 
 clean:

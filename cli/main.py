@@ -13,14 +13,24 @@ from cli import quiet
 from pipelines import config as config_lib
 
 
+def _print_version(ctx, param, value):
+  del param
+  if value and not ctx.resilient_parsing:
+    from cli import version
+    click.echo(version.describe())
+    ctx.exit()
+
+
 @click.group()
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print the version and the git commit it was built from, and exit.")
 def main():
   """Colorize black-and-white photographs with a TFX pipeline (Deep Koalarization)."""
   quiet.install()
 
 
 @main.command()
-@options.config_options
+@options.config_options(options.RUN)
 @click.option("--until", "last_stage", type=click.Choice(config_lib.STAGES), default=config_lib.STAGES[-1],
               show_default=True, help="Run the pipeline up to this stage.")
 @click.option("--cpu-replicas", type=int, default=0,
@@ -31,7 +41,7 @@ def run(config_path, last_stage, cpu_replicas, **overrides):
 
 
 @main.command()
-@options.config_options
+@options.config_options(options.INGEST)
 def ingest(config_path, **overrides):
   """Run only the ingestion stage: COCO -> TFRecords (an Examples artifact) + skip report."""
   _run_locally(options.load_config(config_path, overrides), config_lib.STAGES[0])
