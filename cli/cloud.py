@@ -13,40 +13,6 @@ from cli import options
 from pipelines import config as config_lib
 
 
-def _cloud_options(f):
-  """Flags for the `cloud:` config section; they override the config file."""
-  options = [
-      click.option("--project", "cloud__project", help="GCP project id."),
-      click.option("--region", "cloud__region", help="Vertex AI / Dataflow region (default us-central1)."),
-      click.option("--image", "cloud__image",
-                   help="The project image (see Dockerfile), e.g. "
-                        "us-central1-docker.pkg.dev/PROJECT/colorize/colorize:0.1.0."),
-      click.option("--service-account", "cloud__service_account",
-                   help="Service account email the pipeline, Dataflow and training run as."),
-      click.option("--label", "cloud__labels", multiple=True, help="KEY=VALUE label on every job (repeatable)."),
-      click.option("--dataflow-runner", "cloud__dataflow__runner",
-                   type=click.Choice(["DataflowRunner", "DirectRunner"]),
-                   help="Beam runner of the ingestion and evaluation steps (default DataflowRunner)."),
-      click.option("--dataflow-machine-type", "cloud__dataflow__machine_type"),
-      click.option("--dataflow-max-workers", "cloud__dataflow__max_workers", type=int),
-      click.option("--vertex-training/--no-vertex-training", "cloud__training__enabled", default=None,
-                   help="Run the Trainer as a Vertex AI Training job (default) or inside its pipeline step."),
-      click.option("--trainer-machine-type", "cloud__training__machine_type", help="Default g2-standard-8."),
-      click.option("--gpu-type", "cloud__training__accelerator_type",
-                   help="NVIDIA_L4 (default), NVIDIA_TESLA_A100, ... or '' for CPU only."),
-      click.option("--gpu-count", "cloud__training__accelerator_count", type=int, help="GPUs per training machine."),
-      click.option("--trainer-replicas", "cloud__training__replica_count", type=int,
-                   help="Training machines; > 1 trains with MultiWorkerMirroredStrategy."),
-      click.option("--deploy/--no-deploy", "cloud__deploy__enabled", default=None,
-                   help="Also deploy each blessed model to a Vertex AI Endpoint (cloud.deploy; default off)."),
-      click.option("--endpoint-name", "cloud__deploy__endpoint_name",
-                   help="Display name of that endpoint (default colorize); created the first time."),
-  ]
-  for option in reversed(options):
-    f = option(f)
-  return f
-
-
 def _load(config_path, overrides):
   cfg = options.load_config(config_path, overrides)
   from pipelines import cloud_config
@@ -68,12 +34,12 @@ def _compile_to(cfg, target, output):
 
 
 @click.command("compile")
-@options.config_options
-@_cloud_options
+@options.config_options(options.CLOUD)
 @click.option("--target", type=click.Choice(["vertex", "kubeflow"]), default="vertex", show_default=True,
               help="vertex: a PipelineJob for Vertex AI Pipelines; kubeflow: the pipeline spec for Kubeflow "
                    "Pipelines v2.")
-@click.option("--output", type=click.Path(dir_okay=False), default="pipeline.json", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), default="pipeline.json", show_default=True,
+              help="The JSON file to write.")
 def compile_command(config_path, target, output, **overrides):
   """Compile the pipeline to JSON for Vertex AI Pipelines or Kubeflow Pipelines v2 (offline)."""
   cfg = _load(config_path, overrides)
@@ -120,8 +86,7 @@ def _job_for(cfg, template, params, dry_run, job_id=None):
 
 
 @click.command("submit")
-@options.config_options
-@_cloud_options
+@options.config_options(options.CLOUD)
 @_job_options
 @click.option("--job-id", help="Vertex AI job id (default: <pipeline name>-<timestamp>).")
 def submit_command(config_path, template, params, dry_run, job_id, **overrides):
@@ -133,13 +98,13 @@ def submit_command(config_path, template, params, dry_run, job_id, **overrides):
 
 
 @click.command("schedule")
-@options.config_options
-@_cloud_options
+@options.config_options(options.CLOUD)
 @_job_options
 @click.option("--cron", required=True,
               help='When to run, e.g. "0 3 * * 1" (Mondays 03:00 UTC); "TZ=Europe/Paris 0 3 * * 1".')
 @click.option("--schedule-name", help="Display name of the schedule (default: <pipeline name>-schedule).")
-@click.option("--max-concurrent-runs", type=int, default=1, show_default=True)
+@click.option("--max-concurrent-runs", type=int, default=1, show_default=True,
+              help="Most runs of this schedule at once.")
 def schedule_command(config_path, template, params, dry_run, cron, schedule_name, max_concurrent_runs, **overrides):
   """Run the pipeline on a cron schedule on Vertex AI Pipelines."""
   from cloud import vertex_jobs

@@ -23,9 +23,9 @@ _LIST_FORMATS = ("table", "json")
 @click.option("--pipeline-name", help=f"The run's pipeline name (default {config_lib.DEFAULT_PIPELINE_NAME}).")
 @click.option("--metadata-file", type=click.Path(dir_okay=False), help="The SQLite ML Metadata file to read.")
 @click.option("--mysql-host", help="Read a shared MySQL ML Metadata store on this host instead.")
-@click.option("--mysql-port", type=int, default=3306, show_default=True)
-@click.option("--mysql-database", default="mlmd", show_default=True)
-@click.option("--mysql-user", default="root", show_default=True)
+@click.option("--mysql-port", type=int, default=3306, show_default=True, help="Port of that MySQL server.")
+@click.option("--mysql-database", default="mlmd", show_default=True, help="Its ML Metadata database.")
+@click.option("--mysql-user", default="root", show_default=True, help="The MySQL user to read as.")
 @click.option("--mysql-password", envvar="COLORIZE_MYSQL_PASSWORD", default="",
               help="Or set COLORIZE_MYSQL_PASSWORD.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,

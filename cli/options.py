@@ -1,63 +1,159 @@
-"""Flags shared by the commands that run the pipeline, and the config they build."""
+"""The config's flags, generated from its fields, and the config they build.
+
+Every key of the one config (pipelines/config.py, trainer/settings.py, pipelines/cloud_config.py)
+is a dataclass field declared with `config_fields.setting(default, "help")`; each becomes one
+flag with that help, so a key cannot lack a flag and a flag cannot tell another story than
+its key. A command takes the flags of the sections it uses (`ingest` no training flags).
+
+Naming rule: the key's path without its section (ingest, train, evaluate, cloud), `_` and `.`
+spelled `-`: ingest.data_root is --data-root, cloud.dataflow.max_workers is
+--dataflow-max-workers. A true/false key is --key/--no-key. FLAG_NAMES keeps older or
+clearer names. A list key takes comma-separated values and may be repeated; a mapping key
+takes a YAML mapping.
+"""
+import dataclasses
+from typing import Any, Dict, Iterator, Sequence, Tuple
+
 import click
 
+from pipelines import cloud_config
 from pipelines import config as config_lib
+from schemas import config_fields
 from trainer import settings
 
+# The config's sections, by the commands that read them (top-level keys go to every command).
+INGEST = ("ingest",)
+RUN = ("ingest", "train", "evaluate")
+CLOUD = RUN + ("cloud",)
+_SECTIONS = ("ingest", "train", "evaluate", "cloud")
 
-def config_options(f):
-  """Flags shared by the commands that run the pipeline; they override the config file."""
-  options = [
-      click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                   help="JSON or YAML config file (keys as in pipelines/config.py)."),
-      click.option("--data-root", "ingest__data_root",
-                   help="COCO root (train2017/, val2017/, annotations/) or a folder of images; local or gs://. "
-                   "Default: the bundled demo data."),
-      click.option("--output-root", "output_root",
-                   help=f"Where pipeline outputs, metadata and pushed models go (default "
-                        f"{config_lib.DEFAULT_OUTPUT_ROOT})."),
-      click.option("--pipeline-name", "pipeline_name"),
-      click.option("--metadata-file", "metadata_file",
-                   help="Local ML Metadata SQLite file (default: under the output root, or ./colorize_runs "
-                   "when the output root is gs://)."),
-      click.option("--max-images", "ingest__max_images", type=int, help="Ingest at most this many images (0 = all)."),
-      click.option("--categories", "ingest__categories",
-                   help="Comma-separated COCO category names; keep only images containing one of them."),
-      click.option("--snapshot", "ingest__snapshot",
-                   help="One snapshot per run: its folder below --data-root with {SPAN} or {YYYY}{MM}{DD} "
-                   "(and optionally {VERSION}), e.g. 'span-{SPAN}'; the newest is ingested unless --span says which."),
-      click.option("--span", "ingest__span", type=int, help="Ingest this span instead of the newest."),
-      click.option("--test-fraction", "ingest__test_fraction", type=float,
-                   help="Share of the photos held out for test, by a stable hash of the image id (default 0.2)."),
-      click.option("--keep-grayscale/--drop-grayscale", "ingest__keep_grayscale", default=None,
-                   help="Keep genuinely black-and-white photos in the training splits (default: drop)."),
-      click.option("--epochs", "train__epochs", type=int),
-      click.option("--steps-per-epoch", "train__steps_per_epoch", type=int, help="0 = one pass over the train split."),
-      click.option("--batch-size", "train__batch_size", type=int, help="Per replica."),
-      click.option("--learning-rate", "train__learning_rate", type=float),
-      click.option("--weights", "train__weights",
-                   help="Inception-ResNet-v2 weights: imagenet (downloads once), none (random, offline) or a local "
-                        "file."),
-      click.option("--global-features", "train__global_features", type=click.Choice(settings.GLOBAL_FEATURES),
-                   help="live: Inception-ResNet-v2 in every training step; precomputed: once per photo (Embed step)."),
-      click.option("--strategy", "train__strategy",
-                   type=click.Choice(settings.STRATEGIES)),
-      click.option("--seed", "train__seed", type=int),
-      click.option("--mse-upper-bound", "evaluate__mse_upper_bound", type=float,
-                   help="Bless only models whose test MSE is below this."),
-      click.option("--beam-arg", "beam_pipeline_args", multiple=True,
-                   help="A Beam pipeline argument, e.g. --beam-arg=--direct_running_mode=multi_processing "
-                        "(repeatable)."),
-      click.option("--cache/--no-cache", "enable_cache", default=None, help="Reuse outputs of unchanged steps "
-                                                                            "(default on)."),
-  ]
-  for option in reversed(options):
-    f = option(f)
-  return f
+FLAG_NAMES = {
+    "beam_pipeline_args": "--beam-arg",
+    "enable_cache": "--cache/--no-cache",
+    "ingest.keep_grayscale": "--keep-grayscale/--drop-grayscale",
+    "cloud.labels": "--label",
+    "cloud.training.enabled": "--vertex-training/--no-vertex-training",
+    "cloud.training.machine_type": "--trainer-machine-type",
+    "cloud.training.accelerator_type": "--gpu-type",
+    "cloud.training.accelerator_count": "--gpu-count",
+    "cloud.training.replica_count": "--trainer-replicas",
+    "cloud.deploy.enabled": "--deploy/--no-deploy",
+    "cloud.deploy.endpoint_name": "--endpoint-name",
+}
+CHOICES = {
+    "train.global_features": settings.GLOBAL_FEATURES,
+    "train.strategy": settings.STRATEGIES,
+    "train.mixed_precision": settings.MIXED_PRECISION,
+    "cloud.dataflow.runner": cloud_config.RUNNERS,
+}
+# List keys whose values may hold commas themselves (Beam arguments): repeat the flag instead.
+WHOLE_VALUES = ("beam_pipeline_args",)
+# Keys given as repeated KEY=VALUE flags (cloud_config parses them) rather than one mapping.
+KEY_VALUE_LISTS = ("cloud.labels",)
+_LONGEST_DEFAULT_SHOWN = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+  """One config key and its flag."""
+  dotted: str                 # ingest.data_root
+  default: Any
+  help: str
+  flag: str                   # --data-root, or --on/--off for a true/false key
+
+  @property
+  def param(self) -> str:
+    """Click's name of the flag's value: the key with `__` for `.` (an identifier)."""
+    return self.dotted.replace(".", "__")
+
+
+def keys(sections: Sequence[str] = _SECTIONS) -> Iterator[Key]:
+  """The keys of the top level and of `sections`, in declaration order."""
+  roots = {"cloud": cloud_config.CloudConfig}
+  for dotted, field, default in config_fields.leaves(config_lib.PipelineConfig, roots=roots):
+    section = dotted.split(".")[0] if "." in dotted else ""
+    if section and section not in sections:
+      continue
+    yield Key(dotted, default, field.metadata.get(config_fields.HELP, ""), flag_name(dotted, default))
+
+
+def flag_name(dotted: str, default: Any) -> str:
+  if dotted in FLAG_NAMES:
+    return FLAG_NAMES[dotted]
+  parts = dotted.split(".")
+  if len(parts) > 1 and parts[0] in _SECTIONS:
+    parts = parts[1:]
+  name = "-".join(parts).replace("_", "-")
+  return f"--{name}/--no-{name}" if isinstance(default, bool) else f"--{name}"
+
+
+def config_options(sections: Sequence[str] = RUN):
+  """A decorator adding --config and the flags of the top level and `sections`; they override the file."""
+  def decorate(f):
+    options = [click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False),
+        help="A JSON or YAML config file with the keys below nested by section (see configs/demo.yaml), "
+             f"or the name of a bundled one: {', '.join(config_lib.BUNDLED_CONFIGS)}. Flags override it.")]
+    options += [_option(k) for k in keys(sections)]
+    for option in reversed(options):
+      f = option(f)
+    return f
+  return decorate
+
+
+def _option(key: Key):
+  shown = _shown_default(key)
+  kwargs: Dict[str, Any] = {"help": f"{key.help}  [default: {shown}]" if shown else key.help, "default": None}
+  d = key.default
+  if key.dotted in CHOICES:
+    kwargs["type"] = click.Choice(CHOICES[key.dotted])
+  elif isinstance(d, (bool, int, float)):
+    kwargs["type"] = type(d)
+  if isinstance(d, tuple) or key.dotted in KEY_VALUE_LISTS:
+    kwargs.update(multiple=True, callback=_list_value(key.dotted))
+    kwargs["default"] = ()
+  elif isinstance(d, dict):
+    kwargs.update(callback=_mapping_value, metavar="YAML")
+  return click.option(key.flag, key.param, **kwargs)
+
+
+def _shown_default(key: Key) -> str:
+  d = key.default
+  if isinstance(d, bool):
+    on, off = key.flag.split("/")
+    return on if d else off
+  text = str(d)
+  # A default the help itself describes ("Default: the bundled demo data") is not shown twice.
+  if d in ("", (), {}) or len(text) > _LONGEST_DEFAULT_SHOWN or "Default:" in key.help:
+    return ""
+  return text
+
+
+def _list_value(dotted: str):
+  def convert(ctx, param, values: Tuple[str, ...]):
+    del ctx, param
+    if dotted in WHOLE_VALUES or dotted in KEY_VALUE_LISTS:
+      return values
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+  return convert
+
+
+def _mapping_value(ctx, param, value):
+  del ctx
+  if value is None:
+    return None
+  import yaml
+  try:
+    parsed = yaml.safe_load(value)
+  except yaml.YAMLError as e:
+    raise click.BadParameter(f"not a YAML mapping: {' '.join(str(e).split())}", param=param) from e
+  if not isinstance(parsed, dict):
+    raise click.BadParameter(f"must be a YAML mapping like '{{KEY: VALUE}}', got {value!r}", param=param)
+  return parsed
 
 
 def load_config(config_path, overrides) -> config_lib.PipelineConfig:
-  # Flag names spell the config key with "__" for "." (Click names must be identifiers).
+  """The config file (if any) with the flags given on top, checked; a bad value is a usage error."""
   overrides = {k.replace("__", "."): v for k, v in overrides.items() if v is not None and v != ()}
   try:
     return config_lib.load(config_path, overrides)

@@ -46,32 +46,33 @@ _SERVING_REGISTRY_BY_REGION_PREFIX = {"europe-": "europe", "asia-": "asia", "aus
 # Vertex AI shows display names of up to 128 characters.
 _DISPLAY_NAME = re.compile(r"^[^\x00-\x1f]{1,128}$")
 
+RUNNERS = ("DataflowRunner", "DirectRunner")
 _check = config_fields.check
+setting = config_fields.setting
 
 
 @dataclasses.dataclass
 class DataflowConfig:
   """Beam runner for the Beam steps (ingestion, evaluation)."""
-  runner: str = "DataflowRunner"         # DataflowRunner | DirectRunner (runs inside the step's container)
-  region: str = ""                       # default: cloud.region
-  temp_location: str = ""                # gs://; default: <output_root>/tmp/dataflow
-  machine_type: str = "n1-standard-4"
-  max_workers: int = 8
-  disk_size_gb: int = 0                  # 0 = Dataflow's default
-  # The Embed step only (train.global_features: precomputed): Inception-ResNet-v2 on GPU workers.
-  embed_machine_type: str = "n1-standard-8"
-  embed_accelerator: str = "nvidia-tesla-t4"  # a Dataflow GPU type; "" = CPU workers of machine_type
-  embed_accelerator_count: int = 1
+  runner: str = setting("DataflowRunner", "Beam runner of the ingestion and evaluation steps: DataflowRunner, or DirectRunner inside the step's container.")
+  region: str = setting("", "Dataflow region; '' = cloud.region.")
+  temp_location: str = setting("", "Dataflow's gs:// temp folder; '' = <output_root>/tmp/dataflow.")
+  machine_type: str = setting("n1-standard-4", "Dataflow worker machine type.")
+  max_workers: int = setting(8, "Most Dataflow workers a Beam step scales to.")
+  disk_size_gb: int = setting(0, "Dataflow worker disk size in GB; 0 = Dataflow's default.")
+  embed_machine_type: str = setting("n1-standard-8", "The Embed step's worker machine type (train.global_features: precomputed).")
+  embed_accelerator: str = setting("nvidia-tesla-t4", "The Embed step's Dataflow GPU type, e.g. nvidia-tesla-t4; '' = CPU workers of machine_type.")
+  embed_accelerator_count: int = setting(1, "GPUs per Embed worker.")
 
 
 @dataclasses.dataclass
 class TrainingConfig:
   """The Trainer as a Vertex AI Training custom job (the project image, GPUs)."""
-  enabled: bool = True                   # false = train inside the pipeline step's own container
-  machine_type: str = "g2-standard-8"
-  accelerator_type: str = "NVIDIA_L4"    # "" = CPU only
-  accelerator_count: int = 1             # GPUs per replica (ignored without a type); MirroredStrategy uses them all
-  replica_count: int = 1                 # > 1: a chief + (n-1) workers -> MultiWorkerMirroredStrategy
+  enabled: bool = setting(True, "Run the Trainer as a Vertex AI Training job; off = inside its pipeline step's own container.")
+  machine_type: str = setting("g2-standard-8", "Training machine type.")
+  accelerator_type: str = setting("NVIDIA_L4", "GPU type of each training machine: NVIDIA_L4, NVIDIA_TESLA_A100, ...; '' = CPU only.")
+  accelerator_count: int = setting(1, "GPUs per training machine (MirroredStrategy uses them all).")
+  replica_count: int = setting(1, "Training machines; > 1 = a chief and n-1 workers (MultiWorkerMirroredStrategy).")
 
 
 @dataclasses.dataclass
@@ -79,37 +80,35 @@ class DeployConfig:
   """Each blessed model deployed to a Vertex AI Endpoint (TFX's Vertex Pusher), besides the push to
   serving_model_dir. The endpoint is found by display name, and created the first time.
   """
-  enabled: bool = False
-  endpoint_name: str = "colorize"        # the endpoint's display name
-  machine_type: str = "n1-standard-4"
-  accelerator_type: str = ""             # "" = CPU; e.g. NVIDIA_TESLA_T4 (then a GPU serving image)
-  accelerator_count: int = 1
-  min_replicas: int = 1
-  max_replicas: int = 1                  # > min_replicas: Vertex autoscales between them
-  traffic_percentage: int = 100          # the new model's share; models already deployed share the rest
-  serving_image: str = ""                # default: Vertex AI's prebuilt TF 2.16 image (CPU or GPU) near the region
+  enabled: bool = setting(False, "Also deploy each blessed model to a Vertex AI Endpoint.")
+  endpoint_name: str = setting("colorize", "The endpoint's display name; created by the first deployment.")
+  machine_type: str = setting("n1-standard-4", "Serving machine type.")
+  accelerator_type: str = setting("", "Serving GPU type, e.g. NVIDIA_TESLA_T4 (then a GPU serving image); '' = CPU.")
+  accelerator_count: int = setting(1, "GPUs per serving machine.")
+  min_replicas: int = setting(1, "Fewest serving machines.")
+  max_replicas: int = setting(1, "Most serving machines; above min_replicas Vertex AI autoscales between them.")
+  traffic_percentage: int = setting(100, "The new model's share of requests (0-100); models deployed before share the rest.")
+  serving_image: str = setting("", "Serving container image; '' = Vertex AI's prebuilt TF 2.16 image (CPU or GPU) near the region.")
 
 
 @dataclasses.dataclass
 class StepResources:
-  cpu: float = 4.0                       # vCPUs
-  memory_gb: float = 16.0
+  cpu: float = setting(4.0, "vCPUs of each pipeline step's container.")
+  memory_gb: float = setting(16.0, "Memory of each pipeline step's container, in GB.")
 
 
 @dataclasses.dataclass
 class CloudConfig:
-  project: str = ""
-  region: str = "us-central1"
-  # The project image (Dockerfile), e.g. us-central1-docker.pkg.dev/P/colorize/colorize:0.1.0.
-  image: str = ""
-  # Runs the pipeline, Dataflow workers and the training job; "" = the default one.
-  service_account: str = ""
-  labels: Dict[str, str] = dataclasses.field(default_factory=dict)
+  project: str = setting("", "GCP project id.")
+  region: str = setting("us-central1", "Vertex AI (and Dataflow) region.")
+  image: str = setting("", "The project image (Dockerfile), e.g. us-central1-docker.pkg.dev/PROJECT/colorize/colorize:0.1.0.")
+  service_account: str = setting("", "Service account email the pipeline, Dataflow and training run as; '' = the default one.")
+  labels: Dict[str, str] = setting({}, "Labels on every job, KEY=VALUE.")
   dataflow: DataflowConfig = dataclasses.field(default_factory=DataflowConfig)
   training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
   deploy: DeployConfig = dataclasses.field(default_factory=DeployConfig)
   resources: StepResources = dataclasses.field(default_factory=StepResources)  # every container step
-  step_resources: Dict[str, StepResources] = dataclasses.field(default_factory=dict)  # by component id
+  step_resources: Dict[str, StepResources] = setting({}, "Container resources by component id, e.g. {Trainer: {cpu: 8, memory_gb: 32}}; others get resources.")
 
   def validate(self) -> "CloudConfig":
     _check(not self.project or bool(_PROJECT.match(self.project)),
@@ -124,7 +123,7 @@ class CloudConfig:
       _check(bool(_LABEL_VALUE.match(str(value))),
              f"cloud.labels: value {value!r} of {key!r} may hold only a-z 0-9 _ - (max 63)")
     d, t = self.dataflow, self.training
-    _check(d.runner in ("DataflowRunner", "DirectRunner"),
+    _check(d.runner in RUNNERS,
            f"cloud.dataflow.runner must be DataflowRunner or DirectRunner, got {d.runner!r}")
     _check(not d.region or bool(_REGION.match(d.region)),
            f"cloud.dataflow.region must look like 'us-central1', got {d.region!r}")

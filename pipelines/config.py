@@ -19,46 +19,48 @@ from trainer import settings
 # "embed" adds a step only with train.global_features: precomputed.
 STAGES = ("ingest", "embed", "train", "evaluate", "push")
 DEFAULT_PIPELINE_NAME = "colorize"
-# Bundled real COCO-layout demo data, relative to the project root.
-DEMO_DATA_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "coco_demo")
+# The project's folders: the source tree, or site-packages for a non-editable install (pyproject.toml
+# installs `data` and `configs` beside the packages).
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Bundled real COCO-layout demo data.
+DEMO_DATA_ROOT = os.path.join(_PROJECT_ROOT, "data", "coco_demo")
+# Config files shipped with the package: `--config demo` is configs/demo.yaml wherever it is installed.
+CONFIGS_DIR = os.path.join(_PROJECT_ROOT, "configs")
+BUNDLED_CONFIGS = ("demo", "vertex")
 DEFAULT_OUTPUT_ROOT = "colorize_runs"
 
 _check = config_fields.check
+setting = config_fields.setting
 
 
 @dataclasses.dataclass
 class IngestConfig:
-  data_root: str = DEMO_DATA_ROOT        # COCO root (train2017/, val2017/, annotations/) or image folder; local or gs://
-  # One snapshot per run (components/ingest/snapshot.py): the folder of a snapshot below data_root, with
-  # TFX's {SPAN} or {YYYY}{MM}{DD} and optionally {VERSION}, e.g. "span-{SPAN}"; "" = data_root is the snapshot.
-  snapshot: str = ""
-  span: int = -1                         # which snapshot: -1 = the newest, N = span N
-  snapshot_files: str = "*/*"            # glob of a snapshot's files TFX fingerprints: "*/*" COCO root, "*" flat folder
-  train_spans: int = 1                   # the Trainer reads the latest N ingested spans (local runs only)
-  max_images: int = 0                    # 0 = all
-  categories: Tuple[str, ...] = ()       # keep only images containing one of these COCO category names
-  test_fraction: float = 0.2             # share of the image-id hash space held out for test, the same in every span
-  eval_fraction: float = 0.1             # share of the remaining images used for per-epoch validation
-  keep_grayscale: bool = False           # keep genuinely black-and-white photos in the train/eval splits
+  data_root: str = setting(DEMO_DATA_ROOT, "COCO root (train2017/, val2017/, annotations/) or a folder of photos; local or gs://. Default: the bundled demo data.")
+  snapshot: str = setting("", "One snapshot per run: its folder below data_root with TFX's {SPAN} or {YYYY}{MM}{DD} and optionally {VERSION}, e.g. 'span-{SPAN}'; '' = data_root is the snapshot.")
+  span: int = setting(-1, "Which snapshot to ingest: -1 = the newest, N = span N (needs snapshot).")
+  snapshot_files: str = setting("*/*", "Glob of a snapshot's files that TFX fingerprints: '*/*' for a COCO root, '*' for a flat folder.")
+  train_spans: int = setting(1, "The Trainer reads the latest N ingested spans (local runs only).")
+  max_images: int = setting(0, "Ingest at most this many photos (0 = all).")
+  categories: Tuple[str, ...] = setting((), "Comma-separated COCO category names; keep only photos containing one of them.")
+  test_fraction: float = setting(0.2, "Share of the photos held out for test, by a stable hash of the image id (the same in every span).")
+  eval_fraction: float = setting(0.1, "Share of the remaining photos used for per-epoch validation.")
+  keep_grayscale: bool = setting(False, "Keep genuinely black-and-white photos in the train/eval splits (default: drop them).")
 
 
 @dataclasses.dataclass
 class EvalConfig:
-  mse_upper_bound: float = 0.02          # absolute bound on pixelwise ab MSE for blessing
-  mse_change_tolerance: float = 1e-3     # may be this much worse than the last blessed model
-  grid_rows: int = 8                     # test images in the (gray | prediction | truth) PNG grid
+  mse_upper_bound: float = setting(0.02, "Bless only models whose test MSE (pixelwise, ab) is below this.")
+  mse_change_tolerance: float = setting(1e-3, "A new model may be this much worse than the last blessed one and still be blessed.")
+  grid_rows: int = setting(8, "Test photos in the (gray | prediction | truth) PNG grid.")
 
 
 @dataclasses.dataclass
 class PipelineConfig:
-  pipeline_name: str = DEFAULT_PIPELINE_NAME
-  # A local folder or gs:// prefix holding the pipeline root, metadata and pushed models.
-  output_root: str = DEFAULT_OUTPUT_ROOT
-  # ML Metadata SQLite file of local runs; "" = under output_root, or under
-  # DEFAULT_OUTPUT_ROOT when output_root is gs:// (SQLite cannot live in a bucket).
-  metadata_file: str = ""
-  beam_pipeline_args: Tuple[str, ...] = ()
-  enable_cache: bool = True
+  pipeline_name: str = setting(DEFAULT_PIPELINE_NAME, "The pipeline's name: letters, digits, '-' or '_'; names its folders and ML Metadata contexts.")
+  output_root: str = setting(DEFAULT_OUTPUT_ROOT, "A local folder or gs:// prefix for the pipeline root, ML Metadata and pushed models.")
+  metadata_file: str = setting("", "The local runs' ML Metadata SQLite file; '' = under output_root, or under ./colorize_runs when output_root is gs://.")
+  beam_pipeline_args: Tuple[str, ...] = setting((), "Beam pipeline arguments of every Beam step, e.g. --direct_running_mode=multi_processing.")
+  enable_cache: bool = setting(True, "Reuse the outputs of unchanged steps.")
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
   train: settings.TrainConfig = dataclasses.field(default_factory=settings.TrainConfig)
   evaluate: EvalConfig = dataclasses.field(default_factory=EvalConfig)
@@ -133,11 +135,15 @@ def from_dict(values: Dict[str, Any]) -> PipelineConfig:
 
 
 def load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> PipelineConfig:
-  """Reads a JSON/YAML config file (if any) and applies flag overrides on top."""
+  """Reads a JSON/YAML config file (if any; a BUNDLED_CONFIGS name is one of CONFIGS_DIR) and applies
+  flag overrides on top.
+  """
   values: Dict[str, Any] = {}
+  if path in BUNDLED_CONFIGS and not os.path.exists(path):
+    path = os.path.join(CONFIGS_DIR, f"{path}.yaml")
   if path:
     if not os.path.exists(path):
-      raise ConfigError(f"config file not found: {path}")
+      raise ConfigError(f"config file not found: {path} (bundled configs: {', '.join(BUNDLED_CONFIGS)})")
     try:
       with open(path, encoding="utf-8") as f:
         text = f.read()

@@ -13,7 +13,8 @@ flag cannot drift apart.
 """
 import dataclasses
 import math
-from typing import Any, Dict, Mapping, Type, TypeVar
+import typing
+from typing import Any, Dict, Iterator, Mapping, Tuple, Type, TypeVar
 
 T = TypeVar("T")
 
@@ -30,6 +31,29 @@ def setting(default: Any, help: str) -> Any:
   if isinstance(default, (dict, list)):
     return dataclasses.field(default_factory=lambda: type(default)(default), metadata={HELP: help})
   return dataclasses.field(default=default, metadata={HELP: help})
+
+
+def leaves(cls: type, prefix: str = "", roots: Mapping[str, type] = ()) -> Iterator[Tuple[str, dataclasses.Field, Any]]:
+  """Every key of a config class and its sections, in declaration order: (dotted name, field, default).
+
+  A field whose type is a config class (or Optional of one) is a section, walked in turn;
+  roots names the class of a section whose field says none (dotted name -> class).
+  """
+  roots = dict(roots)
+  for f in dataclasses.fields(cls):
+    dotted = prefix + f.name
+    section = roots.get(dotted) or _config_class(f.type)
+    if section is not None:
+      yield from leaves(section, dotted + ".", roots)
+    else:
+      default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+      yield dotted, f, default
+
+
+def _config_class(annotation: Any):
+  """The config class of a section's annotation (X or Optional[X]); None for a key's."""
+  candidates = [annotation, *(typing.get_args(annotation) if typing.get_origin(annotation) is typing.Union else ())]
+  return next((c for c in candidates if dataclasses.is_dataclass(c) and isinstance(c, type)), None)
 
 
 def build(cls: Type[T], values: Any, section: str, nested: Mapping[str, Any] = ()) -> T:

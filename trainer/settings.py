@@ -16,23 +16,23 @@ LIVE = "live"
 PRECOMPUTED = "precomputed"
 GLOBAL_FEATURES = (LIVE, PRECOMPUTED)
 
+setting = config_fields.setting
+
 
 @dataclasses.dataclass
 class TrainConfig:
-  epochs: int = 2
-  steps_per_epoch: int = 0               # 0 = one pass over the train split per epoch
-  eval_steps: int = 0                    # 0 = one pass over the eval split
-  batch_size: int = 8                    # per replica; global batch = batch_size x replicas
-  learning_rate: float = 1e-3
-  weights: str = "imagenet"              # "imagenet", "none" (random init, offline) or a local .h5/.keras weights file
-  # live: Inception-ResNet-v2 runs in every training step; precomputed: once per photo in
-  # the Embed component, and training runs only the colorizer head (README).
-  global_features: str = LIVE
-  augment: bool = True
-  seed: int = 42
-  strategy: str = "auto"                 # one of STRATEGIES
-  mixed_precision: str = "auto"          # auto (on for GPUs) | on | off
-  checkpoint_steps: int = 200            # save resume state every N steps (and at each epoch end)
+  epochs: int = setting(2, "Training epochs.")
+  steps_per_epoch: int = setting(0, "Training steps per epoch; 0 = one pass over the train split.")
+  eval_steps: int = setting(0, "Validation steps after each epoch; 0 = one pass over the eval split.")
+  batch_size: int = setting(8, "Photos per step and replica; the global batch is batch_size x replicas.")
+  learning_rate: float = setting(1e-3, "Adam's learning rate.")
+  weights: str = setting("imagenet", "Inception-ResNet-v2 weights: imagenet (downloads once), none (random, offline) or a local .h5/.keras file.")
+  global_features: str = setting(LIVE, "live: Inception-ResNet-v2 runs in every training step; precomputed: once per photo (the Embed step), then only the colorizer head trains.")
+  augment: bool = setting(True, "Random flips, zooms and shears of the training photos (in the training step).")
+  seed: int = setting(42, "Seed of the weights' initialisation, the shuffling and the augmentation.")
+  strategy: str = setting("auto", "tf.distribute strategy: auto (from the devices and TF_CONFIG), cpu, one_device, mirrored, multi_worker.")
+  mixed_precision: str = setting("auto", "Mixed float16 precision: auto (on for GPUs), on or off.")
+  checkpoint_steps: int = setting(200, "Save the resume state every N steps (and at each epoch's end).")
 
   def validate(self) -> "TrainConfig":
     check = config_fields.check
