@@ -2,14 +2,13 @@
 
 The store is the local runs' SQLite file by default (found through the config: --config,
 --output-root, --pipeline-name or --metadata-file), or a shared MySQL store. `--format`
-and `--output` work before or after the subcommand.
+and `--output` work before or after the subcommand. ML Metadata and PIL are imported only
+when a store is read or a picture drawn, so `--help` answers at once.
 """
 import json
 
 import click
 
-from lineage import graph as graph_lib
-from lineage import picture
 from pipelines import config as config_lib
 
 FORMATS = ("table", "json", "dot", "png")
@@ -47,7 +46,7 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
   mysql = None
   if mysql_host:
     mysql = dict(host=mysql_host, port=mysql_port, database=mysql_database, user=mysql_user, password=mysql_password)
-  ctx.obj = _Options(graph_lib.Store(cfg.metadata_path, mysql), fmt, output_path)
+  ctx.obj = _Options(cfg.metadata_path, mysql, fmt, output_path)
   if ctx.invoked_subcommand is None:
     ctx.invoke(model)
 
@@ -55,8 +54,17 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
 class _Options:
   """What the group's options say, for the subcommand to use where it has no option of its own."""
 
-  def __init__(self, store: graph_lib.Store, fmt, output_path):
-    self.store, self.fmt, self.output_path = store, fmt, output_path
+  def __init__(self, metadata_path: str, mysql, fmt, output_path):
+    self.metadata_path, self.mysql, self.fmt, self.output_path = metadata_path, mysql, fmt, output_path
+    self._store = None
+
+  @property
+  def store(self):
+    """The store to read (lineage.graph.Store, opened on first use)."""
+    if self._store is None:
+      from lineage import graph as graph_lib
+      self._store = graph_lib.Store(self.metadata_path, self.mysql)
+    return self._store
 
   def format(self, fmt, allowed=FORMATS) -> str:
     chosen = fmt or self.fmt or "table"
@@ -74,6 +82,7 @@ def _format_option(choices):
 @click.pass_obj
 def runs(obj: _Options, fmt):
   """List the pipeline runs in the store, newest last: complete, failed, running or interrupted."""
+  from lineage import graph as graph_lib
   rows = _read(lambda: graph_lib.pipeline_runs(obj.store.store, obj.store.may_be_running))
   if obj.format(fmt, _LIST_FORMATS) == "json":
     click.echo(json.dumps(rows, indent=2))
@@ -91,6 +100,7 @@ def runs(obj: _Options, fmt):
 @click.pass_obj
 def artifacts(obj: _Options, type_name, fmt):
   """List artifact types with counts, or the artifacts of TYPE_NAME (e.g. Model, PushedModel)."""
+  from lineage import graph as graph_lib
   fmt = obj.format(fmt, _LIST_FORMATS)
   if not type_name:
     counts = _read(lambda: graph_lib.artifact_counts(obj.store.store))
@@ -117,6 +127,7 @@ def artifacts(obj: _Options, type_name, fmt):
 @click.pass_obj
 def model(obj: _Options, artifact_id, fmt, output_path):
   """Lineage of ARTIFACT_ID (default: the latest pushed model) back to the ingested data."""
+  from lineage import graph as graph_lib
   fmt, output_path = obj.format(fmt), output_path or obj.output_path
   if fmt == "png" and not output_path:
     raise click.UsageError("--format png needs --output FILE.png")
@@ -127,6 +138,7 @@ def model(obj: _Options, artifact_id, fmt, output_path):
 
   start_id, graph = _read(read)
   if fmt == "png":
+    from lineage import picture
     picture.draw(graph, start_id).save(output_path, format="PNG")
     click.echo(f"Wrote {output_path}")
     return
@@ -145,6 +157,7 @@ def model(obj: _Options, artifact_id, fmt, output_path):
 
 
 def _read(query):
+  from lineage import graph as graph_lib
   try:
     return query()
   except graph_lib.NotInStoreError as e:

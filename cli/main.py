@@ -49,12 +49,15 @@ def ingest(config_path, **overrides):
 
 def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
   from components.ingest import roots
+  try:
+    roots.check(cfg.ingest.data_root)  # in seconds, before TFX is even imported
+  except roots.SourceError as e:
+    raise click.ClickException(str(e)) from e
   from lineage import summary
   from pipelines import local_runner
   try:
-    roots.check(cfg.ingest.data_root)  # in seconds, before TFX is even imported
     local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
-  except (roots.SourceError, local_runner.RunLockError) as e:
+  except local_runner.RunLockError as e:
     raise click.ClickException(str(e)) from e
   summary.print_run_summary(cfg)
 

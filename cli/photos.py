@@ -3,9 +3,6 @@ import pathlib
 
 import click
 
-from serving import endpoint as endpoint_lib
-from serving import photos as photos_lib
-
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=pathlib.Path))
@@ -26,6 +23,9 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite):
   Links inside a given folder are followed; links out of it, broken links, loops and
   other files are passed over and listed.
   """
+  from serving import endpoint as endpoint_lib  # numpy, PIL, requests: not for `--help`
+  from serving import photos as photos_lib
+
   stderr = click.get_text_stream("stderr")
   try:
     if (model_dir is None) == (endpoint is None):

@@ -9,9 +9,6 @@ import logging
 import os
 import warnings
 
-# Imported before the filters are set: numpy installs an "always" filter for RankWarning.
-import numpy as np
-
 _HARMLESS = (
     # google-api-core: Python 3.10 is what TFX 1.16 requires.
     (FutureWarning, r".*non-supported Python version.*"),
@@ -25,9 +22,9 @@ _HARMLESS = (
     # tfx_bsl / TFMA on TF 2.16.
     (UserWarning, r".*tensorflow_io_gcs_filesystem.*"),
     (DeprecationWarning, r".*distutils Version classes are deprecated.*"),
-    # Beam's batch-size estimator fitting a line through too few timings.
-    (np.RankWarning, r".*Polyfit may be poorly conditioned.*"),
 )
+# Beam's batch-size estimator fitting a line through too few timings (numpy's RankWarning).
+_POLYFIT = r".*Polyfit may be poorly conditioned.*"
 
 # Log records (absl / TensorFlow loggers) that say nothing a user can act on.
 _HARMLESS_LOGS = (
@@ -55,6 +52,10 @@ def install() -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   for category, message in _HARMLESS:
     warnings.filterwarnings("ignore", message=message, category=category)
+  # Imported here, not for `--help`, and before its filter is set: numpy installs an "always"
+  # filter for RankWarning when it is imported.
+  import numpy as np
+  warnings.filterwarnings("ignore", message=_POLYFIT, category=np.RankWarning)
   logging.getLogger("apache_beam.runners.interactive").setLevel(logging.ERROR)
   for name in ("", "absl", "tensorflow"):
     logging.getLogger(name).addFilter(_DropHarmless())

@@ -135,3 +135,22 @@ def test_help_imports_nothing_heavy():
           f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-500:]
+
+
+@pytest.mark.parametrize("pattern", [
+    "span-{SPAN}", "span-{SPAN:3}", "{YYYY}-{MM}-{DD}", "span-{SPAN}/v{VERSION}", "{YYYY}{MM}{DD}/v{VERSION:2}",
+    "{YYYY}-{MM}", "span-{SPAN}-{SPAN}", "v{VERSION}", "{SPAN}/{YYYY}{MM}{DD}", "s{SPAN}/v{VERSION}{VERSION}",
+    "{YYYY}{YYYY}{MM}{DD}", "plain", "{SPAN:}"])
+def test_snapshot_specs_are_checked_as_tfx_checks_them(pattern):
+  # The config check answers without importing TensorFlow; TFX's driver must agree with it.
+  from tfx.components.example_gen import utils
+  from tfx.proto import example_gen_pb2
+
+  from components.ingest import snapshot
+
+  try:
+    spans, dates, _ = utils.verify_split_pattern_specs(example_gen_pb2.Input.Split(name="x", pattern=pattern + "/*"))
+    tfx_ok = spans or dates
+  except ValueError:
+    tfx_ok = False
+  assert (snapshot.spec_problem(pattern) is None) == bool(tfx_ok), snapshot.spec_problem(pattern)

@@ -20,31 +20,34 @@ import posixpath
 import re
 from typing import Optional
 
-from tfx.proto import example_gen_pb2
-from tfx.proto import range_config_pb2
-from tfx.utils import proto_utils
-
 SPLIT_NAME = "photos"
 NEWEST = -1
 GLOB_CHARS = re.compile(r"[*?\[]")
 # Left unescaped by TFX's glob-to-regex translation (tfx/components/example_gen/utils.py).
 _REGEX_CHARS = re.compile(r"[\^$|{}]")
 _SPECS = re.compile(r"\{(SPAN|VERSION)(:[^}]*)?\}|\{YYYY\}|\{MM\}|\{DD\}")
+# TFX's spec syntax (tfx/components/example_gen/utils.py, which imports TensorFlow: a config check
+# must answer in a second). tests/test_options.py holds spec_problem to TFX's verdicts.
+_SPAN = re.compile(r"\{SPAN\}|\{SPAN:(?P<width>.*?)\}")
+_VERSION = re.compile(r"\{VERSION\}|\{VERSION:(?P<width>.*?)\}")
+_DATE_SPECS = ("{YYYY}", "{MM}", "{DD}")
 
 
 def pattern(snapshot: str, files: str) -> str:
   return posixpath.join(snapshot, files) if snapshot else files
 
 
-def input_config(snapshot: str, files: str) -> example_gen_pb2.Input:
+def input_config(snapshot: str, files: str):
   """ExampleGen's Input proto: one split whose pattern lists one snapshot's files."""
+  from tfx.proto import example_gen_pb2
   return example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=SPLIT_NAME, pattern=pattern(snapshot, files))])
 
 
-def range_config(span: int) -> Optional[range_config_pb2.RangeConfig]:
-  """NEWEST: none (TFX's driver then takes the newest span); otherwise exactly that span."""
+def range_config(span: int):
+  """NEWEST: none (TFX's driver then takes the newest span); otherwise exactly that span (a RangeConfig)."""
   if span == NEWEST:
     return None
+  from tfx.proto import range_config_pb2
   return range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
       start_span_number=span, end_span_number=span))
 
@@ -68,16 +71,25 @@ def check(input_base: str, snapshot: str, files: str) -> Optional[str]:
             f"regular expression built from it; got {input_base!r}")
   if _REGEX_CHARS.search(_SPECS.sub("", snapshot)):
     return f"ingest.snapshot must not contain ^ $ | {{ or }} outside its specs, got {snapshot!r}"
-  # TFX's own rules for the specs, imported only when there are specs to check: the module loads
-  # TensorFlow, and this runs whenever a command loads its configuration.
-  from tfx.components.example_gen import utils
-  try:
-    spans, dates, _ = utils.verify_split_pattern_specs(input_config(snapshot, files).splits[0])
-  except ValueError as e:
-    return f"ingest.snapshot {snapshot!r}: {e}"
+  return spec_problem(snapshot)
+
+
+def spec_problem(snapshot: str) -> Optional[str]:
+  """What TFX's driver would refuse in the snapshot pattern's {SPAN}/{VERSION}/date specs (in its words), or None."""
+  spans, versions = len(_SPAN.findall(snapshot)), len(_VERSION.findall(snapshot))
+  dates = any(spec in snapshot for spec in _DATE_SPECS)
+  if spans and dates:
+    return f"ingest.snapshot {snapshot!r}: Either span spec or date specs must be specified exclusively"
+  if spans > 1:
+    return f"ingest.snapshot {snapshot!r}: Only one {{SPAN}} is allowed"
+  if dates and not all(snapshot.count(spec) == 1 for spec in _DATE_SPECS):
+    return f"ingest.snapshot {snapshot!r}: Exactly one of each date spec ({', '.join(_DATE_SPECS)}) is required"
+  if versions and not (spans or dates):
+    return f"ingest.snapshot {snapshot!r}: Version spec provided, but Span or Date spec is not present"
+  if versions > 1:
+    return f"ingest.snapshot {snapshot!r}: Only one {{VERSION}} is allowed"
   if not (spans or dates):
-    return (f"ingest.snapshot {snapshot!r} needs {utils.SPAN_SPEC} or {''.join(utils.DATE_SPECS)} "
-            "to tell snapshots apart")
+    return f"ingest.snapshot {snapshot!r} needs {{SPAN}} or {''.join(_DATE_SPECS)} to tell snapshots apart"
   return None
 
 
@@ -90,6 +102,8 @@ def root(input_base: str, resolved_input_config: Optional[str]) -> str:
   """
   if not resolved_input_config:
     return input_base
+  from tfx.proto import example_gen_pb2
+  from tfx.utils import proto_utils
   config = example_gen_pb2.Input()
   proto_utils.json_to_proto(resolved_input_config, config)
   folders = []
