@@ -3,7 +3,8 @@
 One run at a time per store: a run holds an exclusive lock (flock) on a file beside its
 ML Metadata store, and on a local pipeline root, for its whole life. The kernel drops the
 lock when the process ends, however it ends, so a killed run leaves no lock behind. A
-second run is refused at once with a message naming the first.
+second run is refused at once with a message naming the first. Each step prints a line when it
+starts and when it ends (pipelines/progress.py).
 
 LocalDagRunner records an execution as RUNNING before its executor starts and publishes
 it at the end; a run killed in between (kill -9, power loss) leaves it RUNNING forever,
@@ -56,16 +57,17 @@ def run(cfg: config_lib.PipelineConfig, last_stage: str = "push", cpu_replicas: 
     from tfx import v1 as tfx
 
     from pipelines import pipeline
+    from pipelines import progress
 
     close_interrupted_executions(cfg)
-    tfx.orchestration.LocalDagRunner().run(
-        pipeline.from_config(
-            cfg,
-            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-                cfg.metadata_path),
-            beam_pipeline_args=cfg.beam_pipeline_args,
-            last_stage=last_stage,
-        ))
+    steps = pipeline.from_config(
+        cfg,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path),
+        beam_pipeline_args=cfg.beam_pipeline_args,
+        last_stage=last_stage,
+    )
+    with progress.step_lines(len(steps.components)):
+      tfx.orchestration.LocalDagRunner().run(steps)
 
 
 @contextlib.contextmanager
