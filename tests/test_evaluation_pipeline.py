@@ -16,6 +16,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -151,6 +152,19 @@ def _split(examples, split):
   uri = os.path.join(examples.uri, f"Split-{split}")
   files = sorted(tf.io.gfile.glob(os.path.join(uri, "*")))
   return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def test_each_step_says_when_it_starts_and_how_it_ended(interrupted):
+  # The resumed run: the killed run's finished steps come from the cache, the Trainer runs again.
+  log = interrupted.resumed.summary
+  steps = re.findall(r"^\[ *(\d+)/(\d+)\] (\w+): (.*)$", log, flags=re.MULTILINE)
+  started = [name for _, _, name, what in steps if what == "started"]
+  ended = {name: what for _, _, name, what in steps if re.match(r"(ran|from the cache|done) in ", what)}
+  assert started and set(started) == set(ended), log[-3000:]
+  assert ended["CocoIngest"].startswith("from the cache in "), ended
+  assert re.match(r"ran in .* \(execution \d+\)$", ended["Trainer"]), ended
+  assert int(steps[-1][0]) == int(steps[-1][1])  # numbered to the last step
+  assert re.search(r"\] Trainer: Resuming from .* at step \d+", log)  # the Trainer's own line
 
 
 def test_a_run_started_while_another_runs_is_refused_at_once(interrupted):

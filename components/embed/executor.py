@@ -37,6 +37,7 @@ from tfx.types import artifact_utils
 from tfx.utils import import_utils
 
 from components import embed
+from components import worker_progress
 from components.ingest import tfrecord_gzip
 from schemas import embedding_info
 from schemas import features
@@ -65,6 +66,7 @@ class EmbedderHandler(inference.ModelHandler):
     self._embedder_fn = embedder_fn
     self._weights = weights
     self._fingerprints_dir = fingerprints_dir
+    self._progress = worker_progress.Counter("embedded")
 
   def load_model(self):
     module, name = self._embedder_fn.rsplit(".", 1)
@@ -78,7 +80,9 @@ class EmbedderHandler(inference.ModelHandler):
 
   def run_inference(self, batch: Sequence[np.ndarray], model, inference_args=None) -> List[np.ndarray]:
     del inference_args
-    return list(model(np.stack(batch)).numpy())
+    vectors = list(model(np.stack(batch)).numpy())
+    self._progress.add(len(batch))
+    return vectors
 
   def get_metrics_namespace(self) -> str:
     return METRICS_NAMESPACE

@@ -13,6 +13,7 @@ from typing import List, Sequence
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from components import worker_progress
 from components.ingest import shard_writer
 from components.ingest import sources
 from components.ingest import splits
@@ -95,6 +96,7 @@ class MakeAndWrite(beam.DoFn):
     self._shards = None
     self._skip_counters = {}
     self._examples = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples")
+    self._progress = worker_progress.Counter("ingested")
 
   def start_bundle(self):
     self._shards = shard_writer.BundleShards(self._temp_dir)
@@ -108,6 +110,7 @@ class MakeAndWrite(beam.DoFn):
   def process(self, photos: List[sources.Photo]):
     for photo in photos:
       yield from self._make_and_write(photo)
+      self._progress.add()
 
   def _make_and_write(self, photo: sources.Photo):
     if photo.refused:  # found while listing (outside the root, a FIFO, a broken link...): never opened
