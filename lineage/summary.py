@@ -1,5 +1,9 @@
 """What a pipeline run produced, read from ML Metadata (never from guessed paths)."""
 import json
+import os
+import shlex
+import shutil
+import sys
 from typing import Dict, List, Optional, Tuple
 
 from ml_metadata import metadata_store
@@ -75,8 +79,8 @@ def print_run_summary(cfg: config_lib.PipelineConfig) -> None:
       print(f"  {'':<16} {'':<18} {line}")
   if any(types.get(a.type_id) == "PushedModel" for _, a in outputs):
     default_store = cfg.metadata_path == config_lib.from_dict({}).metadata_path  # what `colorize lineage` finds here
-    print("\nTrace the model back to its data:  colorize lineage"
-          + ("" if default_store else f" --metadata-file {cfg.metadata_path}"))
+    print(f"\nTrace the model back to its data:  {colorize_command()} lineage"
+          + ("" if default_store else f" --metadata-file {shlex.quote(cfg.metadata_path)}"))
 
 
 def _describe(type_name: Optional[str], artifact) -> List[str]:
@@ -121,3 +125,17 @@ def value_of(v: metadata_store_pb2.Value):
   """A property's plain Python value (structs and protos as their text)."""
   kind = v.WhichOneof("value")
   return getattr(v, kind) if kind in ("int_value", "double_value", "string_value", "bool_value") else str(v)
+
+
+def colorize_command() -> str:
+  """This program as the user can type it here: `colorize` if that is what PATH finds, else its path
+  (`.venv/bin/colorize` after `make demo`).
+  """
+  program = sys.argv[0]
+  if os.path.basename(program) != "colorize":
+    return "colorize"
+  found = shutil.which("colorize")
+  if found and os.path.realpath(found) == os.path.realpath(program):
+    return "colorize"
+  relative = os.path.relpath(program)
+  return shlex.quote(relative if not relative.startswith("..") else os.path.abspath(program))
