@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Iterator, Optional, TextIO
 
+from absl import logging as absl_logging
+
 _RUNNING = "Component %s is running."
 _FINISHED = "Component %s is finished."
 _SKIPPED = "Skipping component %s."
@@ -31,6 +33,9 @@ _FAILED = "Execution %d failed."
 _PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The project's code that runs inside the steps, whose INFO records a run shows.
 _OWN_CODE = tuple(os.path.join(_PROJECT, p) + os.sep for p in ("components", "trainer"))
+# Frames between a logging call and the handler: the logging package, absl's and this module.
+_LOGGING_CODE = (os.path.dirname(logging.__file__) + os.sep, os.path.dirname(absl_logging.__file__) + os.sep,
+                 os.path.abspath(__file__))
 
 
 class StepLines(logging.Handler):
@@ -60,7 +65,7 @@ class StepLines(logging.Handler):
       self._say(f"FAILED after {_duration(time.monotonic() - self.started)} (execution {args[0]})")
     elif msg == _FINISHED:
       self._say((self.how or "done in {}").format(_duration(time.monotonic() - self.started)))
-    elif record.levelno == logging.INFO and record.pathname.startswith(_OWN_CODE):
+    elif record.levelno == logging.INFO and _logged_by_own_code():
       self._say(record.getMessage())
 
   def _say(self, text: str) -> None:
@@ -96,6 +101,21 @@ class _Forward(logging.Handler):
 
   def emit(self, record: logging.LogRecord) -> None:
     logging.getLogger().handle(record)
+
+
+def _logged_by_own_code() -> bool:
+  """Whether the record being handled was logged by components/ or trainer/ code. Read from the
+  stack: absl gives its records its own file as their pathname.
+  """
+  frame = sys._getframe(1)
+  while frame is not None:
+    name = frame.f_code.co_filename
+    if name.startswith(_OWN_CODE):
+      return True
+    if not name.startswith(_LOGGING_CODE):
+      return False
+    frame = frame.f_back
+  return False
 
 
 def _duration(seconds: float) -> str:
