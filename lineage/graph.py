@@ -7,7 +7,7 @@ then rendered as a table, JSON, or a Graphviz graph.
 import datetime
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata import metadata_store
@@ -23,6 +23,9 @@ MODEL_BLESSING = "ModelBlessing"
 # Artifact -> execution -> artifact is two hops; a pushed model's history (ingest, schema,
 # train, evaluate against the last blessed model and its own history, push) needs ~12.
 MAX_HOPS = 40
+# What the numbers in the table, the picture and the dot graph are.
+ID_LEGEND = ("#N: artifact id; [N]: execution id; the number at the end of an artifact's folder is the id of "
+             "the execution that wrote it")
 
 
 class LineageError(Exception):
@@ -223,7 +226,8 @@ def render_table(graph: Dict[str, Any], start_id: int) -> str:
   start = artifacts[start_id]
   lines = [f"{start['type']} #{start_id}  {start['uri']}  {short_properties(start['properties'])}", ""]
   lines += ["  " + l for l in _story(graph, start_id)]
-  lines += ["", "Executions, oldest first:"]
+  lines += ["", f"Executions, oldest first ({ID_LEGEND}):"]
+  key_width = max((len(k) for e in graph["executions"] for d in ("inputs", "outputs") for k in e[d]), default=0)
   for e in graph["executions"]:
     lines.append(f"  [{e['id']}] {e['component']} ({e['state'].lower()}, {e['created']}, run {e['run']})")
     params = {k: " ".join(str(v).split()) for k, v in e["parameters"].items()}
@@ -235,7 +239,7 @@ def render_table(graph: Dict[str, Any], start_id: int) -> str:
         for i in ids:
           a = artifacts.get(i)
           described = f"{a['type']} #{i}  {a['uri']}  {short_properties(a['properties'])}" if a else f"#{i}"
-          lines.append(f"      {'in ' if direction == 'inputs' else 'out'} {key:<14} {described}".rstrip())
+          lines.append(f"      {'in ' if direction == 'inputs' else 'out'} {key:<{key_width}} {described}".rstrip())
   return "\n".join(lines)
 
 
@@ -268,12 +272,17 @@ def _story(graph: Dict[str, Any], start_id: int) -> List[str]:
     if train:
       lines.append(f"  with {short_properties(train, limit=400)}")
   for x in by_type.get("Examples", []):
-    ingest = producers.get(x["id"])
-    if ingest:
-      source = ingest["parameters"].get("input_base", "?")
+    maker = producers.get(x["id"])
+    if not maker:
+      continue
+    if "input_base" in maker["parameters"]:
       span = "".join(f", {k} {x['properties'][k]}" for k in ("span", "version") if k in x["properties"])
-      lines.append(f"Examples #{x['id']} ingested by {ingest['component']} [{ingest['id']}] from {source}"
-                   + (f" ({span[2:]})" if span else ""))
+      lines.append(f"Examples #{x['id']} ingested by {maker['component']} [{maker['id']}] from "
+                   f"{maker['parameters']['input_base']}" + (f" ({span[2:]})" if span else ""))
+    else:  # made from other artifacts (Embed: Examples with their embeddings)
+      made_from = ", ".join(f"{artifacts[i]['type']} #{i}" for ids in maker["inputs"].values() for i in ids
+                            if i in artifacts)
+      lines.append(f"Examples #{x['id']} made by {maker['component']} [{maker['id']}] from {made_from or '?'}")
   for b in by_type.get("ModelBlessing", []):
     evaluator = producers.get(b["id"])
     if not evaluator:
@@ -304,21 +313,33 @@ def _train_config(parameters: Dict[str, Any]) -> Dict[str, Any]:
     return {}
 
 
+def lineage_nodes(graph: Dict[str, Any]) -> Tuple[Dict[Tuple[str, int], Tuple[str, List[str]]],
+                                                  List[Tuple[Tuple[str, int], Tuple[str, int], str]]]:
+  """The one graph `--format dot` and `--format png` draw: nodes ("a", artifact id) and
+  ("e", execution id) with their label lines, and edges (source, target, event key).
+  """
+  nodes = {("a", a["id"]): ("a", [f"{a['type']} #{a['id']}", _tail(a["uri"], 2)]) for a in graph["artifacts"]}
+  edges = []
+  for e in graph["executions"]:
+    nodes[("e", e["id"])] = ("e", [f"{e['component']} [{e['id']}]", e["state"].lower()])
+  for e in graph["executions"]:
+    edges += [(("a", i), ("e", e["id"]), key) for key, ids in sorted(e["inputs"].items()) for i in ids
+              if ("a", i) in nodes]
+    edges += [(("e", e["id"]), ("a", i), key) for key, ids in sorted(e["outputs"].items()) for i in ids
+              if ("a", i) in nodes]
+  return nodes, edges
+
+
 def render_dot(graph: Dict[str, Any], start_id: int) -> str:
   """Graphviz: artifacts as ellipses, executions as boxes, events as edges labelled by key."""
   out = ["digraph lineage {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];',
-         '  edge [fontname="Helvetica", fontsize=9];']
-  for a in graph["artifacts"]:
-    label = f"{a['type']} #{a['id']}\\n{_tail(a['uri'])}"
-    style = ', style=filled, fillcolor="#ffe08a"' if a["id"] == start_id else ""
-    out.append(f'  a{a["id"]} [shape=ellipse, label="{_dot_escape(label)}"{style}];')
-  for e in graph["executions"]:
-    label = f"{e['component']} [{e['id']}]\\n{e['state'].lower()}"
-    out.append(f'  e{e["id"]} [shape=box, label="{_dot_escape(label)}"];')
-    for key, ids in sorted(e["inputs"].items()):
-      out += [f'  a{i} -> e{e["id"]} [label="{_dot_escape(key)}"];' for i in ids]
-    for key, ids in sorted(e["outputs"].items()):
-      out += [f'  e{e["id"]} -> a{i} [label="{_dot_escape(key)}"];' for i in ids]
+         '  edge [fontname="Helvetica", fontsize=9];', f'  label="{_dot_escape(ID_LEGEND)}";']
+  nodes, edges = lineage_nodes(graph)
+  for (kind, i), (_, lines) in nodes.items():
+    style = ', style=filled, fillcolor="#ffe08a"' if (kind, i) == ("a", start_id) else ""
+    shape = "ellipse" if kind == "a" else "box"
+    out.append(f'  {kind}{i} [shape={shape}, label="{_dot_escape(chr(10).join(lines))}"{style}];')
+  out += [f'  {s[0]}{s[1]} -> {t[0]}{t[1]} [label="{_dot_escape(key)}"];' for s, t, key in edges]
   out.append("}")
   return "\n".join(out)
 
@@ -348,7 +369,8 @@ def format_time(ms: int) -> str:
 
 
 def short_properties(props: Dict[str, Any], limit: int = 160) -> str:
-  text = " ".join(f"{k}={v}" for k, v in props.items())
+  """key=value pairs on one line (a value's own line breaks and runs of spaces become one space)."""
+  text = " ".join(f"{k}={' '.join(str(v).split())}" for k, v in props.items())
   return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -357,4 +379,4 @@ def _tail(uri: str, parts: int = 3) -> str:
 
 
 def _dot_escape(text: str) -> str:
-  return text.replace('"', '\\"')
+  return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

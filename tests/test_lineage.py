@@ -1,12 +1,14 @@
 """`colorize lineage` fails clearly when there is nothing to read. Its lineage output on a real
 pipeline's store is tested in test_evaluation_pipeline.py."""
 import json
+import pathlib
 import socket
 
 from click.testing import CliRunner
 from PIL import ImageColor
 
 from cli import main as cli
+from lineage import graph as graph_lib
 from lineage import picture
 from lineage import summary
 
@@ -68,27 +70,59 @@ def test_group_options_reach_the_subcommand(tmp_path):
   assert result.exit_code == 2 and "--format png needs --output" in result.output
 
 
-def test_lineage_picture_lays_out_every_node_by_depth():
-  # ingest -> Examples -> train -> Model -> push -> PushedModel, plus a second input to train.
-  graph = {
-      "artifacts": [{"id": 1, "type": "Examples", "uri": "/r/CocoIngest/examples/1"},
-                    {"id": 2, "type": "Schema", "uri": "/r/Schema/schema/2"},
-                    {"id": 3, "type": "Model", "uri": "/r/Trainer/model/3"},
-                    {"id": 4, "type": "PushedModel", "uri": "/r/Pusher/pushed_model/4"}],
-      "executions": [
-          {"id": 10, "component": "CocoIngest", "state": "COMPLETE", "inputs": {}, "outputs": {"examples": [1]}},
-          {"id": 11, "component": "Trainer", "state": "COMPLETE", "inputs": {"examples": [1], "schema": [2]},
-           "outputs": {"model": [3]}},
-          {"id": 12, "component": "Pusher", "state": "RUNNING", "inputs": {"model": [3]},
-           "outputs": {"pushed_model": [4]}}],
-  }
-  image = picture.draw(graph, start_id=4)
-  columns = 6  # ingest, Examples, Trainer, Model, Pusher, PushedModel; the Schema (no inputs) shares ingest's
-  assert image.width == columns * (picture._NODE_W + picture._GAP_X) - picture._GAP_X + 2 * picture._MARGIN
-  assert image.height == 2 * (picture._NODE_H + picture._GAP_Y) - picture._GAP_Y + 2 * picture._MARGIN
-  # The start artifact (last column, first row) is highlighted; the others are not.
-  right = image.width - picture._MARGIN - picture._NODE_W // 2
-  middle = picture._MARGIN + picture._NODE_H // 2
-  highlight = ImageColor.getrgb(picture._HIGHLIGHT)
-  assert image.getpixel((right - 40, middle)) == highlight
-  assert image.getpixel((picture._MARGIN + 10, middle)) != highlight
+def _crosses(segment, box) -> bool:
+  """Whether an axis-parallel segment passes through the inside of a box."""
+  (x1, y1), (x2, y2) = segment
+  left, top, right, bottom = box
+  if y1 == y2:
+    return top < y1 < bottom and max(min(x1, x2), left) < min(max(x1, x2), right)
+  return left < x1 < right and max(min(y1, y2), top) < min(max(y1, y2), bottom)
+
+
+def test_lineage_picture_wraps_and_hides_no_edge(tmp_path):
+  graph = json.loads((pathlib.Path(__file__).parent / "data" / "demo_lineage.json").read_text())
+  plan = picture.layout(graph)
+  nodes, edges = graph_lib.lineage_nodes(graph)
+  assert set(plan.boxes) == set(nodes) and len(plan.routes) == len(edges)
+  assert 1.0 <= plan.width / plan.height <= 2.5, (plan.width, plan.height)
+  for source, target, points in plan.routes:
+    assert points[0][0] == plan.boxes[source][2] and points[-1][0] == plan.boxes[target][0]
+    for segment in zip(points, points[1:], strict=False):
+      assert segment[0][0] == segment[1][0] or segment[0][1] == segment[1][1]  # orthogonal
+      hidden = [n for n, box in plan.boxes.items() if _crosses(segment, box)]
+      assert not hidden, f"edge {source} -> {target} runs under {hidden}"
+  boxes = sorted(plan.boxes.values())
+  for a, b in zip(boxes, boxes[1:], strict=False):
+    assert a[2] <= b[0] or a[3] <= b[1] or b[3] <= a[1]  # no two boxes overlap
+  image = picture.draw(graph, graph["start"])
+  assert image.size == (plan.width, plan.height)
+  x, y = plan.boxes[("a", graph["start"])][:2]
+  assert image.getpixel((x + 14, y + 4)) == ImageColor.getrgb(picture._HIGHLIGHT)
+  image.save(tmp_path / "lineage.png")
+
+
+def test_lineage_table_keeps_one_artifact_a_line_and_names_what_made_each_examples():
+  # A real run's lineage (demo config, 24 photos, 1 epoch): its Examples carry a multi-line
+  # input_fingerprint, and the Embed step makes Examples from Examples.
+  graph = json.loads((pathlib.Path(__file__).parent / "data" / "demo_lineage.json").read_text())
+  table = graph_lib.render_table(graph, graph["start"])
+  embed = next(e for e in graph["executions"] if e["component"] == "Embed")
+  [embedded] = embed["outputs"]["embedded_examples"]
+  [source] = embed["inputs"]["examples"]
+  assert f"Examples #{embedded} made by Embed [{embed['id']}] from Examples #{source}" in table
+  assert "from ?" not in table
+  # The fingerprint's line breaks would start lines of their own ("snapshot:files:...").
+  for line in table.splitlines():
+    assert line.startswith(("  ", "Executions", graph_lib.PUSHED_MODEL)) or not line, line
+  assert any(f"Examples #{source}  " in line and "input_fingerprint=split:photos" in line
+             for line in table.splitlines())
+  assert graph_lib.ID_LEGEND in table
+
+
+def test_lineage_dot_is_the_pictures_graph():
+  graph = json.loads((pathlib.Path(__file__).parent / "data" / "demo_lineage.json").read_text())
+  dot = graph_lib.render_dot(graph, graph["start"])
+  _, edges = graph_lib.lineage_nodes(graph)
+  assert sum(" -> " in line for line in dot.splitlines()) == len(edges)
+  for source, target, key in edges:
+    assert f'{source[0]}{source[1]} -> {target[0]}{target[1]} [label="{key}"];' in dot
