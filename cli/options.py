@@ -91,7 +91,7 @@ def config_options(sections: Sequence[str] = RUN):
   """A decorator adding --config and the flags of the top level and `sections`; they override the file."""
   def decorate(f):
     options = [click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False),
+        "--config", "config_path", type=click.Path(),
         help="A JSON or YAML config file with the keys below nested by section (see configs/demo.yaml), "
              f"or the name of a bundled one: {', '.join(config_lib.BUNDLED_CONFIGS)}. Flags override it.")]
     options += [_option(k) for k in keys(sections)]

@@ -139,7 +139,7 @@ def load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> Pip
   flag overrides on top.
   """
   values: Dict[str, Any] = {}
-  if path in BUNDLED_CONFIGS and not os.path.exists(path):
+  if path in BUNDLED_CONFIGS and not os.path.isfile(path):
     path = os.path.join(CONFIGS_DIR, f"{path}.yaml")
   if path:
     if not os.path.exists(path):

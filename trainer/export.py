@@ -43,8 +43,11 @@ def export(model: keras.Model, export_dir: str, embedder: Optional[keras.Model] 
   model_lib.copy_weights([model] if embedder is None else [embedder, model], serving)
   colorizer = _Colorizer(serving, int(max_megapixels * 1e6))
   # TF logs every captured Keras variable's placeholder name (thousands) at INFO while saving.
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.WARNING)
+  # The logger's own level is restored (a local run listens at INFO: pipelines/progress.py), not
+  # get_verbosity()'s, which is that of absl's flags.
+  absl_logger = logging.get_absl_logger()
+  level = absl_logger.level
+  absl_logger.setLevel(logging.converter.STANDARD_WARNING)
   try:
     tf.saved_model.save(colorizer, export_dir, signatures={
         signatures.REST_SIGNATURE: colorizer.colorize_images,
@@ -53,7 +56,7 @@ def export(model: keras.Model, export_dir: str, embedder: Optional[keras.Model] 
         signatures.L_SIGNATURE: colorizer.predict_ab,
     })
   finally:
-    logging.set_verbosity(verbosity)
+    absl_logger.setLevel(level)
 
 
 class _Colorizer(tf.Module):
