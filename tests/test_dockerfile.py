@@ -111,8 +111,8 @@ def test_dockerignore_keeps_what_the_image_needs():
     return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.split("/")[0], p)
                or fnmatch.fnmatch(path, p.replace("**/", "*/")) for p in patterns)
 
-  for needed in ("setup.py", "requirements.lock", "schemas/schema.pbtxt", "pipelines/pipeline.py",
-                 "components/ingest/executor.py", "trainer/task.py"):
+  for needed in ("pyproject.toml", "build_hooks.py", "requirements.lock", "schemas/schema.pbtxt",
+                 "pipelines/pipeline.py", "components/ingest/executor.py", "trainer/task.py"):
     assert (REPO / needed).exists() and not ignored(needed), needed
   for excluded in (".venv/bin/python", ".git/HEAD", "pipelines/__pycache__/cli.cpython-310.pyc"):
     assert ignored(excluded), excluded
