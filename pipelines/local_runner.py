@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from typing import Any, Dict, Iterator, List, Set
 
@@ -50,6 +51,9 @@ def run(cfg: config_lib.PipelineConfig, last_stage: str = "push", cpu_replicas: 
   so it is done here, first.
   """
   with exclusive_run(cfg):
+    # TFX and TensorFlow take a while to import (seconds idle, a minute on busy cores): say so first.
+    print(f"Running pipeline {cfg.pipeline_name} up to {last_stage} in {cfg.pipeline_root} (loading TFX)",
+          file=sys.stderr, flush=True)
     if cpu_replicas > 1:
       from trainer import strategy
       strategy.split_cpu(cpu_replicas)
