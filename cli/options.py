@@ -5,14 +5,14 @@ is a dataclass field declared with `config_fields.setting(default, "help")`; eac
 flag with that help, so a key cannot lack a flag and a flag cannot tell another story than
 its key. A command takes the flags of the sections it uses (`ingest` no training flags).
 
-Naming rule: the key's path without its section (ingest, train, evaluate, cloud), `_` and `.`
+Naming rule: the key's path without its section (ingest, train, evaluate, cloud, ...), `_` and `.`
 spelled `-`: ingest.data_root is --data-root, cloud.dataflow.max_workers is
 --dataflow-max-workers. A true/false key is --key/--no-key. FLAG_NAMES keeps older or
 clearer names. A list key takes comma-separated values and may be repeated; a mapping key
 takes a YAML mapping.
 """
 import dataclasses
-from typing import Any, Dict, Iterator, Sequence, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import click
 
@@ -21,11 +21,12 @@ from pipelines import config as config_lib
 from schemas import config_fields
 from trainer import settings
 
-# The config's sections, by the commands that read them (top-level keys go to every command).
-INGEST = ("ingest",)
-RUN = ("ingest", "train", "evaluate")
-CLOUD = RUN + ("cloud",)
-_SECTIONS = ("ingest", "train", "evaluate", "cloud")
+# The config's sections a command reads, by what it leaves out (top-level keys go to every
+# command): a section added to the config later reaches `run` and the cloud commands by itself.
+ALL_BUT_CLOUD = "all but cloud"
+INGEST = "ingest only"
+CLOUD = "all"
+RUN = ALL_BUT_CLOUD
 
 FLAG_NAMES = {
     "beam_pipeline_args": "--beam-arg",
@@ -67,12 +68,12 @@ class Key:
     return self.dotted.replace(".", "__")
 
 
-def keys(sections: Sequence[str] = _SECTIONS) -> Iterator[Key]:
-  """The keys of the top level and of `sections`, in declaration order."""
+def keys(sections: str = CLOUD) -> Iterator[Key]:
+  """The keys of the top level and of the sections a command reads, in declaration order."""
   roots = {"cloud": cloud_config.CloudConfig}
   for dotted, field, default in config_fields.leaves(config_lib.PipelineConfig, roots=roots):
     section = dotted.split(".")[0] if "." in dotted else ""
-    if section and section not in sections:
+    if section and ((sections == INGEST and section != "ingest") or (sections == ALL_BUT_CLOUD and section == "cloud")):
       continue
     yield Key(dotted, default, field.metadata.get(config_fields.HELP, ""), flag_name(dotted, default))
 
@@ -80,15 +81,19 @@ def keys(sections: Sequence[str] = _SECTIONS) -> Iterator[Key]:
 def flag_name(dotted: str, default: Any) -> str:
   if dotted in FLAG_NAMES:
     return FLAG_NAMES[dotted]
-  parts = dotted.split(".")
-  if len(parts) > 1 and parts[0] in _SECTIONS:
-    parts = parts[1:]
-  name = "-".join(parts).replace("_", "-")
+  name = "-".join(dotted.split(".")[1:] or [dotted]).replace("_", "-")  # without its section
   return f"--{name}/--no-{name}" if isinstance(default, bool) else f"--{name}"
 
 
-def config_options(sections: Sequence[str] = RUN):
+def config_options(sections: str = RUN):
   """A decorator adding --config and the flags of the top level and `sections`; they override the file."""
+  flags: Dict[str, str] = {}
+  for key in keys(sections):
+    for flag in key.flag.split("/"):
+      if flag in flags:  # a new key whose name another section already uses: name it in FLAG_NAMES
+        raise ValueError(f"{key.dotted} and {flags[flag]} would both be {flag}: add one to cli/options.py FLAG_NAMES")
+      flags[flag] = key.dotted
+
   def decorate(f):
     options = [click.option(
         "--config", "config_path", type=click.Path(),
