@@ -41,10 +41,11 @@ def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
   from components.ingest import roots
   from lineage import summary
   from pipelines import local_runner
+  from schemas import artifact_files
   try:
     roots.check(cfg.ingest.data_root)  # in seconds, before TFX is even imported
     local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
-  except (roots.SourceError, local_runner.RunLockError) as e:
+  except (roots.SourceError, local_runner.RunLockError, artifact_files.DamagedArtifactError) as e:
     raise click.ClickException(str(e)) from e
   summary.print_run_summary(cfg)
 
