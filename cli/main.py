@@ -47,6 +47,11 @@ def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
     local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
   except (roots.SourceError, local_runner.RunLockError, artifact_files.DamagedArtifactError) as e:
     raise click.ClickException(str(e)) from e
+  except Exception as e:
+    from trainer import resume_lease  # imported here: it loads TensorFlow, which a failed check never needs
+    if isinstance(e, resume_lease.ResumeStateInUseError):
+      raise click.ClickException(str(e)) from e
+    raise
   summary.print_run_summary(cfg)
 
 

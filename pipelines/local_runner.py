@@ -113,8 +113,9 @@ def _flock(path: str, what: str) -> Iterator[None]:
     raise RunLockError(f"cannot make the run lock {path} for {what}: {e.strerror}") from e
   try:
     if not _try_flock(fd):
-      raise RunLockError(f"another colorize run ({_holder(fd)}) is using {what}; wait for it to end, "
-                         "or give this run another --output-root")
+      raise RunLockError(f"another colorize run ({_holder(fd, path)}) is using {what} and holds it until it ends; "
+                         "wait for it, or give this run another --output-root; to take over, end that process "
+                         "(the lock goes with it; a killed run leaves none)")
     # Who holds it, for the message a refused run prints. The file itself is never removed:
     # a run that opened it just before would lock a name nobody else sees.
     os.ftruncate(fd, 0)
@@ -136,12 +137,12 @@ def _try_flock(fd: int) -> bool:
   return False
 
 
-def _holder(fd: int) -> str:
+def _holder(fd: int, path: str) -> str:
   try:
     holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
     return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
   except (ValueError, KeyError, TypeError):
-    return "holder unknown"
+    return f"which one {path} does not say: `fuser {path}` names its process"
 
 
 def _now() -> str:
