@@ -42,6 +42,11 @@ def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
   from lineage import summary
   from pipelines import local_runner
   from schemas import artifact_files
+  from trainer import cluster
+  try:
+    cluster.cluster_config()  # the Trainer reads it: a malformed one is the caller's to fix, before anything runs
+  except cluster.ClusterConfigError as e:
+    raise click.UsageError(str(e)) from e
   try:
     roots.check(cfg.ingest.data_root)  # in seconds, before TFX is even imported
     local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)

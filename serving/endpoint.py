@@ -113,7 +113,7 @@ def colorize(endpoint: Endpoint, photos: Iterable[Tuple[Key, bytes]]
 
   A JPEG yielded is complete and of the photo's own size.
   """
-  pending: List[Tuple[Key, Dict[str, str], Tuple[int, int]]] = []
+  pending: List[Tuple[Key, Dict[str, str], Optional[Tuple[int, int]]]] = []
   size = _ENVELOPE
   for key, data in photos:
     instance = {"b64": base64.b64encode(data).decode("ascii")}
@@ -133,7 +133,7 @@ def colorize(endpoint: Endpoint, photos: Iterable[Tuple[Key, bytes]]
   yield from _send(endpoint, pending)
 
 
-def _send(endpoint: Endpoint, batch: List[Tuple[Key, Dict[str, str], Tuple[int, int]]]):
+def _send(endpoint: Endpoint, batch: List[Tuple[Key, Dict[str, str], Optional[Tuple[int, int]]]]):
   if not batch:
     return
   status, body = _post(endpoint, {"instances": [instance for _, instance, _ in batch]})
@@ -161,19 +161,25 @@ def _send(endpoint: Endpoint, batch: List[Tuple[Key, Dict[str, str], Tuple[int, 
     yield key, PhotoRejectedError(f"the endpoint answered {problem}") if problem else jpeg
 
 
-def _image_size(data: bytes) -> Tuple[int, int]:
-  """(width, height) from an encoded photo's header (what the colorized answer must have)."""
+def _image_size(data: bytes) -> Optional[Tuple[int, int]]:
+  """(width, height) from an encoded photo's header (what the colorized answer must have); None if unreadable."""
   from PIL import Image
-  with warnings.catch_warnings():
-    # Callers checked the photo (serving/photos.upright); PIL's bomb warning would repeat it.
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    return Image.open(io.BytesIO(data)).size
+  from PIL import UnidentifiedImageError
+  try:
+    with warnings.catch_warnings():
+      # Callers checked the photo (serving/photos.upright); PIL's bomb warning would repeat it.
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      return Image.open(io.BytesIO(data)).size
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    return None  # sent all the same: the server says what is wrong with it
 
 
-def _answer_problem(jpeg: bytes, photo_size: Tuple[int, int]) -> str:
+def _answer_problem(jpeg: bytes, photo_size: Optional[Tuple[int, int]]) -> str:
   """What is wrong with a colorized answer for a photo of photo_size, or '' when it is a complete JPEG of that size."""
   from PIL import Image
   from PIL import UnidentifiedImageError
+  if photo_size is None:
+    return "a colorized photo for a photo whose size cannot be read here, so it cannot be checked"
   if not jpeg.startswith(_JPEG_MAGIC):
     return f"something else than a JPEG ({jpeg[:16]!r}...)"
   try:

@@ -77,7 +77,7 @@ def test_resume_directory_is_shared_by_re_runs_of_the_same_training():
 
 
 def test_bad_train_config_is_a_clear_error():
-  with pytest.raises(config_lib.ConfigError, match="train.batch_size must be >= 1"):
+  with pytest.raises(config_lib.ConfigError, match="train.batch_size must be from 1 to 65,536"):
     task.train_config({"train": _train_config(batch_size=0)})
   with pytest.raises(ValueError, match="custom_config"):
     task.train_config({})

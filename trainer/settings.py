@@ -15,6 +15,10 @@ WEIGHTS_FILE_SUFFIXES = (".h5", ".keras")
 LIVE = "live"
 PRECOMPUTED = "precomputed"
 GLOBAL_FEATURES = (LIVE, PRECOMPUTED)
+# Beyond these a run would never end or a counter would overflow: a typo, refused up front.
+MAX_EPOCHS = 100_000
+MAX_STEPS = 10 ** 9
+MAX_BATCH_SIZE = 65_536
 
 
 @dataclasses.dataclass
@@ -36,10 +40,13 @@ class TrainConfig:
 
   def validate(self) -> "TrainConfig":
     check = config_fields.check
-    check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+    check(1 <= self.epochs <= MAX_EPOCHS, f"train.epochs must be from 1 to {MAX_EPOCHS:,}, got {self.epochs}")
+    for name in ("steps_per_epoch", "eval_steps", "checkpoint_steps"):
+      check(getattr(self, name) <= MAX_STEPS, f"train.{name} must be at most {MAX_STEPS:,}, got {getattr(self, name)}")
     check(self.steps_per_epoch >= 0, f"train.steps_per_epoch must be >= 0, got {self.steps_per_epoch}")
     check(self.eval_steps >= 0, f"train.eval_steps must be >= 0, got {self.eval_steps}")
-    check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+    check(1 <= self.batch_size <= MAX_BATCH_SIZE,
+          f"train.batch_size must be from 1 to {MAX_BATCH_SIZE:,}, got {self.batch_size}")
     check(self.learning_rate > 0, f"train.learning_rate must be > 0, got {self.learning_rate}")
     check(self.weights in WEIGHTS or self.weights.endswith(WEIGHTS_FILE_SUFFIXES),
           f"train.weights must be 'imagenet', 'none' or a .h5/.keras weights file, got {self.weights!r}")

@@ -32,7 +32,6 @@ from tfx.proto import example_gen_pb2
 from tfx.proto import range_config_pb2
 from tfx.utils import proto_utils
 
-from components.ingest import local_tree
 from components.ingest import roots
 
 SPLIT_NAME = "photos"
@@ -226,6 +225,7 @@ def _entries(input_base: str, folder: str) -> Iterator[Tuple[str, str]]:
   if input_base.startswith("gs://"):
     yield from _gcs_entries(input_base, folder)
     return
+  from components.ingest import local_tree  # imports PIL: not for every command that loads a config
   root = roots.resolve_local(input_base)
   try:
     with os.scandir(os.path.join(root, folder)) as it:
