@@ -6,6 +6,7 @@ Every command module keeps heavy imports (TensorFlow, TFX) inside its commands, 
 import click
 
 from cli import cloud
+from cli import crash
 from cli import lineage
 from cli import options
 from cli import photos
@@ -13,7 +14,7 @@ from cli import quiet
 from pipelines import config as config_lib
 
 
-@click.group()
+@click.group(cls=crash.GuardedGroup)
 def main():
   """Colorize black-and-white photographs with a TFX pipeline (Deep Koalarization)."""
   quiet.install()
@@ -53,8 +54,11 @@ def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
   except (roots.SourceError, local_runner.RunLockError, artifact_files.DamagedArtifactError) as e:
     raise click.ClickException(str(e)) from e
   except Exception as e:
-    from trainer import resume_lease  # imported here: it loads TensorFlow, which a failed check never needs
-    if isinstance(e, resume_lease.ResumeStateInUseError):
+    # Imported here: they load TensorFlow, which a failed check never needs.
+    from schemas import embedding_info
+    from trainer import model as model_lib
+    from trainer import resume_lease
+    if isinstance(e, (resume_lease.ResumeStateInUseError, model_lib.WeightsError, embedding_info.EmbeddingError)):
       raise click.ClickException(str(e)) from e
     raise
   summary.print_run_summary(cfg)
