@@ -185,14 +185,13 @@ def resolve(input_base: str, snapshot: str, span: int = NEWEST) -> Resolved:
 
 def _level_regex(level: str) -> Tuple["re.Pattern[str]", str]:
   """(a regex of one folder level of the pattern, the literal text before its first spec)."""
-  parts, names, position = [], {}, 0
+  parts, position = [], 0
   for spec in _SPECS.finditer(level):
     parts.append(re.escape(level[position:spec.start()]))
     name = spec.group(1) or spec.group(0)[1:-1]
     width = spec.group(2)[1:] if spec.group(2) else ""
     digits = {"YYYY": 4, "MM": 2, "DD": 2}.get(name) or (int(width) if width else 0)
     key = {"SPAN": "span", "VERSION": "version", "YYYY": "year", "MM": "month", "DD": "day"}[name]
-    names[key] = True
     parts.append(f"(?P<{key}>[0-9]{{{digits}}})" if digits else f"(?P<{key}>[0-9]+)")
     position = spec.end()
   parts.append(re.escape(level[position:]))
