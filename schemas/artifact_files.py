@@ -9,15 +9,13 @@ DamagedArtifactError line naming the artifact, the file and how to rebuild it.
 
 An artifact without a manifest (written before manifests existed) is not checked.
 Beam's FileSystems, not TensorFlow, so the ingestion's Beam workers can write it; local
-and gs:// alike.
+and gs:// alike. Beam is imported by the functions that use it: the CLI names
+DamagedArtifactError before it imports anything heavy.
 """
 import hashlib
 import json
 import posixpath
 from typing import Dict, List, Sequence
-
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 MANIFEST_FILE = "files.json"
 SPLIT_FILES = "Split-*/*"
@@ -31,6 +29,7 @@ class DamagedArtifactError(RuntimeError):
 
 def record(uri: str) -> None:
   """Writes the manifest of the split files under the artifact folder `uri` (call once they are all written)."""
+  from apache_beam.io.filesystems import FileSystems
   files = {relative: {"bytes": size, "sha256": _sha256(posixpath.join(uri, relative))}
            for relative, size in sorted(_split_files(uri).items())}
   with FileSystems.create(posixpath.join(uri, MANIFEST_FILE), "application/json") as f:
@@ -42,6 +41,8 @@ def check(uri: str, what: str) -> None:
 
   what: how the message names the artifact, e.g. "the Examples CocoIngest wrote".
   """
+  from apache_beam.io.filesystem import CompressionTypes
+  from apache_beam.io.filesystems import FileSystems
   manifest_path = posixpath.join(uri, MANIFEST_FILE)
   if not FileSystems.exists(manifest_path):
     return
@@ -73,12 +74,15 @@ def artifact_uris(split_patterns: Sequence[str]) -> List[str]:
 
 def _split_files(uri: str) -> Dict[str, int]:
   """{path relative to uri: size} of every file of every split folder."""
+  from apache_beam.io.filesystems import FileSystems
   base = uri.rstrip("/") + "/"
   matched = FileSystems.match([base + SPLIT_FILES])[0].metadata_list
   return {m.path[len(base):]: m.size_in_bytes for m in matched}
 
 
 def _sha256(path: str) -> str:
+  from apache_beam.io.filesystem import CompressionTypes
+  from apache_beam.io.filesystems import FileSystems
   digest = hashlib.sha256()
   with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
     for chunk in iter(lambda: f.read(_CHUNK), b""):
