@@ -6,6 +6,7 @@ Every command module keeps heavy imports (TensorFlow, TFX) inside its commands, 
 import click
 
 from cli import cloud
+from cli import crash
 from cli import lineage
 from cli import options
 from cli import photos
@@ -21,7 +22,7 @@ def _print_version(ctx, param, value):
     ctx.exit()
 
 
-@click.group()
+@click.group(cls=crash.GuardedGroup)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Print the version and the git commit it was built from, and exit.")
 def main():
@@ -55,10 +56,24 @@ def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
     raise click.ClickException(str(e)) from e
   from lineage import summary
   from pipelines import local_runner
+  from schemas import artifact_files
+  from trainer import cluster
+  try:
+    cluster.cluster_config()  # the Trainer reads it: a malformed one is the caller's to fix, before anything runs
+  except cluster.ClusterConfigError as e:
+    raise click.UsageError(str(e)) from e
   try:
     local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
-  except local_runner.RunLockError as e:
+  except (roots.SourceError, local_runner.RunLockError, artifact_files.DamagedArtifactError) as e:
     raise click.ClickException(str(e)) from e
+  except Exception as e:
+    # Imported here: they load TensorFlow, which a failed check never needs.
+    from schemas import embedding_info
+    from trainer import model as model_lib
+    from trainer import resume_lease
+    if isinstance(e, (resume_lease.ResumeStateInUseError, model_lib.WeightsError, embedding_info.EmbeddingError)):
+      raise click.ClickException(str(e)) from e
+    raise
   summary.print_run_summary(cfg)
 
 

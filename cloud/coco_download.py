@@ -1,7 +1,8 @@
 """Fetches the official COCO 2017 zips and unpacks them into a COCO root.
 
-Downloads resume (HTTP Range on a `.part` file, also after an interrupted run), are
-checked against the published size and SHA-256 before anything is unpacked, and
+Downloads resume (HTTP Range on a `.part` file, also after an interrupted run), stop
+at the first byte beyond the published size (whether or not the server announced one),
+are checked against the published size and SHA-256 before anything is unpacked, and
 extraction refuses any archive with absolute paths, `..` or links (no path traversal).
 A finished archive leaves a marker, so running the command again fetches nothing.
 """
@@ -131,7 +132,13 @@ def _fetch_from(url: str, part: str, have: int, size: int, bar) -> None:
     with open(part, "ab" if have else "wb") as f:
       bar.n = have
       for chunk in iter(lambda: response.read(_CHUNK), b""):
+        if have + len(chunk) > size:  # with no size announced, this is where a wrong file shows
+          f.close()
+          os.remove(part)
+          raise DownloadError(f"{url}: the server sent more than the published {size} bytes; wrong URL or "
+                              "mirror? The download was deleted")
         f.write(chunk)
+        have += len(chunk)
         bar.update(len(chunk))
   if os.path.getsize(part) < size:
     raise ConnectionError(f"connection closed at {os.path.getsize(part)} of {size} bytes")

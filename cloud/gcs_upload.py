@@ -12,6 +12,7 @@ import base64
 import concurrent.futures
 import dataclasses
 import os
+import re
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -20,6 +21,9 @@ import google_crc32c
 from imaging import tree
 
 _CHUNK = 1 << 20
+
+
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 
 
 class UploadError(RuntimeError):
@@ -40,7 +44,14 @@ def split_gcs_uri(uri: str) -> Tuple[str, str]:
   if not uri.startswith("gs://") or len(uri) <= len("gs://"):
     raise UploadError(f"destination must be gs://BUCKET[/PREFIX], got {uri!r}")
   bucket, _, prefix = uri[len("gs://"):].partition("/")
-  prefix = prefix.strip("/")
+  if not _BUCKET_NAME.fullmatch(bucket):
+    raise UploadError(f"destination {uri!r}: {bucket!r} is not a bucket name (3-63 of a-z 0-9 - _ .)")
+  prefix = prefix[:-1] if prefix.endswith("/") else prefix
+  # Object names are literal: "a/../b" and "a//b" would be stored as such, not where a path would go.
+  if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+    raise UploadError(f"destination {uri!r}: the prefix must not hold empty, '.' or '..' segments")
+  if any(ord(c) < 32 or c == "\x7f" for c in prefix):
+    raise UploadError(f"destination {uri!r}: the prefix must not hold control characters")
   return bucket, (prefix + "/") if prefix else ""
 
 

@@ -5,8 +5,10 @@ A config file is JSON or YAML with the same nested keys as these dataclasses
 Every value is validated here, so a bad config fails before any component runs.
 """
 import dataclasses
+import errno
 import json
 import os
+import stat
 from typing import Any, Dict, Optional, Tuple
 
 from components.ingest import snapshot
@@ -28,6 +30,7 @@ DEMO_DATA_ROOT = os.path.join(_PROJECT_ROOT, "data", "coco_demo")
 CONFIGS_DIR = os.path.join(_PROJECT_ROOT, "configs")
 BUNDLED_CONFIGS = ("demo", "vertex")
 DEFAULT_OUTPUT_ROOT = "colorize_runs"
+MAX_CONFIG_BYTES = 1_000_000
 
 _check = config_fields.check
 setting = config_fields.setting
@@ -142,21 +145,18 @@ def load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> Pip
   if path in BUNDLED_CONFIGS and not os.path.isfile(path):
     path = os.path.join(CONFIGS_DIR, f"{path}.yaml")
   if path:
-    if not os.path.exists(path):
-      raise ConfigError(f"config file not found: {path} (bundled configs: {', '.join(BUNDLED_CONFIGS)})")
-    try:
-      with open(path, encoding="utf-8") as f:
-        text = f.read()
-    except OSError as e:
-      raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    text = _read_text(path)
     try:
       if path.endswith((".yaml", ".yml")):
         import yaml
-        values = yaml.safe_load(text) or {}
+        try:
+          values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+          raise ValueError(str(e)) from e
       else:
         values = json.loads(text)
-    except ValueError as e:  # JSON and YAML syntax errors, bad encodings
-      raise ConfigError(f"cannot parse config file {path}: {' '.join(str(e).split())}") from e
+    except (ValueError, RecursionError) as e:  # syntax errors; nesting deeper than the parser goes
+      raise ConfigError(f"cannot parse config file {path}: {' '.join(str(e).split())[:300]}") from e
     if not isinstance(values, dict):
       raise ConfigError(f"config file {path} must hold a mapping, got {type(values).__name__}")
   for dotted, value in (overrides or {}).items():
@@ -172,6 +172,27 @@ def load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> Pip
       node = node[p]
     node[leaf] = value
   return from_dict(values)
+
+
+def _read_text(path: str) -> str:
+  """A config file's text: a regular file (a FIFO would block), at most MAX_CONFIG_BYTES, UTF-8 (a BOM is allowed)."""
+  try:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+  except OSError as e:
+    if e.errno == errno.ENOENT:
+      raise ConfigError(f"config file not found: {path} (bundled configs: {', '.join(BUNDLED_CONFIGS)})") from e
+    raise ConfigError(f"config file cannot be read ({e.strerror}): {path}") from e
+  with os.fdopen(fd, "rb") as f:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+      raise ConfigError(f"config file {path} is not a regular file")
+    data = f.read(MAX_CONFIG_BYTES + 1)
+  if len(data) > MAX_CONFIG_BYTES:
+    raise ConfigError(f"config file {path} is over {MAX_CONFIG_BYTES // 1000} kB: not a config")
+  try:
+    return data.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise ConfigError(f"config file {path} is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
+                      "save it as UTF-8") from e
 
 
 def _section(values: Dict[str, Any], name: str) -> Any:

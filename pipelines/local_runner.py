@@ -70,8 +70,13 @@ def run(cfg: config_lib.PipelineConfig, last_stage: str = "push", cpu_replicas: 
         beam_pipeline_args=cfg.beam_pipeline_args,
         last_stage=last_stage,
     )
-    with progress.step_lines(len(steps.components)):
-      tfx.orchestration.LocalDagRunner().run(steps)
+    try:
+      with progress.step_lines(len(steps.components)):
+        tfx.orchestration.LocalDagRunner().run(steps)
+    except Exception as e:
+      # TFX publishes an executor's failure, not a driver's: its execution would stay RUNNING.
+      close_interrupted_executions(cfg, failure=f"failed: {type(e).__name__}: {e}")
+      raise
 
 
 @contextlib.contextmanager
@@ -114,8 +119,9 @@ def _flock(path: str, what: str) -> Iterator[None]:
     raise RunLockError(f"cannot make the run lock {path} for {what}: {e.strerror}") from e
   try:
     if not _try_flock(fd):
-      raise RunLockError(f"another colorize run ({_holder(fd)}) is using {what}; wait for it to end, "
-                         "or give this run another --output-root")
+      raise RunLockError(f"another colorize run ({_holder(fd, path)}) is using {what} and holds it until it ends; "
+                         "wait for it, or give this run another --output-root; to take over, end that process "
+                         "(the lock goes with it; a killed run leaves none)")
     # Who holds it, for the message a refused run prints. The file itself is never removed:
     # a run that opened it just before would lock a name nobody else sees.
     os.ftruncate(fd, 0)
@@ -137,23 +143,24 @@ def _try_flock(fd: int) -> bool:
   return False
 
 
-def _holder(fd: int) -> str:
+def _holder(fd: int, path: str) -> str:
   try:
     holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
     return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
   except (ValueError, KeyError, TypeError):
-    return "holder unknown"
+    return f"which one {path} does not say: `fuser {path}` names its process"
 
 
 def _now() -> str:
   return datetime.datetime.now().isoformat(timespec="seconds")
 
 
-def close_interrupted_executions(cfg: config_lib.PipelineConfig) -> List[Dict[str, Any]]:
+def close_interrupted_executions(cfg: config_lib.PipelineConfig, failure: str = "") -> List[Dict[str, Any]]:
   """Marks the store's unfinished executions CANCELED and removes the folders they left unpublished.
 
-  Call it only holding the run's lock (exclusive_run): then none of them is live. Returns
-  one dict per execution closed: its id, component, run and the folders removed.
+  Call it only holding the run's lock (exclusive_run): then none of them is live. With
+  `failure` (this run's own error), they are marked FAILED with that message instead.
+  Returns one dict per execution closed: its id, component, run and the folders removed.
   """
   if not os.path.isfile(cfg.metadata_path):
     return []
@@ -170,7 +177,9 @@ def close_interrupted_executions(cfg: config_lib.PipelineConfig) -> List[Dict[st
   if not unfinished:
     return []
   published = {a.uri.rstrip("/") for a in store.get_artifacts()}
-  message = INTERRUPTED_MESSAGE.format(pid=os.getpid(), when=_now())
+  message = failure or INTERRUPTED_MESSAGE.format(pid=os.getpid(), when=_now())
+  code, state = ((status_lib.Code.UNKNOWN, metadata_store_pb2.Execution.FAILED) if failure else
+                 (status_lib.Code.CANCELLED, metadata_store_pb2.Execution.CANCELED))
   closed = []
   for execution in sorted(unfinished, key=lambda e: e.id):
     contexts = {c.type: c.name for c in store.get_contexts_by_execution(execution.id)}
@@ -180,13 +189,14 @@ def close_interrupted_executions(cfg: config_lib.PipelineConfig) -> List[Dict[st
       removed = _remove_unpublished(_join(cfg.pipeline_root, node_id), execution.id, published)
     # Folders first, then the state: a run killed in between finds the execution again.
     execution_lib.set_execution_result(
-        execution_result_pb2.ExecutionResult(code=status_lib.Code.CANCELLED, result_message=message), execution)
-    execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+        execution_result_pb2.ExecutionResult(code=code, result_message=message), execution)
+    execution.last_known_state = state
     store.put_executions([execution])
     closed.append({"id": execution.id, "component": node_id or "?", "run": contexts.get("pipeline_run", "?"),
                    "removed": removed})
-    logging.warning("Execution %d (%s) of run %s was interrupted: marked CANCELED; removed its unpublished "
-                    "outputs %s", execution.id, node_id, contexts.get("pipeline_run"), removed or "(none)")
+    logging.warning("Execution %d (%s) of run %s %s: marked %s; removed its unpublished outputs %s", execution.id,
+                    node_id, contexts.get("pipeline_run"), "failed" if failure else "was interrupted",
+                    metadata_store_pb2.Execution.State.Name(state), removed or "(none)")
   return closed
 
 

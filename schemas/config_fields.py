@@ -78,8 +78,8 @@ def typed(key: str, value: Any, default: Any) -> Any:
   """`value` if it has the type of `default` (see the module doc), else a ConfigError."""
   if isinstance(default, bool):
     ok = isinstance(value, bool)
-  elif isinstance(default, int):
-    ok = isinstance(value, int) and not isinstance(value, bool)
+  elif isinstance(default, int):  # every whole number ends up in a 64-bit proto field or tensor
+    ok = isinstance(value, int) and not isinstance(value, bool) and -2 ** 63 <= value < 2 ** 63
   elif isinstance(default, float):
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     value = float(value) if ok else value
@@ -94,7 +94,8 @@ def typed(key: str, value: Any, default: Any) -> Any:
     raise TypeError(f"{key}: no rule for fields of type {type(default).__name__}")
   if not ok:
     want = "a list of strings" if isinstance(default, tuple) else _kind(default)
-    finite = " (finite)" if isinstance(default, float) else ""
+    out_of_range = type(default) is int and type(value) is int
+    finite = " (finite)" if isinstance(default, float) else " (64-bit)" if out_of_range else ""
     raise ConfigError(f"{key} must be {want}{finite}, got {value!r}")
   return value
 

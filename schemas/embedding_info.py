@@ -12,6 +12,8 @@ from typing import Dict, Sequence
 import numpy as np
 import tensorflow as tf
 
+from schemas import artifact_files
+
 INFO_FILE = "embedding.json"
 
 
@@ -49,7 +51,7 @@ def check(split_patterns: Sequence[str], weights: str, fingerprint: str) -> None
   """Raises EmbeddingError unless the Examples of every `<uri>/Split-<name>/*` pattern were
   embedded with the weights whose fingerprint is `fingerprint` (train.weights = `weights`).
   """
-  for uri in sorted({posixpath.dirname(posixpath.dirname(p.rstrip("/"))) for p in split_patterns}):
+  for uri in artifact_files.artifact_uris(split_patterns):
     info = read(uri)
     if info["fingerprint"] != fingerprint:
       raise EmbeddingError(

@@ -70,3 +70,5 @@ MAX_PIXELS = "max_pixels"  # the SavedModel's variable holding the limit in pixe
 # Width, height, megapixels, the limit in megapixels (str.format and tf.strings.format alike; no
 # quote marks, which TensorFlow's assertion message would escape).
 TOO_LARGE_MESSAGE = "image is {}x{} pixels ({} megapixels): over the limit of this model, {} megapixels (set at export)"
+TOO_MANY_FRAMES_MESSAGE = ("GIF of {} frames of {}x{} pixels ({} megapixels decoded in all): over the limit of this "
+                           "model, {} megapixels (set at export)")

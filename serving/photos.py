@@ -182,8 +182,10 @@ def estimated_output_bytes(job: Job) -> int:
   """An upper estimate of the output's size, from the photo's header (nothing is decoded)."""
   from PIL import Image
   try:
-    with Image.open(job.source) as image:
-      pixels = image.size[0] * image.size[1]
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked later, from the header
+      with Image.open(job.source) as image:
+        pixels = image.size[0] * image.size[1]
   except Exception:
     return _PER_FILE_BYTES
   return int(pixels * _BYTES_PER_PIXEL[output_format(job.target)]) + _PER_FILE_BYTES
@@ -306,7 +308,12 @@ class Colorizer:
 def load_colorizer(saved_model: pathlib.Path) -> Colorizer:
   """The SavedModel's image signature and its size limit."""
   import tensorflow as tf
-  loaded = tf.saved_model.load(str(saved_model))
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)  # protobuf on a junk file, before the error said below
+      loaded = tf.saved_model.load(str(saved_model))
+  except (OSError, ValueError, tf.errors.OpError) as e:  # a junk or foreign saved_model.pb, missing variables
+    raise UsageError(f"{saved_model} holds no SavedModel that loads ({' '.join(str(e).split())[:200]})") from e
   if signatures.IMAGE_SIGNATURE not in loaded.signatures:
     raise UsageError(f"{saved_model} has no {signatures.IMAGE_SIGNATURE!r} signature "
                      f"(it has {sorted(loaded.signatures)}); export it with trainer/export.py")

@@ -22,6 +22,18 @@ COCO128 = SHARED_DATA / "coco128"
 HISTORICAL = SHARED_DATA / "historical"
 
 
+@pytest.fixture(autouse=True)
+def no_crash_reports(tmp_path_factory, monkeypatch):
+  """Fails a test in which a command reached the CLI's last line of defence (cli/crash.py), in this
+  process or in one it started: every known failure must be its own one-line error."""
+  from cli import crash
+  folder = tmp_path_factory.mktemp("crash_reports")
+  monkeypatch.setenv(crash.CRASH_DIR_VARIABLE, str(folder))
+  yield folder
+  reports = sorted(folder.iterdir())
+  assert not reports, f"a command crashed:\n{reports[0].read_text()[-3000:]}"
+
+
 def pytest_collection_modifyitems(items):
   """The slow end-to-end runs first: under `make test` (pytest-xdist, whole files a worker) the
   longest files then start at once, instead of one of them running alone at the end."""

@@ -104,16 +104,60 @@ def test_an_empty_section_means_its_defaults(tmp_path):
   assert config_lib.load(str(path)).train == config_lib.from_dict({}).train
 
 
-@pytest.mark.parametrize("text", ["train: 5\n", "- a\n- b\n", "train: {epochs: [1]}\n",
-                                  "ingest:\n  max_images: .nan\n"])
-def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, text):
+@pytest.mark.parametrize("text, message", [
+    ("train: 5\n", "train must be a mapping"), ("- a\n- b\n", "must hold a mapping"),
+    ("train: {epochs: [1]}\n", "train.epochs must be a whole number"),
+    ("ingest:\n  max_images: .nan\n", "ingest.max_images must be a whole number"),
+    ("train: {epochs: [1\n", "cannot parse config file"),  # a YAML syntax error
+    ("train:\n\tepochs: 3\n", "cannot parse config file"),  # a tab
+    ("train: {epochs: 100000000000000000000000}\n", "train.epochs must be a whole number (64-bit)"),
+    ("train: {epochs: 1000000000}\n", "train.epochs must be from 1 to 100,000"),
+    ("train: {steps_per_epoch: 1000000000000}\n", "train.steps_per_epoch must be at most 1,000,000,000"),
+    ("train: {batch_size: 10000000}\n", "train.batch_size must be from 1 to 65,536"),
+    ("[" * 5_000, "cannot parse config file"),  # nesting deeper than the parser goes
+    ("train: {epochs: 3}\n".encode("utf-16"), "is not UTF-8 text (byte 0xff at offset 0)"),
+    ("ingest: {categories: caf\u00e9}\n".encode("latin-1"), "is not UTF-8 text (byte 0xe9 at offset 24)"),
+    (b"\xef\xbb\xbftrain: {epochs: 0}\n", "train.epochs must be from 1"),  # a UTF-8 BOM is fine
+    (b"x" * 1_000_001, "is over 1000 kB"),
+])
+def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, text, message):
   path = tmp_path / "c.yaml"
-  path.write_text(text)
-  result = CliRunner().invoke(cli.main, ["run", "--config", str(path), "--output-root", str(tmp_path)])
+  path.write_bytes(text.encode() if isinstance(text, str) else text)
+  _assert_one_line_usage_error(["run", "--config", str(path), "--output-root", str(tmp_path)], message)
+
+
+def _assert_one_line_usage_error(args, message, env=None):
+  result = CliRunner().invoke(cli.main, args, env=env)
   assert result.exit_code == 2, result.output
   assert result.exception is None or isinstance(result.exception, SystemExit)
   error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-  assert len(error_lines) == 1 and "Traceback" not in result.output
+  assert len(error_lines) == 1 and "Traceback" not in result.output, result.output
+  assert message in error_lines[0], result.output
+
+
+def test_config_paths_that_are_no_files_are_one_line(tmp_path):
+  os.mkfifo(tmp_path / "fifo.yaml")  # opening it for reading would wait for a writer for ever
+  (tmp_path / "folder.yaml").mkdir()
+  for name, message in (("fifo.yaml", "is not a regular file"), ("folder.yaml", "is a directory"),
+                        ("missing.yaml", "config file not found")):
+    _assert_one_line_usage_error(["run", "--config", str(tmp_path / name), "--output-root", str(tmp_path)], message)
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("TF_CONFIG", "{not json", "TF_CONFIG is not a cluster description"),
+    ("TF_CONFIG", "[1, 2]", "TF_CONFIG must be a JSON object"),
+    ("TF_CONFIG", '{"cluster": ["w:1"]}', "TF_CONFIG: 'cluster' must map roles"),
+    ("TF_CONFIG", '{"cluster": {"worker": "w:1"}}', "cluster.worker must be a list of \"host:port\" strings"),
+    ("TF_CONFIG", '{"cluster": {"worker": [1, 2]}}', "cluster.worker must be a list"),
+    ("TF_CONFIG", '{"cluster": {"worker": ["w:1"]}, "task": {"type": ["worker"]}}', "a role name as 'type'"),
+    ("TF_CONFIG", '{"cluster": {"worker": ["w:1"]}, "task": {"type": "worker", "index": true}}',
+     "a whole number as 'index'"),
+    ("TF_CONFIG", '{"cluster": {"worker": ["w:1"]}, "task": "worker"}', "'task' must be"),
+    ("CLUSTER_SPEC", '{"cluster": {"workerpool0": ["c:1"]}, "task": {"type": "workerpool0", "index": 3}}',
+     "is not in its cluster"),
+])
+def test_malformed_cluster_descriptions_are_one_line(tmp_path, variable, value, message):
+  _assert_one_line_usage_error(["run", "--output-root", str(tmp_path)], message, env={variable: value})
 
 
 def test_every_config_the_docs_mention_is_a_file_that_loads():
@@ -140,7 +184,7 @@ def test_missing_and_malformed_files(tmp_path):
 def test_cli_reports_bad_config_as_usage_error(tmp_path):
   result = CliRunner().invoke(cli.main, ["run", "--epochs", "0", "--output-root", str(tmp_path)])
   assert result.exit_code == 2
-  assert "train.epochs must be >= 1" in result.output
+  assert "train.epochs must be from 1 to 100,000" in result.output
 
 
 def test_a_setting_carries_its_help_and_a_fresh_mutable_default():

@@ -221,3 +221,21 @@ def test_malicious_archive_is_rejected_before_writing(server, tmp_path, member, 
   assert not (dest / "val2017").exists()  # not even the harmless member
   assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "inside" / "evil.txt").exists()
   assert not os.path.exists(dest / ".val2017.zip.done")
+
+
+@pytest.mark.parametrize("announce", [True, False])
+def test_a_server_sending_more_than_the_published_size_is_stopped_at_once(server, coco_zips, tmp_path, announce):
+  """With or without a Content-Length: one clear error, no retry loop (it used to restart for ever)."""
+  handler, url = server
+  data = coco_zips["val2017.zip"]
+  handler.files["/zips/val2017.zip"] = data + b"x" * 5000
+  if not announce:
+    handler.send_header = lambda self, key, value: None if key == "Content-Length" else _Files.send_header(
+        self, key, value)
+    handler.close_connection = True
+  archive = _table(coco_zips)["val2017.zip"]
+  message = "sent more than the published" if not announce else "the server offers"
+  with pytest.raises(coco_download.DownloadError, match=message):
+    coco_download.fetch(f"{url}/zips/val2017.zip", str(tmp_path / "val2017.zip"), archive.size, archive.sha256,
+                        progress=False)
+  assert len(handler.log) == 1 and os.listdir(tmp_path) == []

@@ -1,6 +1,7 @@
 """The Embed step in the local pipeline (LocalDagRunner, SQLite ML Metadata): TFX's cache
 re-runs it when the weights change and not when only training settings do."""
 import json
+import pathlib
 
 import pytest
 
@@ -8,6 +9,7 @@ from components import embed
 from lineage import summary
 from pipelines import config
 from pipelines import local_runner
+from schemas import artifact_files
 from trainer import model as model_lib
 
 
@@ -36,6 +38,16 @@ def test_embedding_reruns_when_the_weights_change_not_when_training_settings_do(
   # A weights file (the same values as "none", saved): another weights setting, a new embedding.
   weights_file = tmp_path / "irv2.weights.h5"
   model_lib.global_model(model_lib.build_embedder("none")).save_weights(weights_file)
+  # The cached ingestion's files cut short since: the new embedding refuses them with one line naming them.
+  store = summary.open_store(config.from_dict(settings).metadata_path)
+  ingested = next(a for a in store.get_artifacts_by_type("Examples") if a.id != first.id)
+  shard = sorted(pathlib.Path(ingested.uri, "Split-train").iterdir())[0]
+  written = shard.read_bytes()
+  shard.write_bytes(written[:100])
+  with pytest.raises(artifact_files.DamagedArtifactError,
+                     match=f"the Examples #{ingested.id} at {ingested.uri} is damaged: Split-train/{shard.name}"):
+    run_until_embed(weights=str(weights_file))
+  shard.write_bytes(written)
   changed, stored = run_until_embed(weights=str(weights_file))
   assert changed.id != first.id and stored == 3
   assert changed.custom_properties[embed.WEIGHTS_PROPERTY].string_value == str(weights_file)

@@ -1,6 +1,8 @@
 """`colorize photos --endpoint`: real historical photos sent to the real SavedModel behind TF Serving's
 REST mapping on a loopback server (tests/tf_serving_rest.py), as TF Serving or Vertex AI serve it."""
+import base64
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -137,6 +139,10 @@ def test_vertex_endpoint_resource_is_called_with_credentials(loaded, historical)
 
 @pytest.mark.parametrize("target, message", [
     ("http://localhost:8501/v1/models/colorize", "must end in :predict"),
+    ("http://[::1/v1/models/colorize:predict", "is not a valid URL"),
+    ("http://localhost:99999/v1/models/colorize:predict", "is not a valid URL"),
+    ("http:///v1/models/colorize:predict", "needs a host"),
+    ("http://local host/v1/models/colorize:predict", "needs a host"),
     ("ftp://host/x:predict", "neither a REST :predict URL"),
     ("projects/p/endpoints/1", "neither a REST :predict URL"),
 ])
@@ -156,8 +162,10 @@ def test_model_or_endpoint_exactly_one(historical, tmp_path):
 def test_unreachable_endpoint_is_a_clear_error(historical, tmp_path):
   result = CliRunner().invoke(cli.main, ["photos", str(historical / "Detroit_circa_1915.jpg"), "-o", str(tmp_path),
                                          "--endpoint", "http://127.0.0.1:9/v1/models/colorize:predict"])
-  assert result.exit_code == 1 and "cannot reach http://127.0.0.1:9" in result.output
-  assert "0 of 1 photo(s) were colorized" in result.output
+  # One readable line, not urllib3's nest of reprs.
+  assert result.exit_code == 1 and (
+      "\nError: cannot reach http://127.0.0.1:9/v1/models/colorize:predict: connection refused\n" in result.output)
+  assert "0 of 1 photo(s) were colorized" in result.output and "HTTPConnection" not in result.output
 
 
 def test_vertex_endpoint_without_login_says_how_to_log_in(historical, tmp_path):
@@ -170,3 +178,144 @@ def test_vertex_endpoint_without_login_says_how_to_log_in(historical, tmp_path):
   assert result.returncode == 2, result.stderr
   assert "no Google Cloud credentials" in result.stderr and "gcloud auth application-default login" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+class _Hostile:
+  """A loopback server whose answers are written by the test: answer(handler, instances) sends the reply."""
+
+  def __init__(self, answer):
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+      def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        try:
+          answer(self, [base64.b64decode(i["b64"]) for i in body["instances"]])
+        except OSError:  # the client gave up on it
+          pass
+
+      def log_message(self, *args):
+        pass
+
+    self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    self._server.daemon_threads = True
+    self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1/models/colorize:predict"
+    threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self._server.shutdown()
+    self._server.server_close()
+
+
+def _reply(handler, body: bytes, status=200, headers=()):
+  handler.send_response(status)
+  for key, value in (("Content-Length", str(len(body))), *headers):
+    handler.send_header(key, value)
+  handler.end_headers()
+  handler.wfile.write(body)
+
+
+def _jpeg(image, **kwargs):
+  out = io.BytesIO()
+  image.save(out, format=kwargs.pop("format", "JPEG"), **kwargs)
+  return out.getvalue()
+
+
+def test_every_answer_is_checked_before_anything_is_written(historical, tmp_path):
+  """Answers that are not a complete JPEG of the photo's size: a skip each, no file, and the count is true."""
+  names = sorted(p.name for p in historical.iterdir())[:7]
+  for name in names:
+    shutil.copy(historical / name, tmp_path / name)
+  photos = {Image.open(tmp_path / name).size: name for name in names}
+  assert len(photos) == len(names)  # told apart by their size
+  wrong = {  # name -> what the server answers for it
+      names[1]: lambda img: {"b64": base64.b64encode(_jpeg(img.resize((img.width // 2, img.height // 2)))).decode()},
+      names[2]: lambda img: {"b64": base64.b64encode(_jpeg(img)[:5000]).decode()},
+      names[3]: lambda img: {"b64": base64.b64encode(_jpeg(img, format="PNG")).decode()},
+      names[4]: lambda img: {"b64": "not base64 at all!"},
+      names[5]: lambda img: {"b64": base64.b64encode(_jpeg(img.convert("L"))).decode()},
+      names[6]: lambda img: {"b64": base64.b64encode(_claiming(_jpeg(img), 60000, 60000)).decode()},
+  }
+  reasons = {names[1]: "image for a", names[2]: "does not decode", names[3]: "something else than a JPEG",
+             names[4]: "malformed base64", names[5]: "a L JPEG, not RGB", names[6]: "exceeds limit"}  # from the header
+
+  def answer(handler, instances):
+    predictions = []
+    for data in instances:
+      image = Image.open(io.BytesIO(data)).convert("RGB")
+      make = wrong.get(photos[image.size], lambda img: {"b64": base64.b64encode(_jpeg(img)).decode()})
+      predictions.append(make(image))
+    _reply(handler, json.dumps({"predictions": predictions}).encode())
+
+  out = tmp_path / "out"
+  with _Hostile(answer) as server:
+    result = CliRunner().invoke(cli.main, ["photos", *(str(tmp_path / n) for n in names), "-o", str(out),
+                                           "--endpoint", server.url])
+  assert result.exit_code == 1, result.output
+  assert "Colorized 1 photo(s)" in result.output and "skipped 6" in result.output
+  assert sorted(p.name for p in out.iterdir()) == [names[0]]
+  for name, reason in reasons.items():
+    assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
+
+
+def _claiming(jpeg: bytes, width: int, height: int) -> bytes:
+  """A JPEG whose header (SOF0) claims another size."""
+  at = jpeg.index(b"\xff\xc0") + 5
+  return jpeg[:at] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 4:]
+
+
+@pytest.mark.parametrize("behaviour, message", [
+    ("never", "did not finish its answer within 1 s"),
+    ("trickle", "did not finish its answer within 1 s"),
+    ("endless", "sent more than 100,000 bytes in one answer"),
+    ("announced", "announced an answer of 10,000,000,000 bytes"),
+    ("hang_up", "cannot reach .*: the connection failed or was closed without an answer"),
+])
+def test_servers_that_answer_slowly_never_or_without_end_are_one_line(historical, behaviour, message):
+  import time
+  photo = (historical / "Detroit_circa_1915.jpg").read_bytes()
+
+  def answer(handler, instances):
+    if behaviour == "hang_up":
+      handler.close_connection = True
+      return
+    handler.send_response(200)
+    if behaviour == "announced":
+      handler.send_header("Content-Length", "10000000000")
+    handler.end_headers()
+    for _ in range(100 if behaviour == "never" else 10_000):
+      if behaviour == "never":
+        time.sleep(0.1)
+        continue
+      handler.wfile.write(b" " * (1 if behaviour == "trickle" else 10_000))
+      handler.wfile.flush()
+      time.sleep(0.05 if behaviour == "trickle" else 0)
+
+  with _Hostile(answer) as server:
+    endpoint = _fast(endpoint_lib.connect(server.url), deadline_seconds=1.0, answer_limit=100_000)
+    started = time.monotonic()
+    with pytest.raises(endpoint_lib.EndpointError, match=message):
+      list(endpoint_lib.colorize(endpoint, [("a", photo)]))
+  assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("retry_after", ["nan", "-5", "inf", "1e9", "soon", "Wed, 21 Oct 2015 07:28:00 GMT",
+                                         "\u00b3"])  # a superscript 3: str.isdigit, not a number of seconds
+def test_odd_retry_after_values_never_break_the_retry(historical, retry_after):
+  photo = (historical / "Detroit_circa_1915.jpg").read_bytes()
+  answers = []
+
+  def answer(handler, instances):
+    answers.append(retry_after)
+    if len(answers) == 1:
+      return _reply(handler, b'{"error": "busy"}', 503, [("Retry-After", retry_after)])
+    _reply(handler, json.dumps({"predictions": [{"b64": base64.b64encode(_jpeg(
+        Image.open(io.BytesIO(instances[0])).convert("RGB"))).decode()}]}).encode())
+
+  with _Hostile(answer) as server:
+    [(_, jpeg)] = endpoint_lib.colorize(_fast(endpoint_lib.connect(server.url)), [("a", photo)])
+  assert jpeg[:3] == b"\xff\xd8\xff" and len(answers) == 2

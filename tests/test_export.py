@@ -260,3 +260,20 @@ def test_tfma_calls_the_examples_signature_of_new_and_older_models(loaded, tmp_p
   tf.saved_model.save(older, str(tmp_path / "older"), signatures={"serving_default": older.f})
   older_loaded = tf.saved_model.load(str(tmp_path / "older"))
   assert model_util.get_callable(older_loaded, spec.signature_name) is older_loaded.signatures["serving_default"]
+
+
+def test_the_limit_holds_for_every_frame_a_gif_decodes_to(loaded, historical):
+  """TF decodes all frames of a GIF: 101 frames of 1 MP are 101 MP decoded, over the 100 MP limit."""
+  photo = Image.open(historical / "Detroit_circa_1915.jpg").convert("RGB").resize((1000, 1000))
+  frames = [photo] + [Image.new("RGB", photo.size, (2 * i, 100, 255 - 2 * i)) for i in range(100)]
+  out = io.BytesIO()
+  frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:])
+  assert Image.open(io.BytesIO(out.getvalue())).n_frames == 101
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"GIF of 101 frames of 1000x1000 pixels \(101 megapixels "
+                                                           r"decoded in all\): over the limit of this model, 100"):
+    loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(out.getvalue()))
+  # A GIF of 2 frames is well within it, and colorized (its first frame).
+  out = io.BytesIO()
+  frames[0].resize((64, 48)).save(out, format="GIF", save_all=True, append_images=[frames[1].resize((64, 48))])
+  colorized = loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(out.getvalue()))
+  assert Image.open(io.BytesIO(colorized[signatures.JPEG_OUTPUT].numpy())).size == (64, 48)

@@ -320,6 +320,11 @@ HOSTILE_REFUSALS = {
     "again": "duplicate",           # a link to a folder of the root
     ".hidden.jpg": "hidden",
 }
+# The same at depth 1 and 2 (the rule holds at any depth).
+for _folder in ("deep", "deep/er"):
+  HOSTILE_REFUSALS.update({f"{_folder}/x.jpg": "not_a_file", f"{_folder}/loop.jpg": "broken_link",
+                           f"{_folder}/broken.jpg": "broken_link", f"{_folder}/escape.jpg": "outside_root",
+                           f"{_folder}/up": "duplicate"})
 
 
 class Hung(BaseException):
@@ -365,6 +370,13 @@ def hostile_run(coco128, tmp_path_factory):
   os.link(root / "9.jpg", root / "hard.jpg")
   os.symlink("a", root / "again")
   shutil.copy(coco128 / "train2017" / photos[0], root / ".hidden.jpg")
+  for folder in (root / "deep", root / "deep" / "er"):
+    folder.mkdir()
+    os.mkfifo(folder / "x.jpg")
+    os.symlink("loop.jpg", folder / "loop.jpg")
+    os.symlink("gone.jpg", folder / "broken.jpg")
+    os.symlink(base / "secret.jpg", folder / "escape.jpg")
+    os.symlink(root, folder / "up")  # a cycle back to the root
   with _Watchdog():
     return _ingest(base, root)
 

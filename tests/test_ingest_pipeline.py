@@ -4,6 +4,7 @@ import os
 import shutil
 
 from click.testing import CliRunner
+from ml_metadata.proto import metadata_store_pb2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -99,8 +100,8 @@ def test_cache_reuses_examples_only_while_the_photos_are_unchanged(coco128, tmp_
     return _examples_of_latest_run(cfg), store.get_artifacts_by_type("Examples")
 
   first, stored = run_and_list_examples()
-  # TFX's fingerprint of the snapshot_files glob ("*/*": nothing in a flat folder), then the driver's full listing.
-  assert len(stored) == 1 and "\nsnapshot:files:6," in first.custom_properties["input_fingerprint"].string_value
+  # The driver's full listing of the snapshot (not TFX's glob, which would see nothing in a flat folder with "*/*").
+  assert len(stored) == 1 and first.custom_properties["input_fingerprint"].string_value.startswith("snapshot:files:6,")
   again, stored = run_and_list_examples()
   assert again.id == first.id and len(stored) == 1  # cache hit: no new execution output
 
@@ -154,10 +155,23 @@ def test_weekly_spans_newest_ingested_cached_until_a_photo_changes_with_a_fixed_
   first, stored = run()
   assert span(first) == 1 and len(stored) == 1
   _coco_snapshot(coco128, bucket / "span-2", set(ids[:40]))
+  # The tree rule at depth 1 and 2, where TFX's own driver globs and stats ("*/*"), and a folder that is no span.
+  (tmp_path / "secret.jpg").write_bytes(b"SECRET")
+  for folder in (bucket / "span-2", bucket / "span-2" / "train2017"):
+    os.symlink("loop.jpg", folder / "loop.jpg")
+    os.symlink("gone.jpg", folder / "broken.jpg")
+    os.symlink(tmp_path / "secret.jpg", folder / "escape.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+  (bucket / "notes").mkdir()
   second, stored = run()
   assert span(second) == 2 and len(stored) == 2
   report = json.loads(tf.io.gfile.GFile(second.custom_properties["skip_report"].string_value).read())
   assert report["snapshot"] == str(bucket / "span-2") and report["span"] == 2 and report["listed"] == 40
+  assert report["ignored_folders"] == ["notes"]
+  assert {s["file"]: s["reason"] for s in report["skipped"] if s["reason"] != "grayscale"} == {
+      f"{folder}{name}": reason for folder in ("", "train2017/")
+      for name, reason in (("loop.jpg", "broken_link"), ("broken.jpg", "broken_link"), ("escape.jpg", "outside_root"),
+                           ("pipe.jpg", "not_a_file"))}
   again, stored = run()
   assert again.id == second.id and len(stored) == 2  # unchanged: the cache hands back span 2's Examples
   photo = bucket / "span-2" / "train2017" / f"{ids[30]:012d}.jpg"
@@ -172,6 +186,16 @@ def test_weekly_spans_newest_ingested_cached_until_a_photo_changes_with_a_fixed_
   result = CliRunner().invoke(cli.main, ["lineage", "--metadata-file", cfg.metadata_path, "artifacts", "Examples",
                                          "--format", "json"])
   assert [a["properties"]["span"] for a in json.loads(result.output)] == [1, 2, 2]
+
+  # A folder that looks like a span but is none: one line through the CLI, and no execution left RUNNING.
+  (bucket / "span-old").mkdir()
+  result = CliRunner().invoke(cli.main, ["ingest", "--data-root", str(bucket), "--snapshot", "span-{SPAN}",
+                                         "--output-root", str(tmp_path / "runs")])
+  assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+  assert f"Error: {bucket / 'span-old'} looks like a snapshot but does not match" in result.output
+  store = summary.open_store(cfg.metadata_path)
+  states = {e.last_known_state for e in store.get_executions()}
+  assert metadata_store_pb2.Execution.RUNNING not in states and metadata_store_pb2.Execution.FAILED in states
 
   # The held-out photos of span 1 are held out in span 2, and no test photo of either is trained on.
   one, two = _split_ids(first), _split_ids(second)

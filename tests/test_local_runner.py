@@ -61,10 +61,17 @@ def test_second_run_is_refused_with_one_line_and_a_killed_run_leaves_no_lock(tmp
       assert second.returncode == 1 and second.stdout == ""
       assert second.stderr.splitlines() == [
           f"Error: another colorize run (pid {holder.pid} on {os.uname().nodename}, started "
-          f"{second.stderr.split('started ')[1].split(')')[0]}) is using {what}; wait for it to end, "
-          "or give this run another --output-root"], second.stderr
+          f"{second.stderr.split('started ')[1].split(')')[0]}) is using {what} and holds it until it ends; "
+          "wait for it, or give this run another --output-root; to take over, end that process (the lock goes "
+          "with it; a killed run leaves none)"], second.stderr
     # Refused before any step ran: the pipeline root holds nothing but the lock.
     assert [p.name for p in pathlib.Path(cfg.pipeline_root).iterdir()] == [local_runner.PIPELINE_ROOT_LOCK]
+    # A lock file that does not say who holds it: still said at once, with how to find out.
+    lock = cfg.metadata_path + local_runner.LOCK_SUFFIX
+    pathlib.Path(lock).write_bytes(b"\0junk")
+    with pytest.raises(local_runner.RunLockError, match=f"which one {lock} does not say: `fuser {lock}`"):
+      with local_runner.exclusive_run(cfg):
+        pass
   finally:
     holder.send_signal(signal.SIGKILL)
     holder.wait()

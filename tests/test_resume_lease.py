@@ -109,3 +109,23 @@ def test_a_lease_from_another_machine_is_waited_for_and_refused_while_it_is_rene
   assert time.monotonic() - started >= 1.0
   assert _lease(resume_dir)["token"] == lease.token
   lease.finish()
+
+
+def test_a_lease_that_cannot_be_checked_is_refused_at_once_and_a_wait_is_announced(tmp_path, monkeypatch, caplog):
+  monkeypatch.setattr(resume_lease, "STALE_SECONDS", 1.0)
+  resume_dir = tmp_path / "resume"
+  resume_dir.mkdir()
+  path = resume_dir / resume_lease.LEASE_FILE
+  path.write_text(json.dumps({"host": "elsewhere", "boot": "b", "pid": 7, "start": 1, "token": "t",
+                              "renewed": time.time() + 3600}))  # another machine's clock, an hour ahead
+  started = time.monotonic()
+  with pytest.raises(resume_lease.ResumeStateInUseError,
+                     match=rf"pid 7 on elsewhere.*in the future.*cannot be checked; .*take over by deleting {path}"):
+    resume_lease.claim(str(resume_dir))
+  assert time.monotonic() - started < 1.0  # it used to wait for ever
+  path.write_text(json.dumps({"host": "elsewhere", "boot": "b", "pid": 7, "start": 1, "token": "t",
+                              "renewed": time.time()}))
+  with caplog.at_level("WARNING"):
+    resume_lease.claim(str(resume_dir)).finish()
+  announced = [r.getMessage() for r in caplog.records if "waiting until" in r.getMessage()]
+  assert announced and "pid 7 on elsewhere" in announced[0] and f"deleting {path}" in announced[0]

@@ -1,5 +1,7 @@
 """Spans: the driver resolves the newest (or pinned) snapshot; training takes one artifact per span, the newest N."""
 import datetime
+import json
+import os
 
 import pytest
 from tfx import v1 as tfx
@@ -71,21 +73,79 @@ def test_driver_picks_the_newest_span_version_or_date_and_the_pinned_span(coco12
   assert resolved["span"] == (datetime.date(2026, 11, 30) - datetime.date(1970, 1, 1)).days
 
 
-def test_driver_fingerprint_sees_files_below_the_glob_and_errors_name_the_pattern(coco128, tmp_path):
+def test_driver_fingerprint_sees_files_at_any_depth_and_never_trips_on_links_or_fifos(coco128, tmp_path):
   photo = next((coco128 / "train2017").glob("*.jpg"))
   _layout(tmp_path, ["span-1"], photo)
-  (tmp_path / "span-1" / "train2017" / "more").mkdir()
-  deep = tmp_path / "span-1" / "train2017" / "more" / photo.name
+  train = tmp_path / "span-1" / "train2017"
+  (train / "more" / "deeper").mkdir(parents=True)
+  deep = train / "more" / "deeper" / photo.name
   deep.write_bytes(photo.read_bytes())
-  first, _ = _resolve(tmp_path, "span-{SPAN}")
-  # A photo deeper than "*/*" rewritten: TFX's part of the fingerprint does not see it, the snapshot listing does.
-  deep.write_bytes(photo.read_bytes()[:-100])
-  deeper, _ = _resolve(tmp_path, "span-{SPAN}")
-  tfx_part = [r["input_fingerprint"].split("\nsnapshot:")[0] for r in (first, deeper)]
-  assert tfx_part[0] == tfx_part[1] and deeper["input_fingerprint"] != first["input_fingerprint"]
-  with pytest.raises(ValueError, match=r"Cannot find matching for split photos based on week-\{SPAN\}/\*/\*"):
-    _resolve(tmp_path, "week-{SPAN}")
-  (tmp_path / "span-old" / "train2017").mkdir(parents=True)
-  (tmp_path / "span-old" / "train2017" / photo.name).write_bytes(photo.read_bytes())
-  with pytest.raises(ValueError, match="Cannot find span number from .*span-old"):
+  (tmp_path / "secret.jpg").write_bytes(b"SECRET")
+  # Depth 1 (in the snapshot), 2 (train2017/: TFX's "*/*" glob stats there) and 3: loops, broken links, FIFOs,
+  # links out.
+  for folder in (tmp_path / "span-1", train, train / "more"):
+    os.symlink("loop.jpg", folder / "loop.jpg")
+    os.symlink("nowhere.jpg", folder / "broken.jpg")
+    os.symlink(tmp_path / "secret.jpg", folder / "escape.jpg")
+    os.symlink(folder, folder / "cycle")
+    os.mkfifo(folder / "pipe.jpg")
+  first, root = _resolve(tmp_path, "span-{SPAN}")
+  assert root == str(tmp_path / "span-1") and first["input_fingerprint"].startswith("snapshot:files:3,")
+  deep.write_bytes(photo.read_bytes()[:-100])  # deeper than any glob
+  assert _resolve(tmp_path, "span-{SPAN}")[0]["input_fingerprint"] != first["input_fingerprint"]
+  # TFX's own driver dies on the same tree (the class this driver closes).
+  from tfx.components.example_gen import driver as tfx_driver
+  from tfx.utils import proto_utils
+
+  from components.ingest import snapshot
+  with pytest.raises(Exception, match="Too many levels of symbolic links"):
+    tfx_driver.FileBasedDriver(None).resolve_exec_properties({
+        "input_base": str(tmp_path), "range_config": None,
+        "input_config": proto_utils.proto_to_json(snapshot.input_config("span-{SPAN}", "*/*"))}, None, None)
+
+
+@pytest.mark.parametrize("folders, pattern, span, message", [
+    (["span-1", "span-old"], "span-{SPAN}", -1, r"span-old looks like a snapshot but does not match .*span-\{SPAN\}"),
+    (["span-1", "span--2"], "span-{SPAN}", -1, r"span--2 looks like a snapshot"),
+    (["span-1", "span-\u0663"], "span-{SPAN}", -1, "looks like a snapshot"),  # an Arabic-Indic 3: not a span
+    (["span-1", "span-01"], "span-{SPAN}", -1, r"span-01 and .*span-1 both name span 1"),
+    (["span-1/v1", "span-1/v01"], "span-{SPAN}/v{VERSION}", -1, "both name span 1 version 1"),
+    (["span-1", "span-2"], "span-{SPAN}", 7, r"span 7 is not under .*; spans found: 1, 2"),
+    (["2026-11-30", "2026-13-45"], "{YYYY}-{MM}-{DD}", -1, r"2026-13-45 matches .* but is no date"),
+    (["1969-12-31"], "{YYYY}-{MM}-{DD}", -1, "reads dates from 1970-01-01 on"),
+    (["week-1"], "span-{SPAN}", -1, r"no folder under .* matches ingest.snapshot 'span-\{SPAN\}'"),
+])
+def test_every_folder_of_the_data_root_gets_a_decision(coco128, tmp_path, folders, pattern, span, message):
+  photo = next((coco128 / "train2017").glob("*.jpg"))
+  _layout(tmp_path, folders, photo)
+  from components.ingest import snapshot
+  with pytest.raises(snapshot.SnapshotError, match=message):
+    _resolve(tmp_path, pattern, span=span)
+
+
+def test_ignored_folders_links_and_an_empty_newest_span_are_decided(coco128, tmp_path):
+  from components.ingest import snapshot
+  photo = next((coco128 / "train2017").glob("*.jpg"))
+  _layout(tmp_path, ["span-1", "span-2"], photo)
+  (tmp_path / "README.txt").write_text("spans of COCO")
+  (tmp_path / "tmp").mkdir()
+  resolved, root = _resolve(tmp_path, "span-{SPAN}")
+  assert root.endswith("span-2") and json.loads(resolved[snapshot.IGNORED_KEY]) == ["README.txt", "tmp"]
+  (tmp_path / "span-3").mkdir()  # the newest span, empty: never silently the older one
+  with pytest.raises(snapshot.SnapshotError, match=r"no files under .*span-3 .*fill it, remove it, or pin ingest.span"):
     _resolve(tmp_path, "span-{SPAN}")
+  assert _resolve(tmp_path, "span-{SPAN}", span=2)[1].endswith("span-2")
+  os.rmdir(tmp_path / "span-3")
+  for name, target in (("span-3", "nowhere"), ("span-4", "span-4"), ("span-5", str(coco128))):
+    os.symlink(target, tmp_path / name)
+    with pytest.raises(snapshot.SnapshotError, match=f"{name} matches .* but is a (broken link|link loop|link out)"):
+      _resolve(tmp_path, "span-{SPAN}")
+    os.unlink(tmp_path / name)
+  os.symlink("span-2", tmp_path / "span-6")  # a link inside the root: a snapshot like any folder
+  assert _resolve(tmp_path, "span-{SPAN}")[1].endswith("span-6")
+
+
+@pytest.mark.parametrize("pattern", ["span-{SPAN:0}", "span-{SPAN:-1}", "span-{SPAN:+2}", "span-{SPAN:x}"])
+def test_widths_and_signs_in_span_specs_are_refused_by_the_config(pattern):
+  from components.ingest import snapshot
+  assert "width" in snapshot.check("/data", pattern, "*/*")

@@ -6,6 +6,7 @@ lease in test_resume_lease.py.
 """
 import dataclasses
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -76,7 +77,34 @@ def test_resume_directory_is_shared_by_re_runs_of_the_same_training():
 
 
 def test_bad_train_config_is_a_clear_error():
-  with pytest.raises(config_lib.ConfigError, match="train.batch_size must be >= 1"):
+  with pytest.raises(config_lib.ConfigError, match="train.batch_size must be from 1 to 65,536"):
     task.train_config({"train": _train_config(batch_size=0)})
   with pytest.raises(ValueError, match="custom_config"):
     task.train_config({})
+
+
+def test_damaged_examples_are_named_before_training(coco128_examples, tmp_path):
+  """Examples changed after they were written (a cached artifact): one line naming the file, not a DataLossError."""
+  from schemas import artifact_files
+  examples = tmp_path / "examples"
+  shutil.copytree(coco128_examples.uri, examples)
+
+  class Args:  # what run_fn reads before anything else
+    train_files, eval_files = [f"{examples}/Split-train/*"], [f"{examples}/Split-eval/*"]
+    custom_config = {"train": _train_config()}
+
+  artifact_files.check(str(examples), "the Examples")  # as written: fine
+  shard = sorted((examples / "Split-train").iterdir())[0]
+  data_ = shard.read_bytes()
+  shard.write_bytes(data_[:len(data_) // 2])  # a copy cut short
+  with pytest.raises(artifact_files.DamagedArtifactError,
+                     match=rf"^the Examples at {examples} is damaged: Split-train/{shard.name} holds \d+ bytes, "
+                           rf"{len(data_)} were written; rebuild it with `colorize run --no-cache`"):
+    task.run_fn(Args())
+  shard.write_bytes(data_[:-1] + bytes([data_[-1] ^ 1]))  # one bit flipped, same size
+  with pytest.raises(artifact_files.DamagedArtifactError, match="its SHA-256 differs"):
+    task.run_fn(Args())
+  shard.write_bytes(data_)
+  (examples / "Split-eval" / "stray.gz").write_bytes(b"")
+  with pytest.raises(artifact_files.DamagedArtifactError, match="Split-eval/stray.gz was not written by the step"):
+    task.run_fn(Args())

@@ -180,7 +180,12 @@ def _decode(image_bytes, max_pixels):
   pixels = height * width
   too_large = tf.debugging.Assert(pixels <= max_pixels, [tf.strings.format(
       signatures.TOO_LARGE_MESSAGE, (width, height, pixels // 1_000_000, max_pixels // 1_000_000))])
-  with tf.control_dependencies([too_large]):
+  # TF decodes every frame of a GIF, even for the first one alone: the limit is on all of them.
+  frames = tf.cond(is_gif, lambda: _gif_frames(image_bytes), lambda: tf.constant(1, tf.int64))
+  too_many_frames = tf.debugging.Assert((frames == 1) | (pixels * frames <= max_pixels), [tf.strings.format(
+      signatures.TOO_MANY_FRAMES_MESSAGE, (frames, width, height, pixels * frames // 1_000_000,
+                                           max_pixels // 1_000_000))])
+  with tf.control_dependencies([too_large, too_many_frames]):
     return tf.case([
         (is_jpeg, lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")),
         (is_gif, lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False)),
@@ -213,6 +218,41 @@ def _header_size(image_bytes, is_jpeg):
       (tf.equal(tf.strings.substr(prefix, 0, 2), b"BM"), lambda: tf.stack([bmp_height(), number(18, 4, False)])),
   ], default=lambda: tf.zeros([2], tf.int64))
   return size[0], size[1]
+
+
+def _gif_frames(image_bytes):
+  """The number of images in a GIF, counted by walking its blocks (nothing is decoded).
+
+  After the header, logical screen descriptor and global colour table, a GIF is a run of
+  blocks: extensions (0x21) and images (0x2C, with an optional local colour table), each
+  followed by data sub-blocks (a length byte, that many bytes, ..., a zero), up to the
+  trailer (0x3B). One loop step reads one byte where a block or sub-block begins.
+  """
+  data = tf.cast(tf.io.decode_raw(image_bytes, tf.uint8), tf.int64)
+  size = tf.size(data, out_type=tf.int64)
+
+  def at(i):
+    return tf.gather(data, tf.minimum(i, size - 1))
+
+  one, none = tf.constant(1, tf.int64), tf.constant(0, tf.int64)
+
+  def table(flags):  # bytes of the colour table that the flags announce
+    return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), none)
+
+  def step(pos, frames, in_blocks, done):
+    byte = at(pos)
+    ends_blocks = in_blocks & tf.equal(byte, 0)
+    image = ~in_blocks & tf.equal(byte, 0x2C)
+    extension = ~in_blocks & tf.equal(byte, 0x21)
+    next_pos = tf.where(in_blocks, pos + tf.where(ends_blocks, one, byte + 1),
+                        tf.where(image, pos + 11 + table(at(pos + 9)), pos + 2))
+    return (next_pos, frames + tf.cast(image, tf.int64), (in_blocks & ~ends_blocks) | image | extension,
+            ~in_blocks & ~image & ~extension)  # the trailer, or bytes that are no block: the decoder decides
+
+  start = tf.constant(13, tf.int64) + table(at(tf.constant(10, tf.int64)))
+  _, frames, _, _ = tf.while_loop(lambda pos, frames, in_blocks, done: (pos < size) & ~done, step,
+                                  (start, tf.constant(0, tf.int64), tf.constant(False), tf.constant(False)))
+  return tf.maximum(frames, 1)
 
 
 def _gray_from_l(l_star):

@@ -11,8 +11,11 @@ A lease is live when, on this machine, its process still runs (the same pid with
 start time, so a reused pid does not count), or, from another machine, when it was renewed
 less than STALE_SECONDS ago. A stale lease is taken over; for a fresh one from another
 machine the claimer first waits for it to go stale (a preempted worker restarted elsewhere)
-and gives up if it is renewed meanwhile. A live lease is an error naming its owner.
+and gives up if it is renewed meanwhile, saying at once whose lease it waits for, until
+when, and how to take over. A live lease, or one renewed in the future (clocks that
+disagree: its age says nothing), is an error naming its owner and how to take over.
 """
+import datetime
 import json
 import os
 import socket
@@ -27,6 +30,7 @@ import tensorflow as tf
 LEASE_FILE = "LEASE.json"
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 180.0
+CLOCK_SKEW_SECONDS = 60.0  # a lease renewed further in the future than this cannot be judged by its age
 # Another claimer may write between our write and our read-back; this is long enough for
 # its write to land (a local rename, one object write on GCS).
 SETTLE_SECONDS = 0.5
@@ -42,11 +46,23 @@ def claim(resume_dir: str) -> "Lease":
   path = os.path.join(resume_dir, LEASE_FILE)
   owner = _read(path)
   if owner is not None and not _on_this_machine(owner):
+    if _age(owner) < -CLOCK_SKEW_SECONDS:
+      raise ResumeStateInUseError(
+          f"the resume state in {resume_dir} is leased by {_describe(owner)}, renewed {-_age(owner):.0f} s in the "
+          f"future by this machine's clock, so whether it still runs cannot be checked; {_take_over(path)}")
+    if _is_live(owner):
+      # Said at once: the wait below is up to STALE_SECONDS, and its end is known now.
+      logging.warning("The resume state in %s is leased by %s: waiting until %s for it to go stale (a preempted "
+                      "worker's lease is not renewed); %s", resume_dir, _describe(owner), _stale_at(owner),
+                      _take_over(path))
     owner = _wait_until_stale(path, owner)
   if owner is not None and _is_live(owner):
+    until = ("as long as that process runs" if _on_this_machine(owner) else
+             f"renewed every {HEARTBEAT_SECONDS:g} s; stale {STALE_SECONDS:g} s after its last renewal")
     raise ResumeStateInUseError(
-        f"the resume state in {resume_dir} belongs to a training still running ({_describe(owner)}); "
-        "it is the same training: wait for it to finish, or change the config to train another model")
+        f"the resume state in {resume_dir} belongs to a training still running ({_describe(owner)}; {until}); "
+        "it is the same training: wait for it to finish, or change the config to train another model; "
+        f"{_take_over(path)}")
   if owner is not None:
     logging.info("Taking over the resume state of an ended training (%s)", _describe(owner))
   lease = Lease(path)
@@ -56,6 +72,14 @@ def claim(resume_dir: str) -> "Lease":
                                 f"{_describe(_read(path) or {})}")
   lease.start()
   return lease
+
+
+def _take_over(path: str) -> str:
+  return f"if that training has ended, take over by deleting {path}"
+
+
+def _stale_at(owner: Dict[str, Any]) -> str:
+  return datetime.datetime.fromtimestamp(time.time() - _age(owner) + STALE_SECONDS).isoformat(timespec="seconds")
 
 
 class Lease:

@@ -4,6 +4,7 @@ Defined here, at the lowest layer that needs them; pipelines/config.py nests the
 the `train:` section of the one config.
 """
 import dataclasses
+import os
 from typing import Any, Dict
 
 from schemas import config_fields
@@ -15,6 +16,10 @@ WEIGHTS_FILE_SUFFIXES = (".h5", ".keras")
 LIVE = "live"
 PRECOMPUTED = "precomputed"
 GLOBAL_FEATURES = (LIVE, PRECOMPUTED)
+# Beyond these a run would never end or a counter would overflow: a typo, refused up front.
+MAX_EPOCHS = 100_000
+MAX_STEPS = 10 ** 9
+MAX_BATCH_SIZE = 65_536
 
 setting = config_fields.setting
 
@@ -36,13 +41,18 @@ class TrainConfig:
 
   def validate(self) -> "TrainConfig":
     check = config_fields.check
-    check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+    check(1 <= self.epochs <= MAX_EPOCHS, f"train.epochs must be from 1 to {MAX_EPOCHS:,}, got {self.epochs}")
+    for name in ("steps_per_epoch", "eval_steps", "checkpoint_steps"):
+      check(getattr(self, name) <= MAX_STEPS, f"train.{name} must be at most {MAX_STEPS:,}, got {getattr(self, name)}")
     check(self.steps_per_epoch >= 0, f"train.steps_per_epoch must be >= 0, got {self.steps_per_epoch}")
     check(self.eval_steps >= 0, f"train.eval_steps must be >= 0, got {self.eval_steps}")
-    check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+    check(1 <= self.batch_size <= MAX_BATCH_SIZE,
+          f"train.batch_size must be from 1 to {MAX_BATCH_SIZE:,}, got {self.batch_size}")
     check(self.learning_rate > 0, f"train.learning_rate must be > 0, got {self.learning_rate}")
     check(self.weights in WEIGHTS or self.weights.endswith(WEIGHTS_FILE_SUFFIXES),
           f"train.weights must be 'imagenet', 'none' or a .h5/.keras weights file, got {self.weights!r}")
+    check(self.weights in WEIGHTS or not os.path.isfile(self.weights) or _is_weights_file(self.weights),
+          f"train.weights {self.weights} is not a Keras weights file (neither HDF5 nor a .keras zip)")
     check(self.global_features in GLOBAL_FEATURES,
           f"train.global_features must be {' or '.join(GLOBAL_FEATURES)}, got {self.global_features!r}")
     check(self.strategy in STRATEGIES, f"train.strategy must be {'|'.join(STRATEGIES)}, got {self.strategy!r}")
@@ -50,6 +60,18 @@ class TrainConfig:
           f"train.mixed_precision must be {'|'.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
     check(self.checkpoint_steps >= 1, f"train.checkpoint_steps must be >= 1, got {self.checkpoint_steps}")
     return self
+
+
+def _is_weights_file(path: str) -> bool:
+  """Whether a local file starts as Keras weights do: HDF5 (.h5) or a zip (.keras). Said here, before any
+  step runs, rather than by h5py in the middle of a run.
+  """
+  try:
+    with open(path, "rb") as f:
+      head = f.read(8)
+  except OSError:
+    return True  # unreadable here: the step that loads it says why
+  return head == b"\x89HDF\r\n\x1a\n" or head.startswith(b"PK\x03\x04")
 
 
 def from_dict(values: Dict[str, Any]) -> TrainConfig:

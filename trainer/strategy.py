@@ -1,22 +1,17 @@
 """Chooses the tf.distribute strategy from the environment (TF_CONFIG or Vertex's CLUSTER_SPEC, visible GPUs)."""
-import json
 import os
-from typing import Any, Dict, Mapping
+from typing import Mapping
 
 import keras
 import tensorflow as tf
 
 from trainer import settings
+from trainer.cluster import ClusterConfigError
+from trainer.cluster import cluster_config
 
 MIXED_PRECISION_POLICY = "mixed_float16"
-# Vertex AI names a cluster's tasks after the worker pools of the custom job (CLUSTER_SPEC,
-# and TF_CONFIG in some set-ups): workerPoolSpecs[i] -> "workerpool<i>". The pools' roles are
-# fixed by position: 0 the primary replica (chief), 1 the workers, 2 parameter servers, 3 evaluators.
-VERTEX_POOL_ROLES = ("chief", "worker", "ps", "evaluator")
-# What MultiWorkerMirroredStrategy trains with; "master" is the pre-TF2 name of the chief
-# (AI Platform Training), which TF 2 does not accept.
+# What MultiWorkerMirroredStrategy trains with (trainer/cluster.py reads the cluster).
 TRAINING_ROLES = ("chief", "worker")
-_ALIASES = {"master": "chief", **{f"workerpool{i}": role for i, role in enumerate(VERTEX_POOL_ROLES)}}
 
 
 def split_cpu(replicas: int) -> None:
@@ -27,35 +22,6 @@ def split_cpu(replicas: int) -> None:
   cpus = tf.config.list_physical_devices("CPU")
   tf.config.set_logical_device_configuration(
       cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
-
-
-def cluster_config(environ: Mapping[str, str] = os.environ) -> Dict[str, Any]:
-  """This process's training cluster as TensorFlow names it, {"cluster": {"chief": [...],
-  "worker": [...]}, "task": {"type": ..., "index": ...}}, or {} outside a cluster.
-
-  Read from TF_CONFIG, else from Vertex AI's CLUSTER_SPEC; Vertex pool names
-  ("workerpool0", "workerpool1") and the legacy "master" become chief and worker.
-  """
-  for variable in ("TF_CONFIG", "CLUSTER_SPEC"):
-    raw = environ.get(variable)
-    if not raw:
-      continue
-    try:
-      config = json.loads(raw)
-      cluster = {_ALIASES.get(k, k): list(v) for k, v in (config.get("cluster") or {}).items()}
-      task = config.get("task") or {}
-    except (ValueError, AttributeError, TypeError) as e:
-      raise ValueError(f"{variable} is not a cluster description ({{'cluster': ..., 'task': ...}}): "
-                       f"{raw[:200]!r}") from e
-    if not cluster:
-      continue
-    if not task:  # a cluster with no task: no process of it is this one
-      return {"cluster": cluster, "task": {}}
-    role, index = _ALIASES.get(task.get("type"), task.get("type")), task.get("index", 0)
-    if role not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[role]):
-      raise ValueError(f"{variable}: task {task} is not in its cluster {sorted(cluster)}")
-    return {"cluster": cluster, "task": {"type": role, "index": index}}
-  return {}
 
 
 def cluster_workers() -> int:
@@ -141,9 +107,10 @@ def cluster_resolver(environ: Mapping[str, str] = os.environ):
     return None
   extra = sorted(set(config["cluster"]) - set(TRAINING_ROLES))
   if extra or len(config["cluster"].get("chief", [])) > 1 or config["task"].get("type") not in TRAINING_ROLES:
-    raise ValueError(f"multi-worker training needs one chief (Vertex worker pool 0, replica count 1) and workers "
-                     f"(pool 1); this cluster has {sorted(config['cluster'])} and this task is {config['task']}: "
-                     "parameter servers and evaluators are not used")
+    raise ClusterConfigError(
+        f"multi-worker training needs one chief (Vertex worker pool 0, replica count 1) and workers (pool 1); this "
+        f"cluster has {sorted(config['cluster'])} and this task is {config['task']}: parameter servers and "
+        "evaluators are not used")
   # Physical GPUs: counting logical ones would start the runtime. MultiWorkerMirroredStrategy
   # mirrors over the GPUs a resolver reports (none reported: the CPU only).
   gpus = len(tf.config.list_physical_devices("GPU"))

@@ -41,6 +41,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from schemas import artifact_files
 from schemas import embedding_info
 from schemas import features
 from trainer import data
@@ -59,6 +60,9 @@ TENSORBOARD_IMAGES = 3
 def run_fn(fn_args) -> None:
   """Trains the fusion model on the train split and exports it to fn_args.serving_model_dir."""
   cfg = train_config(fn_args.custom_config)
+  # Cached Examples may have been damaged since they were written: one line naming them, not a DataLossError.
+  for uri in artifact_files.artifact_uris(list(fn_args.train_files) + list(fn_args.eval_files)):
+    artifact_files.check(uri, "the Examples")
   precomputed = cfg.global_features == settings.PRECOMPUTED
   embedder = None
   if precomputed:

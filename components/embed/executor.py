@@ -39,6 +39,7 @@ from tfx.utils import import_utils
 from components import embed
 from components import worker_progress
 from components.ingest import tfrecord_gzip
+from schemas import artifact_files
 from schemas import embedding_info
 from schemas import features
 
@@ -116,6 +117,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     batch_size = int(exec_properties[BATCH_SIZE_PARAMETER])
     if batch_size < 1:
       raise EmbeddingError(f"batch_size must be >= 1, got {batch_size}")
+    artifact_files.check(source.uri, f"the Examples #{source.id}")
     split_names = artifact_utils.decode_split_names(source.split_names)
     embedded.split_names = source.split_names
     fingerprints_dir = posixpath.join(embedded.uri, FINGERPRINTS_DIR)
@@ -159,5 +161,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     embedded.set_string_custom_property(embed.WEIGHTS_PROPERTY, weights)
     embedded.set_string_custom_property(embed.FINGERPRINT_PROPERTY, fingerprint)
     embedding_info.write(embedded.uri, weights, fingerprint)
+    artifact_files.record(embedded.uri)
     logging.info("Embedded %s -> %s with Inception-ResNet-v2 weights %r (%s)", source.uri, embedded.uri, weights,
                  fingerprint[:16])

@@ -1,11 +1,13 @@
 """The last step of CocoIngest: commit the shards into their splits, write the skip report.
 
 Runs once, on one worker, with every record the runner committed from make_examples.py as
-a side input (never a failed or duplicate attempt's), and is safe to retry: the report is
-rewritten whole, and shard_writer.commit skips renames already done.
+a side input (never a failed or duplicate attempt's), and is safe to retry: the report and
+the artifact's manifest (schemas/artifact_files.py) are rewritten whole, and
+shard_writer.commit skips renames already done.
 Like make_examples.py it imports neither TensorFlow nor TFX (a Beam worker loads it).
 """
 import json
+import posixpath
 from typing import Any, Dict, List, Tuple
 
 from apache_beam.io.filesystems import FileSystems
@@ -13,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from components.ingest import make_examples
 from components.ingest import shard_writer
 from components.ingest import tfrecord_gzip
+from schemas import artifact_files
 from schemas import features
 
 # ExampleGen's file prefix (tfx.components.example_gen.write_split.DEFAULT_TF_RECORD_FILE_NAME).
@@ -38,6 +41,7 @@ def commit(unused_trigger, split_uris: Dict[str, str], report_path: str, setting
     split_counts[split] = sum(len(s.image_ids) for s in by_split[split])
   write_report(report_path, settings, split_counts, by_kind[make_examples.SKIPPED],
                by_kind[make_examples.GRAYSCALE_KEPT])
+  artifact_files.record(posixpath.dirname(report_path))  # the report sits in the artifact's folder
 
 
 def write_report(path: str, settings: Dict[str, Any], split_counts: Dict[str, int],

@@ -11,14 +11,24 @@ The ingestion is described to TFX as one input split whose pattern is
 `<snapshot folder>/<files glob>` (e.g. `span-{SPAN}/*/*`). TFX's driver
 (tfx/components/example_gen/driver.py locally, its Kubeflow V2 twin as Vertex's
 pre-cache check) resolves {SPAN}/{VERSION} to the newest snapshot, or to the one a
-RangeConfig names, fingerprints the files the pattern matches and hands the executor
-the resolved pattern; `root` turns that back into the snapshot folder to ingest. The
-files glob decides what TFX's fingerprint sees: `*/*` covers a COCO root (train2017/*,
-val2017/*, annotations/*), `*` a flat folder of photos.
+RangeConfig names, and hands the executor the resolved pattern; `root` turns that back
+into the snapshot folder to ingest. The files glob decides what TFX's own fingerprint
+sees on Vertex AI: `*/*` covers a COCO root (train2017/*, val2017/*, annotations/*), `*`
+a flat folder of photos.
+
+Locally the driver resolves with `resolve` instead of TFX's glob walk: every folder
+of the data root gets a decision (a snapshot, ignored, or a one-line SnapshotError),
+and no file below a snapshot folder is touched before the tree rule lists it.
 """
+import dataclasses
+import datetime
+import errno
+import os
 import posixpath
 import re
-from typing import Optional
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from components.ingest import roots
 
 SPLIT_NAME = "photos"
 NEWEST = -1
@@ -31,6 +41,10 @@ _SPECS = re.compile(r"\{(SPAN|VERSION)(:[^}]*)?\}|\{YYYY\}|\{MM\}|\{DD\}")
 _SPAN = re.compile(r"\{SPAN\}|\{SPAN:(?P<width>.*?)\}")
 _VERSION = re.compile(r"\{VERSION\}|\{VERSION:(?P<width>.*?)\}")
 _DATE_SPECS = ("{YYYY}", "{MM}", "{DD}")
+_WIDTH = re.compile(r":[1-9][0-9]?")
+_EPOCH = datetime.date(1970, 1, 1)
+# The execution property (JSON list) by which the driver hands the executor the folders `resolve` ignored.
+IGNORED_KEY = "ignored_folders"
 
 
 def pattern(snapshot: str, files: str) -> str:
@@ -71,6 +85,9 @@ def check(input_base: str, snapshot: str, files: str) -> Optional[str]:
             f"regular expression built from it; got {input_base!r}")
   if _REGEX_CHARS.search(_SPECS.sub("", snapshot)):
     return f"ingest.snapshot must not contain ^ $ | {{ or }} outside its specs, got {snapshot!r}"
+  for spec in _SPECS.finditer(snapshot):
+    if spec.group(2) and not _WIDTH.fullmatch(spec.group(2)):
+      return f"ingest.snapshot {snapshot!r}: the width in {spec.group(0)} must be a number of digits from 1 to 99"
   return spec_problem(snapshot)
 
 
@@ -106,9 +123,151 @@ def root(input_base: str, resolved_input_config: Optional[str]) -> str:
   from tfx.utils import proto_utils
   config = example_gen_pb2.Input()
   proto_utils.json_to_proto(resolved_input_config, config)
-  folders = []
-  for part in config.splits[0].pattern.split("/"):
-    if GLOB_CHARS.search(part):
-      break
-    folders.append(part)
-  return posixpath.join(input_base, *folders) if folders else input_base
+  folder, _ = split_pattern(config.splits[0].pattern)
+  return posixpath.join(input_base, folder) if folder else input_base
+
+
+def split_pattern(split_pattern: str) -> Tuple[str, str]:
+  """A split's pattern -> (the snapshot folder pattern, the files glob): `pattern`'s inverse."""
+  parts = split_pattern.split("/")
+  first_glob = next((i for i, part in enumerate(parts) if GLOB_CHARS.search(part)), len(parts))
+  return "/".join(parts[:first_glob]), "/".join(parts[first_glob:])
+
+
+class SnapshotError(roots.SourceError):
+  """The snapshot to ingest cannot be told apart from the folders of the data root; names the folder and pattern."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+  folder: str                   # the snapshot below input_base, '/'-separated; '' = input_base itself
+  span: int
+  version: Optional[int]
+  ignored: Tuple[str, ...] = ()  # folders of the data root whose names are no snapshot's (reported, not read)
+
+
+def resolve(input_base: str, snapshot: str, span: int = NEWEST) -> Resolved:
+  """The snapshot to ingest, chosen by this project's reading of TFX's specs, with a decision for every folder.
+
+  Each level of the pattern is listed (local: links followed only inside the root; gs://
+  by prefix), and each entry is either a snapshot, a folder whose name does not start
+  like the pattern (`ignored`), or a SnapshotError: a name that starts like the pattern
+  but does not match it (span-old, span--1, 2026-13-45), a match that is no folder or a
+  link leading out, two folders naming the same span and version, a pinned span that is
+  absent. Digits are ASCII only; a date names the span of its day since 1970-01-01, as in
+  TFX.
+  """
+  if not snapshot:
+    return Resolved("", 0, None)
+  input_base = roots.strip(input_base)
+  found: List[Tuple[str, Dict[str, str]]] = [("", {})]
+  ignored: List[str] = []
+  for level in snapshot.split("/"):
+    regex, prefix = _level_regex(level)
+    deeper = []
+    for folder, values in found:
+      for name, problem in _entries(input_base, folder):
+        relative = posixpath.join(folder, name)
+        match = regex.fullmatch(name)
+        if not match:
+          if _looks_like(name, prefix):
+            raise SnapshotError(f"{_join(input_base, relative)} looks like a snapshot but does not match "
+                                f"ingest.snapshot {snapshot!r}; rename or move it")
+          ignored.append(relative)
+        elif problem:
+          raise SnapshotError(f"{_join(input_base, relative)} matches ingest.snapshot {snapshot!r} but is {problem}")
+        else:
+          deeper.append((relative, {**values, **match.groupdict()}))
+    found = deeper
+  snapshots: Dict[Tuple[int, Optional[int]], str] = {}
+  for folder, values in found:
+    key = _span_and_version(values, _join(input_base, folder), snapshot)
+    if key in snapshots:
+      raise SnapshotError(f"{_join(input_base, snapshots[key])} and {_join(input_base, folder)} both name span "
+                          f"{key[0]}" + (f" version {key[1]}" if key[1] is not None else "")
+                          + f" (ingest.snapshot {snapshot!r}); remove or rename one")
+    snapshots[key] = folder
+  if not snapshots:
+    raise SnapshotError(f"no folder under {input_base} matches ingest.snapshot {snapshot!r}")
+  pinned = [key for key in snapshots if span in (NEWEST, key[0])]
+  if not pinned:
+    raise SnapshotError(f"span {span} is not under {input_base} (ingest.snapshot {snapshot!r}); spans found: "
+                        + ", ".join(str(s) for s in sorted({key[0] for key in snapshots})))
+  chosen = max(pinned, key=lambda key: (key[0], -1 if key[1] is None else key[1]))
+  return Resolved(snapshots[chosen], chosen[0], chosen[1], tuple(sorted(ignored)))
+
+
+def _level_regex(level: str) -> Tuple["re.Pattern[str]", str]:
+  """(a regex of one folder level of the pattern, the literal text before its first spec)."""
+  parts, position = [], 0
+  for spec in _SPECS.finditer(level):
+    parts.append(re.escape(level[position:spec.start()]))
+    name = spec.group(1) or spec.group(0)[1:-1]
+    width = spec.group(2)[1:] if spec.group(2) else ""
+    digits = {"YYYY": 4, "MM": 2, "DD": 2}.get(name) or (int(width) if width else 0)
+    key = {"SPAN": "span", "VERSION": "version", "YYYY": "year", "MM": "month", "DD": "day"}[name]
+    parts.append(f"(?P<{key}>[0-9]{{{digits}}})" if digits else f"(?P<{key}>[0-9]+)")
+    position = spec.end()
+  parts.append(re.escape(level[position:]))
+  first = _SPECS.search(level)
+  return re.compile("".join(parts)), level[:first.start()] if first else level
+
+
+def _looks_like(name: str, prefix: str) -> bool:
+  """Whether a name that does not match reads as a botched snapshot name (an error) rather than another folder."""
+  if name.startswith("."):
+    return False
+  return name.startswith(prefix) if prefix else name[:1].isdigit()
+
+
+def _span_and_version(values: Dict[str, str], path: str, snapshot: str) -> Tuple[int, Optional[int]]:
+  version = int(values["version"]) if "version" in values else None
+  if "span" in values:
+    return int(values["span"]), version
+  try:
+    day = datetime.date(int(values["year"]), int(values["month"]), int(values["day"]))
+  except ValueError as e:
+    raise SnapshotError(f"{path} matches ingest.snapshot {snapshot!r} but is no date ({e})") from e
+  if day < _EPOCH:
+    raise SnapshotError(f"{path}: ingest.snapshot {snapshot!r} reads dates from 1970-01-01 on")
+  return (day - _EPOCH).days, version
+
+
+def _entries(input_base: str, folder: str) -> Iterator[Tuple[str, str]]:
+  """(name, what is wrong with it as a snapshot folder or '') for each entry of input_base/folder, by name."""
+  if input_base.startswith("gs://"):
+    yield from _gcs_entries(input_base, folder)
+    return
+  from components.ingest import local_tree  # imports PIL: not for every command that loads a config
+  root = roots.resolve_local(input_base)
+  try:
+    with os.scandir(os.path.join(root, folder)) as it:
+      entries = sorted(it, key=lambda e: e.name)
+  except OSError as e:
+    raise SnapshotError(f"cannot list {_join(input_base, folder)}: {e.strerror}") from e
+  for entry in entries:
+    try:
+      real = os.path.realpath(entry.path, strict=True)
+    except OSError as e:
+      yield entry.name, "a link loop" if e.errno == errno.ELOOP else "a broken link"
+      continue
+    if not local_tree.inside(root, real):
+      yield entry.name, "a link out of the data root"
+    elif not os.path.isdir(real):
+      yield entry.name, "not a folder"
+    else:
+      yield entry.name, ""
+
+
+def _gcs_entries(input_base: str, folder: str) -> Iterator[Tuple[str, str]]:
+  bucket, prefix = roots.split_gcs(_join(input_base, folder))
+  client, _ = roots.gcs_client()
+  start = prefix + "/" if prefix else ""
+  blobs = client.list_blobs(bucket, prefix=start or None, delimiter="/", timeout=roots.GCS_TIMEOUT)
+  files = [blob.name[len(start):] for blob in blobs]
+  folders = {p[len(start):].rstrip("/") for p in blobs.prefixes}
+  yield from sorted([(name, "") for name in folders] + [(name, "not a folder") for name in files if name])
+
+
+def _join(root: str, relative: str) -> str:
+  return posixpath.join(root, relative) if relative else root

@@ -120,9 +120,12 @@ def input_fingerprint(root: str) -> str:
 
   COCO root: the subset folders and their annotation files (not e.g. the zips beside
   them); plain folder: every listed file. Listing only, nothing is read: a photo added,
-  removed or rewritten, or the annotations changed, changes the fingerprint.
+  removed or rewritten, or the annotations changed, changes the fingerprint. SourceError
+  when there is no file at all (an empty snapshot).
   """
   _, files, _ = _scan(root)
+  if not files:
+    raise SourceError(f"no files under {root}")
   subsets = _subsets(files)
   if subsets:
     annotations = {_annotations_file(s) for s in subsets}
