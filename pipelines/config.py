@@ -182,9 +182,11 @@ def _read_text(path: str) -> str:
     if e.errno == errno.ENOENT:
       raise ConfigError(f"config file not found: {path} (bundled configs: {', '.join(BUNDLED_CONFIGS)})") from e
     raise ConfigError(f"config file cannot be read ({e.strerror}): {path}") from e
+  mode = os.fstat(fd).st_mode
+  if not stat.S_ISREG(mode):
+    os.close(fd)
+    raise ConfigError(f"config file {path} is {'a directory' if stat.S_ISDIR(mode) else 'not a regular file'}")
   with os.fdopen(fd, "rb") as f:
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-      raise ConfigError(f"config file {path} is not a regular file")
     data = f.read(MAX_CONFIG_BYTES + 1)
   if len(data) > MAX_CONFIG_BYTES:
     raise ConfigError(f"config file {path} is over {MAX_CONFIG_BYTES // 1000} kB: not a config")
