@@ -75,8 +75,15 @@ def claiming_size(data: bytes, width: int, height: int) -> bytes:
   elif data[:8] == b"\x89PNG\r\n\x1a\n":
     data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-  elif data[:3] == b"GIF":
+  elif data[:3] == b"GIF":  # the screen, and the first frame (TF decodes at that frame's size)
     data[6:10] = struct.pack("<HH", width, height)
+    at = 13 + (3 * (2 << (data[10] & 7)) if data[10] & 0x80 else 0)
+    while data[at] == 0x21:  # extensions: label, then sub-blocks up to a zero
+      at += 2
+      while data[at]:
+        at += data[at] + 1
+      at += 1
+    data[at + 5:at + 9] = struct.pack("<HH", width, height)
   elif data[:2] == b"BM":
     data[18:26] = struct.pack("<ii", width, height)
   else:

@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 
@@ -263,17 +264,22 @@ def test_tfma_calls_the_examples_signature_of_new_and_older_models(loaded, tmp_p
 
 
 def test_the_limit_holds_for_every_frame_a_gif_decodes_to(loaded, historical):
-  """TF decodes all frames of a GIF: 101 frames of 1 MP are 101 MP decoded, over the 100 MP limit."""
-  photo = Image.open(historical / "Detroit_circa_1915.jpg").convert("RGB").resize((1000, 1000))
-  frames = [photo] + [Image.new("RGB", photo.size, (2 * i, 100, 255 - 2 * i)) for i in range(100)]
-  out = io.BytesIO()
-  frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:])
-  assert Image.open(io.BytesIO(out.getvalue())).n_frames == 101
+  """TF decodes every frame of a GIF, each at the first frame's size whatever the header's screen says:
+  101 frames of 1000x1000 on a 1x1 screen (a 2 kB file) decode to 101 megapixels, over the 100 MP limit."""
+  blank = b"\x02" + bytes([0xFE]) + b"\x84" * 254 + b"\x00"  # LZW sub-blocks, not a valid picture: never decoded
+  frame = b"\x2c" + bytes(4) + struct.pack("<HH", 1000, 1000) + b"\x00" + blank
+  gif = b"GIF89a" + struct.pack("<HH", 1, 1) + b"\x80\x00\x00" + b"\x00" * 3 + b"\xff" * 3 + frame * 101 + b"\x3b"
+  assert Image.open(io.BytesIO(gif)).n_frames == 101
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"GIF of 101 frames of 1000x1000 pixels \(101 megapixels "
                                                            r"decoded in all\): over the limit of this model, 100"):
-    loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(out.getvalue()))
-  # A GIF of 2 frames is well within it, and colorized (its first frame).
+    loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(gif))
+  # What TF makes of such frames (a small one, decoded): the first frame's size, not the screen's.
+  tiny = b"\x2c" + bytes(4) + struct.pack("<HH", 1, 1) + b"\x00" + b"\x02\x02\x44\x01\x00"
+  screen = b"GIF89a" + struct.pack("<HH", 5, 4) + b"\x80\x00\x00" + b"\x00" * 3 + b"\xff" * 3
+  assert tf.io.decode_gif(screen + tiny * 2 + b"\x3b").shape == (2, 1, 1, 3)
+  # A real photo as a GIF of 2 frames is well within the limit, and colorized (its first frame).
+  photo = Image.open(historical / "Detroit_circa_1915.jpg").convert("RGB").resize((64, 48))
   out = io.BytesIO()
-  frames[0].resize((64, 48)).save(out, format="GIF", save_all=True, append_images=[frames[1].resize((64, 48))])
+  photo.save(out, format="GIF", save_all=True, append_images=[Image.new("RGB", photo.size, (0, 90, 200))])
   colorized = loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(out.getvalue()))
   assert Image.open(io.BytesIO(colorized[signatures.JPEG_OUTPUT].numpy())).size == (64, 48)

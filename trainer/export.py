@@ -177,11 +177,13 @@ def _decode(image_bytes, max_pixels):
   is_jpeg = tf.io.is_jpeg(image_bytes)
   is_gif = tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF")
   height, width = _header_size(image_bytes, is_jpeg)
+  # TF decodes every frame of a GIF (even for the first one alone), each at the first frame's size,
+  # whatever the header's screen size says: the limit is on all of them.
+  frames, height, width = tf.cond(is_gif, lambda: _gif_frames(image_bytes),
+                                  lambda: (tf.constant(1, tf.int64), height, width))
   pixels = height * width
   too_large = tf.debugging.Assert(pixels <= max_pixels, [tf.strings.format(
       signatures.TOO_LARGE_MESSAGE, (width, height, pixels // 1_000_000, max_pixels // 1_000_000))])
-  # TF decodes every frame of a GIF, even for the first one alone: the limit is on all of them.
-  frames = tf.cond(is_gif, lambda: _gif_frames(image_bytes), lambda: tf.constant(1, tf.int64))
   too_many_frames = tf.debugging.Assert((frames == 1) | (pixels * frames <= max_pixels), [tf.strings.format(
       signatures.TOO_MANY_FRAMES_MESSAGE, (frames, width, height, pixels * frames // 1_000_000,
                                            max_pixels // 1_000_000))])
@@ -221,7 +223,7 @@ def _header_size(image_bytes, is_jpeg):
 
 
 def _gif_frames(image_bytes):
-  """The number of images in a GIF, counted by walking its blocks (nothing is decoded).
+  """(number of images, height, width of the first) of a GIF, by walking its blocks (nothing is decoded).
 
   After the header, logical screen descriptor and global colour table, a GIF is a run of
   blocks: extensions (0x21) and images (0x2C, with an optional local colour table), each
@@ -239,20 +241,24 @@ def _gif_frames(image_bytes):
   def table(flags):  # bytes of the colour table that the flags announce
     return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), none)
 
-  def step(pos, frames, in_blocks, done):
+  def step(pos, frames, height, width, in_blocks, done):
     byte = at(pos)
     ends_blocks = in_blocks & tf.equal(byte, 0)
     image = ~in_blocks & tf.equal(byte, 0x2C)
     extension = ~in_blocks & tf.equal(byte, 0x21)
+    first = image & tf.equal(frames, 0)
+    height = tf.where(first, at(pos + 7) + 256 * at(pos + 8), height)
+    width = tf.where(first, at(pos + 5) + 256 * at(pos + 6), width)
     next_pos = tf.where(in_blocks, pos + tf.where(ends_blocks, one, byte + 1),
                         tf.where(image, pos + 11 + table(at(pos + 9)), pos + 2))
-    return (next_pos, frames + tf.cast(image, tf.int64), (in_blocks & ~ends_blocks) | image | extension,
+    return (next_pos, frames + tf.cast(image, tf.int64), height, width, (in_blocks & ~ends_blocks) | image | extension,
             ~in_blocks & ~image & ~extension)  # the trailer, or bytes that are no block: the decoder decides
 
   start = tf.constant(13, tf.int64) + table(at(tf.constant(10, tf.int64)))
-  _, frames, _, _ = tf.while_loop(lambda pos, frames, in_blocks, done: (pos < size) & ~done, step,
-                                  (start, tf.constant(0, tf.int64), tf.constant(False), tf.constant(False)))
-  return tf.maximum(frames, 1)
+  _, frames, height, width, _, _ = tf.while_loop(
+      lambda pos, frames, height, width, in_blocks, done: (pos < size) & ~done, step,
+      (start, none, none, none, tf.constant(False), tf.constant(False)))
+  return tf.maximum(frames, 1), height, width
 
 
 def _gray_from_l(l_star):
