@@ -10,6 +10,7 @@ import click
 
 from lineage import graph as graph_lib
 from lineage import picture
+from lineage import summary
 from pipelines import config as config_lib
 
 FORMATS = ("table", "json", "dot", "png")
@@ -47,7 +48,7 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
   mysql = None
   if mysql_host:
     mysql = dict(host=mysql_host, port=mysql_port, database=mysql_database, user=mysql_user, password=mysql_password)
-  ctx.obj = _Options(graph_lib.Store(cfg.metadata_path, mysql), fmt, output_path)
+  ctx.obj = _Options(graph_lib.Store(cfg.metadata_path, mysql), fmt, output_path, cfg.pipeline_name)
   if ctx.invoked_subcommand is None:
     ctx.invoke(model)
 
@@ -55,8 +56,8 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
 class _Options:
   """What the group's options say, for the subcommand to use where it has no option of its own."""
 
-  def __init__(self, store: graph_lib.Store, fmt, output_path):
-    self.store, self.fmt, self.output_path = store, fmt, output_path
+  def __init__(self, store: graph_lib.Store, fmt, output_path, pipeline_name: str):
+    self.store, self.fmt, self.output_path, self.pipeline_name = store, fmt, output_path, pipeline_name
 
   def format(self, fmt, allowed=FORMATS) -> str:
     chosen = fmt or self.fmt or "table"
@@ -83,6 +84,16 @@ def runs(obj: _Options, fmt):
   for r in rows:
     steps = " ".join(f"{k.lower()}={v}" for k, v in r["steps"].items())
     click.echo(f"{r['created']}  {r['pipeline']:<12} {r['run']:<32} {r['status']:<12} {steps}")
+
+
+@lineage.command("run")
+@click.argument("run_id", required=False)
+@click.pass_obj
+def run_summary(obj: _Options, run_id):
+  """What run RUN_ID (default: the latest) did: each step ran, cached or skipped and why, the spans, the gates'
+  verdicts, the outputs and what was pushed (the summary `colorize run` ends with).
+  """
+  click.echo("\n".join(_read(lambda: summary.run_lines(obj.store.store, obj.pipeline_name, obj.store.where, run_id))))
 
 
 @lineage.command()

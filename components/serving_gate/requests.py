@@ -9,7 +9,7 @@ import dataclasses
 import io
 import math
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -38,14 +38,16 @@ def photo_bytes(name: str) -> bytes:
     return f.read()
 
 
-def large_photo(jpeg: bytes, max_pixels: int) -> bytes:
-  """The photo enlarged, at its aspect ratio, to the most pixels the model takes (at most max_pixels)."""
+def large_photo(jpeg: bytes, max_pixels: int) -> Tuple[bytes, Tuple[int, int]]:
+  """The photo enlarged, at its aspect ratio, to the most pixels the model takes (at most max_pixels),
+  and its (height, width).
+  """
   image = Image.open(io.BytesIO(jpeg)).convert("RGB")
   scale = math.sqrt(max_pixels / (image.width * image.height))
   width, height = math.floor(image.width * scale), math.floor(image.height * scale)
   out = io.BytesIO()
   image.resize((width, height), Image.BILINEAR).save(out, format="JPEG", quality=LARGE_PHOTO_QUALITY)
-  return out.getvalue()
+  return out.getvalue(), (height, width)
 
 
 def _size(data: bytes):
@@ -56,12 +58,11 @@ def _size(data: bytes):
 def requests(max_pixels: int) -> List[Request]:
   """Every signature, on the real photos."""
   jpeg, png = photo_bytes(JPEG_PHOTO), photo_bytes(ALPHA_PHOTO)
-  large = large_photo(jpeg, max_pixels)
+  large, (height, width) = large_photo(jpeg, max_pixels)
   arrays = [images.to_arrays(p) for p in (jpeg, png)]
   examples = [make_examples.example_bytes({}, {features.L_KEY: features.encode_l(a.l),
                                                features.GRAY_KEY: features.encode_gray(a.gray)}) for a in arrays]
   l_bytes = np.stack([np.frombuffer(features.encode_l(a.l), np.uint8).reshape(features.L_SHAPE) for a in arrays])
-  height, width = _size(large)
   photos = lambda *data: np.array(data, dtype=object)  # noqa: E731
   return [
       Request(f"{signatures.REST_SIGNATURE}: the JPEG and the PNG with alpha in one request",
@@ -70,7 +71,7 @@ def requests(max_pixels: int) -> List[Request]:
       Request(f"{signatures.REST_SIGNATURE}: a {width}x{height} JPEG ({width * height / 1e6:.1f} megapixels, "
               f"the model's limit {max_pixels / 1e6:g})",
               signatures.REST_SIGNATURE, {signatures.IMAGE_INPUT: photos(large)},
-              {signatures.REST_OUTPUT: ("images", [_size(large)])}),
+              {signatures.REST_OUTPUT: ("images", [(height, width)])}),
       *(Request(f"{signatures.IMAGE_SIGNATURE}: {name}", signatures.IMAGE_SIGNATURE,
                 {signatures.IMAGE_INPUT: np.array(data, dtype=object)},
                 {signatures.JPEG_OUTPUT: ("images", [_size(data)]),
