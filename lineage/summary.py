@@ -22,6 +22,7 @@ NODE_CONTEXT = "node"
 PIPELINE_CONTEXT = "pipeline"
 _E = metadata_store_pb2.Execution
 # How a step's execution ended, in the summary's words.
+_RESOLVER = ".Resolver"  # the execution type of every TFX resolver node
 STEP_STATES = {_E.COMPLETE: "ran", _E.CACHED: "cached", _E.FAILED: "failed", _E.CANCELED: "interrupted",
                _E.RUNNING: "running", _E.NEW: "not started"}
 
@@ -120,8 +121,10 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: str, where: st
         stopped = stopped or (None if passed else (steps[e.id], verdict))
 
   lines = [f"Pipeline run {run.name}  (ML Metadata: {where})", "Steps:"]
+  execution_types = {t.id: t.name for t in store.get_execution_types()}
   for e in executions:
-    lines.append(f"  {steps[e.id]:<30} {_step_state(e, outputs[e.id], kind):<9} {_step_note(e, outputs[e.id], kind)}"
+    type_name = execution_types.get(e.type_id, "?")
+    lines.append(f"  {steps[e.id]:<30} {_step_state(e, type_name):<9} {_step_note(e, type_name, outputs[e.id], kind)}"
                  .rstrip())
   ran = set(steps.values())
   if stopped:
@@ -141,26 +144,20 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: str, where: st
   return lines
 
 
-def _step_state(execution, outputs, kind) -> str:
-  if execution.last_known_state in (_E.COMPLETE, _E.CACHED) and any(
-      kind(a) == "Model" for a in outputs) and not _is_trainer_output(execution):
+def _step_state(execution, type_name: str) -> str:
+  if type_name.endswith(_RESOLVER) and execution.last_known_state in (_E.COMPLETE, _E.CACHED):
     return "resolved"
   return STEP_STATES.get(execution.last_known_state, "?")
 
 
-def _is_trainer_output(execution) -> bool:
-  # A resolver's execution type is TFX's resolver class; it outputs what it found.
-  return "resolver" not in execution.custom_properties.get("__tfx_node_type__", metadata_store_pb2.Value()).string_value
-
-
-def _step_note(execution, outputs, kind) -> str:
-  if _step_state(execution, outputs, kind) == "resolved" or (execution.last_known_state == _E.COMPLETE
-                                                             and not outputs and "resolver" in str(execution)):
+def _step_note(execution, type_name: str, outputs, kind) -> str:
+  if type_name.endswith(_RESOLVER):
     models = [f"Model #{a.id}" for a in outputs if kind(a) == "Model"]
-    return f"the latest blessed model: {', '.join(models)}" if models else ""
+    return f"the latest blessed model: {', '.join(models)}" if models else "no blessed model yet"
+  made = ", ".join(f"{kind(a).rsplit('.', 1)[-1]} #{a.id}" for a in outputs)
   if execution.last_known_state == _E.CACHED:
-    return "its inputs and settings were unchanged: the outputs of an earlier run were reused"
-  return ", ".join(f"{kind(a).rsplit('.', 1)[-1]} #{a.id}" for a in outputs)
+    return f"{made}: unchanged inputs and settings, an earlier run's outputs reused"
+  return made
 
 
 def _pipeline_nodes(store, pipeline_name: str) -> List[str]:

@@ -58,7 +58,7 @@ class ServingGateConfig:
       60.0, "the serving gate's budget for one request (one photo through one signature, the large "
       "photo just under the model's size limit included)")
   max_memory_mb: int = config_fields.setting(
-      4096, "the serving gate's budget for the serving process's peak resident memory (MB), model "
+      6144, "the serving gate's budget for the serving process's peak resident memory (MB), model "
       "loaded and every request answered")
 
 

@@ -3,6 +3,7 @@ check (an unchanged model stops the run) and the serving gate (a model that does
 is not pushed), on small SavedModels that speak the project's signatures and on the real
 photos the gate ships with. The trained model's pass is in test_evaluation_pipeline.py.
 """
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -17,6 +18,7 @@ from components.new_model.component import fingerprint
 from components.serving_gate import component as gate_lib
 from components.serving_gate.component import ServingGate
 from lineage import summary
+from pipelines import config as config_lib
 from schemas import features
 from schemas import gates
 from schemas import signatures
@@ -86,7 +88,7 @@ def _run(root: pathlib.Path, name: str, candidate: pathlib.Path, baseline: pathl
   candidate_importer, baseline_importer = model(candidate, "candidate"), model(baseline, "baseline")
   check = NewModelCheck(model=candidate_importer.outputs["result"], baseline_model=baseline_importer.outputs["result"])
   with tfx_v1.dsl.Cond(check.outputs["verdict"].future()[0].custom_property(gates.PASSED) == 1):
-    gate = ServingGate(model=candidate_importer.outputs["result"], max_request_seconds=120.0)
+    gate = ServingGate(model=candidate_importer.outputs["result"], **dataclasses.asdict(config_lib.ServingGateConfig()))
     pusher = tfx_v1.components.Pusher(
         model=candidate_importer.outputs["result"], infra_blessing=gate.outputs["blessing"],
         push_destination=tfx_v1.proto.PushDestination(

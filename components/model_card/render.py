@@ -28,7 +28,9 @@ def markdown(facts: Dict[str, Any]) -> str:
   lines = [f"# Model card: {facts['title']}", ""]
   for title, rows in _sections(facts):
     lines += [f"## {title}", ""]
-    for row in rows:
+    for i, row in enumerate(rows):
+      if i and rows[i - 1].startswith("|") and not row.startswith("|"):
+        lines.append("")  # a table ends with a blank line
       lines.append(row if row.startswith("|") or row.startswith("![") else f"- {row}")
     lines.append("")
   return "\n".join(lines)

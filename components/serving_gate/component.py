@@ -32,11 +32,13 @@ _MAX_PIXELS_VARIABLE = f"{signatures.MAX_PIXELS}/.ATTRIBUTES/VARIABLE_VALUE"
 def ServingGate(  # noqa: N802 (a TFX component: named as a class)
     model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
     blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing],
-    max_load_seconds: tfx.dsl.components.Parameter[float] = 120.0,
-    max_request_seconds: tfx.dsl.components.Parameter[float] = 60.0,
-    max_memory_mb: tfx.dsl.components.Parameter[int] = 4096,
+    max_load_seconds: tfx.dsl.components.Parameter[float],
+    max_request_seconds: tfx.dsl.components.Parameter[float],
+    max_memory_mb: tfx.dsl.components.Parameter[int],
 ) -> None:
-  """Blesses the model for serving when a clean TensorFlow process serves every request within budget."""
+  """Blesses the model for serving when a clean TensorFlow process serves every request within budget
+  (the budgets: pipelines/config.py ServingGateConfig, passed by the pipeline).
+  """
   model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
   report = check(model_dir, max_load_seconds, max_request_seconds, max_memory_mb)
   tf.io.gfile.makedirs(blessing.uri)
