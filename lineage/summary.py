@@ -111,14 +111,14 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: str, where: st
       outputs[ev.execution_id].append(artifacts[ev.artifact_id])
   kind = lambda a: types.get(a.type_id, "?")  # noqa: E731
 
-  gate_lines, stopped = [], None
+  gate_lines, stopped = [], []
   for e in executions:
     for a in outputs[e.id]:
       if gates.PASSED in a.custom_properties:
         passed = a.custom_properties[gates.PASSED].int_value == 1
         verdict = a.custom_properties[gates.VERDICT].string_value if gates.VERDICT in a.custom_properties else ""
         gate_lines.append(f"  {steps[e.id]:<30} {'passed ' if passed else 'STOPPED'}  {verdict}")
-        stopped = stopped or (None if passed else (steps[e.id], verdict))
+        stopped += [] if passed else [(steps[e.id], verdict)]
 
   lines = [f"Pipeline run {run.name}  (ML Metadata: {where})", "Steps:"]
   execution_types = {t.id: t.name for t in store.get_execution_types()}
@@ -128,9 +128,11 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: str, where: st
                  .rstrip())
   ran = set(steps.values())
   if stopped:
+    # A step of the pipeline with no execution in a run that a gate stopped: the gate's condition
+    # kept it from running (the first gate that stopped says why).
     for node in _pipeline_nodes(store, pipeline_name):
       if node not in ran:
-        lines.append(f"  {node:<30} {'skipped':<9} {stopped[0]} stopped the run here: {stopped[1]}")
+        lines.append(f"  {node:<30} {'skipped':<9} {stopped[0][0]} stopped the run here: {stopped[0][1]}")
   lines += _data_lines(store, executions, steps, inputs, outputs, kind)
   if gate_lines:
     lines += ["Gates:", *gate_lines]
@@ -140,7 +142,7 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: str, where: st
       # Custom types carry a namespace ("colorize.ColorizationReport"); the name is enough here.
       lines.append(f"  {steps[e.id]:<16} {kind(a).rsplit('.', 1)[-1]:<18} {a.uri}")
       lines += [f"  {'':<16} {'':<18} {line}" for line in _describe(kind(a), a)]
-  lines.append(_push_line(store, executions, outputs, kind, stopped))
+  lines.append(_push_line(executions, steps, inputs, outputs, kind, stopped))
   return lines
 
 
@@ -195,17 +197,22 @@ def _data_lines(store, executions, steps, inputs, outputs, kind) -> List[str]:
   return ["Data:", *lines] if lines else []
 
 
-def _push_line(store, executions, outputs, kind, stopped) -> str:
-  """One line: what was pushed, or why nothing was."""
-  pushed = [a for e in executions for a in outputs[e.id] if kind(a) == "PushedModel"]
-  for a in pushed:
-    if a.custom_properties["pushed"].int_value == 1 if "pushed" in a.custom_properties else False:
-      return f"Pushed {a.custom_properties['pushed_destination'].string_value}"
-  if stopped:
-    return f"Nothing pushed: {stopped[0]}: {stopped[1]}"
-  if pushed:
-    return "Nothing pushed: the model was not blessed (see the gates and the evaluation above)"
-  return "Nothing pushed: this run had no push step"
+def _push_line(executions, steps, inputs, outputs, kind, stopped_gates) -> str:
+  """One line: what was pushed, or why nothing was (every gate that stopped, the Evaluator's verdict)."""
+  for e in executions:
+    for a in outputs[e.id]:
+      if kind(a) == "PushedModel" and "pushed" in a.custom_properties and a.custom_properties["pushed"].int_value:
+        models = ", ".join(f"Model #{m.id}" for m in inputs[e.id].get("model", []))
+        return f"Pushed {models} to {a.custom_properties['pushed_destination'].string_value}"
+  reasons = [f"{step}: {verdict}" for step, verdict in stopped_gates]
+  for e in executions:
+    for a in outputs[e.id]:
+      if kind(a) == report_lib.ARTIFACT_TYPE and "blessed" in a.custom_properties \
+          and not a.custom_properties["blessed"].int_value:
+        reasons.append(f"{steps[e.id]}: not blessed: {a.custom_properties['blessing_failures'].string_value}")
+  if not any(kind(a) == "PushedModel" for e in executions for a in outputs[e.id]) and not reasons:
+    reasons.append("this run had no push step")
+  return "Nothing pushed: " + ("; ".join(reasons) or "the Pusher pushed nothing")
 
 
 def _describe(type_name: Optional[str], artifact) -> List[str]:
