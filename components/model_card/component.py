@@ -52,7 +52,7 @@ def ModelCard(  # noqa: N802 (a TFX component: named as a class)
   pushed = pushed_model.get_int_custom_property("pushed") == 1
   destination = pushed_model.get_string_custom_property("pushed_destination") if pushed else ""
   facts = {
-      "title": f"colorize Model #{model.id}" + (f", version {os.path.basename(destination.rstrip('/'))}"
+      "title": f"colorize {_name('Model', model)}" + (f", version {os.path.basename(destination.rstrip('/'))}"
                                                if pushed else " (not pushed)"),
       "model": [f"pushed to {destination}" if pushed else "not pushed: " + _why_not_pushed(blessing, infra_blessing),
                 f"SavedModel: {model.uri}",
@@ -67,7 +67,7 @@ def ModelCard(  # noqa: N802 (a TFX component: named as a class)
                 (f" (compared with the last blessed Model #{scores['baseline_model_id']})"
                  if scores.get("baseline_model_id") else " (no earlier blessed model to compare with)"),
                 _gate("serving gate", infra_blessing)],
-      "lineage": [f"{name} #{a.id}  {a.uri}" for name, a in (
+      "lineage": [f"{_name(name, a)}  {a.uri}" for name, a in (
           ("Examples (evaluated)", examples), *(("Examples (trained on)", x) for x in train_examples),
           ("Model", model), ("ModelRun", model_run), ("ModelBlessing", blessing), ("InfraBlessing", infra_blessing),
           ("ColorizationReport", report), ("NewModelCheck", new_model), ("PushedModel", pushed_model))],
@@ -82,6 +82,11 @@ def ModelCard(  # noqa: N802 (a TFX component: named as a class)
       with tf.io.gfile.GFile(os.path.join(folder, name), "wb") as f:
         f.write(data)
   card.set_string_custom_property(model_card.LOCATION, folders[-1] if pushed else "")
+
+
+def _name(type_name: str, a: artifact.Artifact) -> str:
+  # The ML Metadata id; a runner that passes none (0) leaves the URI (listed beside it) to name it.
+  return f"{type_name} #{a.id}" if a.id else f"{type_name} (no id)"
 
 
 def _why_not_pushed(blessing: artifact.Artifact, infra_blessing: artifact.Artifact) -> str:
@@ -109,10 +114,11 @@ def _data(examples: artifact.Artifact, train_examples: List[artifact.Artifact]) 
     return examples.get_string_custom_property(key) if examples.has_custom_property(key) else ""
   skips = json.loads(prop("skip_counts") or "{}")
   return [
-      f"evaluated on the test split of Examples #{examples.id} ({_span(examples)}): {prop('split_counts') or '?'}",
+      f"evaluated on the test split of {_name('Examples', examples)} ({_span(examples)}): "
+      f"{prop('split_counts') or '?'}",
       "left out at ingestion: " + (", ".join(f"{reason} {n}" for reason, n in sorted(skips.items())) or "nothing")
       + (f" (every file and why: {prop('skip_report')})" if prop("skip_report") else ""),
-      "trained on the train split of " + ", ".join(f"Examples #{x.id} ({_span(x)})" for x in train_examples),
+      "trained on the train split of " + ", ".join(f"{_name('Examples', x)} ({_span(x)})" for x in train_examples),
   ]
 
 
