@@ -48,7 +48,9 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
   mysql = None
   if mysql_host:
     mysql = dict(host=mysql_host, port=mysql_port, database=mysql_database, user=mysql_user, password=mysql_password)
-  ctx.obj = _Options(graph_lib.Store(cfg.metadata_path, mysql), fmt, output_path, cfg.pipeline_name)
+  # Named by --pipeline-name or the config; else `run` reads the store's newest run, of any pipeline.
+  named = cfg.pipeline_name if pipeline_name or config_path else None
+  ctx.obj = _Options(graph_lib.Store(cfg.metadata_path, mysql), fmt, output_path, named)
   if ctx.invoked_subcommand is None:
     ctx.invoke(model)
 

@@ -54,11 +54,13 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str
   return run.name, [(component_of.get(output_ids[a.id], "?"), a) for a in sorted(artifacts, key=lambda a: a.id)]
 
 
-def find_run(store: metadata_store.MetadataStore, pipeline_name: str, run_id: Optional[str] = None
+def find_run(store: metadata_store.MetadataStore, pipeline_name: Optional[str], run_id: Optional[str] = None
              ) -> Optional[metadata_store_pb2.Context]:
-  """The pipeline run context named run_id, or the newest run of the pipeline; None if there is none."""
+  """The pipeline run context named run_id, or the newest run of the pipeline (of any pipeline when
+  pipeline_name is None); None if there is none.
+  """
   runs = [c for c in store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
-          if _belongs_to(store, c, pipeline_name) and (run_id is None or c.name == run_id)]
+          if (pipeline_name is None or _belongs_to(store, c, pipeline_name)) and (run_id is None or c.name == run_id)]
   return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)) if runs else None
 
 
@@ -90,12 +92,18 @@ def print_run_summary(cfg: config_lib.PipelineConfig) -> None:
           + ("" if default_store else f" --metadata-file {cfg.metadata_path}"))
 
 
-def run_lines(store: metadata_store.MetadataStore, pipeline_name: str, where: str,
+def run_lines(store: metadata_store.MetadataStore, pipeline_name: Optional[str], where: str,
               run_id: Optional[str] = None) -> List[str]:
-  """The run's summary: its steps, data, gates, outputs and the push, as lines of text."""
+  """The run's summary: its steps, data, gates, outputs and the push, as lines of text.
+
+  pipeline_name None: the run of whichever pipeline it belongs to (the newest run in the store).
+  """
   run = find_run(store, pipeline_name, run_id)
   if run is None:
-    return [f"No run {run_id + ' ' if run_id else ''}of pipeline {pipeline_name!r} recorded in {where}"]
+    of = f"of pipeline {pipeline_name!r} " if pipeline_name else ""
+    return [f"No run {run_id + ' ' if run_id else ''}{of}recorded in {where}"]
+  pipeline_name = pipeline_name or next(
+      (p.name for p in store.get_parent_contexts_by_context(run.id) if p.type == PIPELINE_CONTEXT), "")
   types = artifact_type_names(store)
   executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
   events = store.get_events_by_execution_ids([e.id for e in executions])
