@@ -46,7 +46,9 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
   mysql = None
   if mysql_host:
     mysql = dict(host=mysql_host, port=mysql_port, database=mysql_database, user=mysql_user, password=mysql_password)
-  ctx.obj = _Options(cfg.metadata_path, mysql, fmt, output_path)
+  # Named by --pipeline-name or the config; else `run` reads the store's newest run, of any pipeline.
+  named = cfg.pipeline_name if pipeline_name or config_path else None
+  ctx.obj = _Options(cfg.metadata_path, mysql, fmt, output_path, named)
   if ctx.invoked_subcommand is None:
     ctx.invoke(model)
 
@@ -54,8 +56,9 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
 class _Options:
   """What the group's options say, for the subcommand to use where it has no option of its own."""
 
-  def __init__(self, metadata_path: str, mysql, fmt, output_path):
+  def __init__(self, metadata_path: str, mysql, fmt, output_path, pipeline_name: str):
     self.metadata_path, self.mysql, self.fmt, self.output_path = metadata_path, mysql, fmt, output_path
+    self.pipeline_name = pipeline_name
     self._store = None
 
   @property
@@ -92,6 +95,17 @@ def runs(obj: _Options, fmt):
   for r in rows:
     steps = " ".join(f"{k.lower()}={v}" for k, v in r["steps"].items())
     click.echo(f"{r['created']}  {r['pipeline']:<12} {r['run']:<32} {r['status']:<12} {steps}")
+
+
+@lineage.command("run")
+@click.argument("run_id", required=False)
+@click.pass_obj
+def run_summary(obj: _Options, run_id):
+  """What run RUN_ID (default: the latest) did: each step ran, cached or skipped and why, the spans, the gates'
+  verdicts, the outputs and what was pushed (the summary `colorize run` ends with).
+  """
+  from lineage import summary
+  click.echo("\n".join(_read(lambda: summary.run_lines(obj.store.store, obj.pipeline_name, obj.store.where, run_id))))
 
 
 @lineage.command()

@@ -16,6 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 from components import report as report_lib
 from lineage import summary
 from pipelines import local_runner
+from schemas import gates
 
 # TFX's standard artifact type names (importing TFX for them would slow the command down).
 PUSHED_MODEL = "PushedModel"
@@ -289,7 +290,10 @@ def _story(graph: Dict[str, Any], start_id: int) -> List[str]:
       continue
     verdict = "blessed" if b["properties"].get("blessed") == 1 else "NOT blessed"
     model_ids = evaluator["inputs"].get("model", [])
-    baseline = evaluator["inputs"].get("baseline_model", [])
+    # The Evaluator records its baseline on the blessing: the subgraph's events may hold one
+    # event per artifact and execution, so a model that was also the baseline hid it.
+    baseline = ([b["properties"]["baseline_model_id"]] if b["properties"].get("baseline_model_id")
+                else evaluator["inputs"].get("baseline_model", []))
     lines.append(
         f"Model {', '.join(f'#{i}' for i in model_ids)} {verdict} by {evaluator['component']} [{evaluator['id']}] "
         f"(ModelBlessing #{b['id']}; compared with "
@@ -302,6 +306,11 @@ def _story(graph: Dict[str, Any], start_id: int) -> List[str]:
                    f"mean-ab baseline {p['mean_ab_mse']:.5f}); report #{report['id']} {report['uri']}")
       if p.get("blessing_failures"):
         lines.append(f"  not blessed because: {p['blessing_failures']}")
+  for a in graph["artifacts"]:
+    if gates.PASSED in a["properties"]:
+      gate, passed = producers.get(a["id"]), a["properties"][gates.PASSED] == 1
+      lines.append(f"{gate['component'] if gate else a['type']} {'passed' if passed else 'STOPPED'} "
+                   f"({a['type'].rsplit('.', 1)[-1]} #{a['id']}): {a['properties'].get(gates.VERDICT, '')}")
   return lines
 
 

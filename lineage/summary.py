@@ -1,4 +1,10 @@
-"""What a pipeline run produced, read from ML Metadata (never from guessed paths)."""
+"""What a pipeline run did and produced, read from ML Metadata (never from guessed paths).
+
+The same lines end `colorize run` and answer `colorize lineage run`: each step ran, was
+cached, resolved or was skipped (and why), the span ingested and the spans the Trainer
+read, every gate's verdict (any artifact carrying schemas/gates.py's properties), what
+was pushed or why nothing was, and where every output is.
+"""
 import json
 import os
 import shlex
@@ -10,11 +16,19 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import embed
+from components import model_card
 from components import report as report_lib
 from pipelines import config as config_lib
+from schemas import gates
 
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
+PIPELINE_CONTEXT = "pipeline"
+_E = metadata_store_pb2.Execution
+# How a step's execution ended, in the summary's words.
+_RESOLVER = ".Resolver"  # the execution type of every TFX resolver node
+STEP_STATES = {_E.COMPLETE: "ran", _E.CACHED: "cached", _E.FAILED: "failed", _E.CANCELED: "interrupted",
+               _E.RUNNING: "running", _E.NEW: "not started"}
 
 
 def open_store(metadata_path: str, read_only: bool = True) -> metadata_store.MetadataStore:
@@ -32,11 +46,9 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str
 
   Cached executions count: a step whose outputs were reused still shows them.
   """
-  runs = [c for c in store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
-          if _belongs_to(store, c, pipeline_name)]
-  if not runs:
+  run = find_run(store, pipeline_name)
+  if run is None:
     return None, []
-  run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
   executions = store.get_executions_by_context(run.id)
   events = store.get_events_by_execution_ids([e.id for e in executions])
   output_ids = {ev.artifact_id: ev.execution_id for ev in events
@@ -44,6 +56,16 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str
   component_of = {e.id: component_id(store, e.id) for e in executions}
   artifacts = store.get_artifacts_by_id(list(output_ids))
   return run.name, [(component_of.get(output_ids[a.id], "?"), a) for a in sorted(artifacts, key=lambda a: a.id)]
+
+
+def find_run(store: metadata_store.MetadataStore, pipeline_name: Optional[str], run_id: Optional[str] = None
+             ) -> Optional[metadata_store_pb2.Context]:
+  """The pipeline run context named run_id, or the newest run of the pipeline (of any pipeline when
+  pipeline_name is None); None if there is none.
+  """
+  runs = [c for c in store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
+          if (pipeline_name is None or _belongs_to(store, c, pipeline_name)) and (run_id is None or c.name == run_id)]
+  return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)) if runs else None
 
 
 def component_id(store, execution_id: int) -> str:
@@ -64,23 +86,145 @@ def artifact_type_names(store) -> Dict[int, str]:
 
 
 def print_run_summary(cfg: config_lib.PipelineConfig) -> None:
-  """Prints every output of the latest run: where it is and what it says."""
+  """Prints what the latest run did, every output (where it is, what it says) and what was pushed."""
   store = open_store(cfg.metadata_path)
-  run_id, outputs = latest_run_outputs(store, cfg.pipeline_name)
-  if run_id is None:
-    print(f"No run of pipeline {cfg.pipeline_name!r} recorded in {cfg.metadata_path}")
-    return
-  types = artifact_type_names(store)
-  print(f"\nPipeline run {run_id}  (ML Metadata: {cfg.metadata_path})")
-  for component, artifact in outputs:
-    # Custom types carry a namespace ("colorize.ColorizationReport"); the name is enough here.
-    print(f"  {component:<16} {types.get(artifact.type_id, '?').rsplit('.', 1)[-1]:<18} {artifact.uri}")
-    for line in _describe(types.get(artifact.type_id), artifact):
-      print(f"  {'':<16} {'':<18} {line}")
-  if any(types.get(a.type_id) == "PushedModel" for _, a in outputs):
+  lines = run_lines(store, cfg.pipeline_name, cfg.metadata_path)
+  print("\n" + "\n".join(lines))
+  if any(l.startswith("Pushed ") for l in lines):
     default_store = cfg.metadata_path == config_lib.from_dict({}).metadata_path  # what `colorize lineage` finds here
     print(f"\nTrace the model back to its data:  {colorize_command()} lineage"
           + ("" if default_store else f" --metadata-file {shlex.quote(cfg.metadata_path)}"))
+
+
+def run_lines(store: metadata_store.MetadataStore, pipeline_name: Optional[str], where: str,
+              run_id: Optional[str] = None) -> List[str]:
+  """The run's summary: its steps, data, gates, outputs and the push, as lines of text.
+
+  pipeline_name None: the run of whichever pipeline it belongs to (the newest run in the store).
+  """
+  run = find_run(store, pipeline_name, run_id)
+  if run is None:
+    of = f"of pipeline {pipeline_name!r} " if pipeline_name else ""
+    return [f"No run {run_id + ' ' if run_id else ''}{of}recorded in {where}"]
+  pipeline_name = pipeline_name or next(
+      (p.name for p in store.get_parent_contexts_by_context(run.id) if p.type == PIPELINE_CONTEXT), "")
+  types = artifact_type_names(store)
+  executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+  events = store.get_events_by_execution_ids([e.id for e in executions])
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(list({ev.artifact_id for ev in events}))}
+  steps = {e.id: component_id(store, e.id) for e in executions}
+  inputs: Dict[int, Dict[str, List[metadata_store_pb2.Artifact]]] = {e.id: {} for e in executions}
+  outputs: Dict[int, List[metadata_store_pb2.Artifact]] = {e.id: [] for e in executions}
+  for ev in sorted(events, key=lambda ev: ev.artifact_id):
+    key = ev.path.steps[0].key if ev.path.steps else "?"
+    if ev.type in (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT):
+      inputs[ev.execution_id].setdefault(key, []).append(artifacts[ev.artifact_id])
+    elif ev.artifact_id not in [a.id for a in outputs[ev.execution_id]]:
+      outputs[ev.execution_id].append(artifacts[ev.artifact_id])
+  kind = lambda a: types.get(a.type_id, "?")  # noqa: E731
+
+  gate_lines, stopped = [], []
+  for e in executions:
+    for a in outputs[e.id]:
+      if gates.PASSED in a.custom_properties:
+        passed = a.custom_properties[gates.PASSED].int_value == 1
+        verdict = a.custom_properties[gates.VERDICT].string_value if gates.VERDICT in a.custom_properties else ""
+        gate_lines.append(f"  {steps[e.id]:<30} {'passed ' if passed else 'STOPPED'}  {verdict}")
+        stopped += [] if passed else [(steps[e.id], verdict)]
+
+  lines = [f"Pipeline run {run.name}  (ML Metadata: {where})", "Steps:"]
+  execution_types = {t.id: t.name for t in store.get_execution_types()}
+  for e in executions:
+    type_name = execution_types.get(e.type_id, "?")
+    lines.append(f"  {steps[e.id]:<30} {_step_state(e, type_name):<9} {_step_note(e, type_name, outputs[e.id], kind)}"
+                 .rstrip())
+  ran = set(steps.values())
+  if stopped:
+    # A step of the pipeline with no execution in a run that a gate stopped: the gate's condition
+    # kept it from running (the first gate that stopped says why).
+    for node in _pipeline_nodes(store, pipeline_name):
+      if node not in ran:
+        lines.append(f"  {node:<30} {'skipped':<9} {stopped[0][0]} stopped the run here: {stopped[0][1]}")
+  lines += _data_lines(store, executions, steps, inputs, outputs, kind)
+  if gate_lines:
+    lines += ["Gates:", *gate_lines]
+  lines += ["Outputs:"]
+  for e in executions:
+    for a in outputs[e.id]:
+      # Custom types carry a namespace ("colorize.ColorizationReport"); the name is enough here.
+      lines.append(f"  {steps[e.id]:<16} {kind(a).rsplit('.', 1)[-1]:<18} {a.uri}")
+      lines += [f"  {'':<16} {'':<18} {line}" for line in _describe(kind(a), a)]
+  lines.append(_push_line(executions, steps, inputs, outputs, kind, stopped))
+  return lines
+
+
+def _step_state(execution, type_name: str) -> str:
+  if type_name.endswith(_RESOLVER) and execution.last_known_state in (_E.COMPLETE, _E.CACHED):
+    return "resolved"
+  return STEP_STATES.get(execution.last_known_state, "?")
+
+
+def _step_note(execution, type_name: str, outputs, kind) -> str:
+  if type_name.endswith(_RESOLVER):
+    models = [f"Model #{a.id}" for a in outputs if kind(a) == "Model"]
+    return f"the latest blessed model: {', '.join(models)}" if models else "no blessed model yet"
+  made = ", ".join(f"{kind(a).rsplit('.', 1)[-1]} #{a.id}" for a in outputs)
+  if execution.last_known_state == _E.CACHED:
+    return f"{made}: unchanged inputs and settings, an earlier run's outputs reused"
+  return made
+
+
+def _pipeline_nodes(store, pipeline_name: str) -> List[str]:
+  """The step ids ever recorded for the pipeline (node contexts "<pipeline>.<step>")."""
+  prefix = pipeline_name + "."
+  return sorted(c.name[len(prefix):] for c in store.get_contexts_by_type(NODE_CONTEXT) if c.name.startswith(prefix))
+
+
+def _span_of(store, artifact, kind, depth: int = 0) -> str:
+  """"span S[, version V]" of Examples; for derived Examples (Embed's), those of the Examples they came from."""
+  props = artifact.custom_properties
+  if "span" in props:
+    return f"span {props['span'].int_value}" + (f", version {props['version'].int_value}" if "version" in props else "")
+  if depth < 3:
+    made_by = [ev.execution_id for ev in store.get_events_by_artifact_ids([artifact.id])
+               if ev.type == metadata_store_pb2.Event.OUTPUT]
+    sources = [ev.artifact_id for ev in store.get_events_by_execution_ids(made_by[:1])
+               if ev.type == metadata_store_pb2.Event.INPUT]
+    for source in store.get_artifacts_by_id(sources):
+      if kind(source) == "Examples":
+        return f"{_span_of(store, source, kind, depth + 1)} via Examples #{source.id}"
+  return "no span recorded"
+
+
+def _data_lines(store, executions, steps, inputs, outputs, kind) -> List[str]:
+  lines = []
+  for e in executions:
+    if steps[e.id] == "CocoIngest":
+      for a in outputs[e.id]:
+        state = "ingested" if e.last_known_state == _E.COMPLETE else "reused (unchanged snapshot)"
+        lines.append(f"  {state}: {_span_of(store, a, kind)} as Examples #{a.id}")
+    if steps[e.id] == "Trainer":
+      read = [f"Examples #{a.id} ({_span_of(store, a, kind)})" for a in inputs[e.id].get("examples", [])]
+      lines.append(f"  the Trainer read: {', '.join(read) or '?'}")
+  return ["Data:", *lines] if lines else []
+
+
+def _push_line(executions, steps, inputs, outputs, kind, stopped_gates) -> str:
+  """One line: what was pushed, or why nothing was (every gate that stopped, the Evaluator's verdict)."""
+  for e in executions:
+    for a in outputs[e.id]:
+      if kind(a) == "PushedModel" and "pushed" in a.custom_properties and a.custom_properties["pushed"].int_value:
+        models = ", ".join(f"Model #{m.id}" for m in inputs[e.id].get("model", []))
+        return f"Pushed {models} to {a.custom_properties['pushed_destination'].string_value}"
+  reasons = [f"{step}: {verdict}" for step, verdict in stopped_gates]
+  for e in executions:
+    for a in outputs[e.id]:
+      if kind(a) == report_lib.ARTIFACT_TYPE and "blessed" in a.custom_properties \
+          and not a.custom_properties["blessed"].int_value:
+        reasons.append(f"{steps[e.id]}: not blessed: {a.custom_properties['blessing_failures'].string_value}")
+  if not any(kind(a) == "PushedModel" for e in executions for a in outputs[e.id]) and not reasons:
+    reasons.append("this run had no push step")
+  return "Nothing pushed: " + ("; ".join(reasons) or "the Pusher pushed nothing")
 
 
 def _describe(type_name: Optional[str], artifact) -> List[str]:
@@ -104,7 +248,11 @@ def _describe(type_name: Optional[str], artifact) -> List[str]:
   if type_name == "PushedModel" and "pushed" in props:
     if props["pushed"].int_value:
       return [f"pushed to {props['pushed_destination'].string_value}"]
-    return ["nothing pushed: the model was not blessed"]
+    return ["nothing pushed: the model was not blessed or did not pass the serving gate"]
+  if type_name == model_card.ARTIFACT_TYPE:
+    location = props[model_card.LOCATION].string_value if model_card.LOCATION in props else ""
+    return [f"model card beside the pushed model: {location}/{model_card.MARKDOWN_FILE}" if location
+            else "model card (the model was not pushed)"]
   return []
 
 

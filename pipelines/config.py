@@ -58,6 +58,19 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class ServingGateConfig:
+  """The serving gate's budget (components/serving_gate): a model over it is not pushed."""
+  max_load_seconds: float = config_fields.setting(
+      120.0, "the serving gate's budget for loading the SavedModel in a clean TensorFlow process")
+  max_request_seconds: float = config_fields.setting(
+      60.0, "the serving gate's budget for one request (one photo through one signature, the large "
+      "photo just under the model's size limit included)")
+  max_memory_mb: int = config_fields.setting(
+      6144, "the serving gate's budget for the serving process's peak resident memory (MB), model "
+      "loaded and every request answered")
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = setting(DEFAULT_PIPELINE_NAME, "The pipeline's name: letters, digits, '-' or '_'; names its folders and ML Metadata contexts.")
   output_root: str = setting(DEFAULT_OUTPUT_ROOT, "A local folder or gs:// prefix for the pipeline root, ML Metadata and pushed models.")
@@ -67,6 +80,7 @@ class PipelineConfig:
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
   train: settings.TrainConfig = dataclasses.field(default_factory=settings.TrainConfig)
   evaluate: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+  serving_gate: ServingGateConfig = dataclasses.field(default_factory=ServingGateConfig)
   # The `cloud:` section, only read by compile/submit/schedule.
   cloud: Optional[cloud_config.CloudConfig] = None
 
@@ -111,6 +125,10 @@ class PipelineConfig:
     _check(e.mse_change_tolerance >= 0,
            f"evaluate.mse_change_tolerance must be >= 0, got {e.mse_change_tolerance}")
     _check(e.grid_rows >= 1, f"evaluate.grid_rows must be >= 1, got {e.grid_rows}")
+    g = self.serving_gate
+    for key in ("max_load_seconds", "max_request_seconds"):
+      _check(getattr(g, key) > 0, f"serving_gate.{key} must be > 0, got {getattr(g, key)}")
+    _check(g.max_memory_mb > 0, f"serving_gate.max_memory_mb must be > 0, got {g.max_memory_mb}")
     return self
 
   def to_dict(self) -> Dict[str, Any]:
@@ -125,6 +143,7 @@ def from_dict(values: Dict[str, Any]) -> PipelineConfig:
       "ingest": config_fields.build(IngestConfig, _section(values, "ingest"), "ingest"),
       "train": settings.from_dict(_section(values, "train")),
       "evaluate": config_fields.build(EvalConfig, _section(values, "evaluate"), "evaluate"),
+      "serving_gate": config_fields.build(ServingGateConfig, _section(values, "serving_gate"), "serving_gate"),
   }
   if values.get("cloud") is not None:
     nested["cloud"] = cloud_config.from_dict(values["cloud"])

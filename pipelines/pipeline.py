@@ -1,4 +1,4 @@
-"""The colorization pipeline: ingest -> [embed] -> train -> evaluate -> push.
+"""The colorization pipeline: ingest -> [embed] -> train -> new model? -> evaluate -> serving gate -> push -> card.
 
 With train.global_features: precomputed, an Embed step between ingestion and training
 adds Inception-ResNet-v2's class vector to the examples once, and the Trainer reads
@@ -18,10 +18,14 @@ from tfx import v1 as tfx
 from components.embed.component import Embed
 from components.ingest import spans
 from components.ingest.component import CocoIngest
+from components.model_card.component import ModelCard
+from components.new_model.component import NewModelCheck
 from components.report.component import EvaluationReport
+from components.serving_gate.component import ServingGate
 from pipelines import config as config_lib
 from pipelines import evaluation
 from schemas import features
+from schemas import gates
 from trainer import settings
 
 ENDPOINT_PUSHER = "EndpointPusher"
@@ -35,6 +39,7 @@ def create_pipeline(
     ingest: config_lib.IngestConfig,
     train: settings.TrainConfig,
     evaluate: config_lib.EvalConfig,
+    serving_gate: config_lib.ServingGateConfig,
     serving_model_dir: str,
     metadata_connection_config=None,
     beam_pipeline_args: Sequence[str] = (),
@@ -116,37 +121,15 @@ def create_pipeline(
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
-        examples=ingest_component.outputs["examples"],
-        model=trainer.outputs["model"],
-        baseline_model=baseline_resolver.outputs["model"],
-        schema=schema_importer.outputs["schema"],
-        example_splits=[features.TEST_SPLIT],
-        eval_config=evaluation.eval_config(evaluate),
-    )
-    report = EvaluationReport(
-        examples=ingest_component.outputs["examples"],
-        model=trainer.outputs["model"],
-        evaluation=evaluator.outputs["evaluation"],
-        blessing=evaluator.outputs["blessing"],
-        grid_rows=evaluate.grid_rows,
-    )
-    components += [baseline_resolver, evaluator, report]
-
-  if "push" in stages:
-    # Blessed models only, each in a new versioned subdirectory of serving_model_dir.
-    components.append(tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
-    ))
-    if vertex_serving_args:
-      components.append(tfx.extensions.google_cloud_ai_platform.Pusher(
-          model=trainer.outputs["model"],
-          model_blessing=evaluator.outputs["blessing"],
-          custom_config=vertex_serving_args,
-      ).with_id(ENDPOINT_PUSHER))
+    # An unchanged candidate (that very model, or its bytes) stops here: it is neither compared
+    # with itself nor pushed again (components/new_model/component.py says why a gate).
+    new_model_check = NewModelCheck(model=trainer.outputs["model"], baseline_model=baseline_resolver.outputs["model"])
+    components += [baseline_resolver, new_model_check]
+    with tfx.dsl.Cond(new_model_check.outputs["verdict"].future()[0].custom_property(gates.PASSED) == 1):
+      components += _evaluate_and_push(
+          stages, ingest_component, train_examples, schema_importer, trainer,
+          baseline_resolver.outputs["model"], new_model_check, evaluate, serving_gate,
+          serving_model_dir, vertex_serving_args)
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
@@ -156,6 +139,63 @@ def create_pipeline(
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(beam_pipeline_args),
   )
+
+
+def _evaluate_and_push(stages, ingest_component, train_examples, schema_importer, trainer, baseline_model,
+                       new_model_check, evaluate, serving_gate, serving_model_dir, vertex_serving_args) -> List:
+  """The steps that run only for a new model: evaluate, and with "push", the serving gate, push, card."""
+  evaluator = tfx.components.Evaluator(
+      examples=ingest_component.outputs["examples"],
+      model=trainer.outputs["model"],
+      baseline_model=baseline_model,
+      schema=schema_importer.outputs["schema"],
+      example_splits=[features.TEST_SPLIT],
+      eval_config=evaluation.eval_config(evaluate),
+  )
+  report = EvaluationReport(
+      examples=ingest_component.outputs["examples"],
+      model=trainer.outputs["model"],
+      evaluation=evaluator.outputs["evaluation"],
+      blessing=evaluator.outputs["blessing"],
+      grid_rows=evaluate.grid_rows,
+  )
+  if "push" not in stages:
+    return [evaluator, report]
+  # InfraValidator's job: the SavedModel, loaded as serving loads it, answers real photos in budget.
+  gate = ServingGate(
+      model=trainer.outputs["model"],
+      max_load_seconds=serving_gate.max_load_seconds,
+      max_request_seconds=serving_gate.max_request_seconds,
+      max_memory_mb=serving_gate.max_memory_mb,
+  )
+  # Blessed and servable models only, each in a new versioned subdirectory of serving_model_dir.
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs["model"],
+      model_blessing=evaluator.outputs["blessing"],
+      infra_blessing=gate.outputs["blessing"],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
+  )
+  card = ModelCard(
+      examples=ingest_component.outputs["examples"],
+      train_examples=train_examples,
+      model=trainer.outputs["model"],
+      model_run=trainer.outputs["model_run"],
+      report=report.outputs["report"],
+      blessing=evaluator.outputs["blessing"],
+      infra_blessing=gate.outputs["blessing"],
+      new_model=new_model_check.outputs["verdict"],
+      pushed_model=pusher.outputs["pushed_model"],
+  )
+  steps = [evaluator, report, gate, pusher, card]
+  if vertex_serving_args:
+    steps.append(tfx.extensions.google_cloud_ai_platform.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=gate.outputs["blessing"],
+        custom_config=vertex_serving_args,
+    ).with_id(ENDPOINT_PUSHER))
+  return steps
 
 
 def from_config(cfg: config_lib.PipelineConfig, **runner_args) -> tfx.dsl.Pipeline:
@@ -171,6 +211,7 @@ def from_config(cfg: config_lib.PipelineConfig, **runner_args) -> tfx.dsl.Pipeli
       ingest=cfg.ingest,
       train=cfg.train,
       evaluate=cfg.evaluate,
+      serving_gate=cfg.serving_gate,
       serving_model_dir=cfg.serving_model_dir,
       enable_cache=cfg.enable_cache,
       **runner_args,

@@ -22,6 +22,7 @@ import yaml
 
 from pipelines import cloud_config
 from pipelines import config as config_lib
+from schemas import gates
 
 
 def compile_with(tmp, target, extra=()):
@@ -421,3 +422,35 @@ def test_pre_cache_check_resolves_the_newest_span_and_sees_a_changed_photo(compi
   shutil.copy(photos[5], bucket / "span-2" / "train2017" / photos[0].name)  # a photo rewritten in place
   changed = check()
   assert changed["span"] == 2 and changed["input_fingerprint"] != first["input_fingerprint"]
+
+
+def test_new_model_check_gates_evaluation_serving_gate_push_and_card(compiled):
+  spec = compiled["job"]["pipelineSpec"]
+  tasks = _tasks(spec)
+  check = tasks["NewModelCheck"]
+  # The candidate and the stock resolver's latest blessed model, which the Vertex compiler can express.
+  assert check["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "Trainer"
+  assert check["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"]["producerTask"] == \
+      "latest_blessed_model_resolver-model-resolver"
+  assert "triggerPolicy" not in check
+  condition = f"metadata['{gates.PASSED}'] == 1.0)"
+  for name in ("Evaluator", "EvaluationReport", "ServingGate", "Pusher", "EndpointPusher", "ModelCard"):
+    assert tasks[name]["triggerPolicy"]["condition"].endswith(condition), name
+    assert "NewModelCheck" in tasks[name]["dependentTasks"], name
+  assert tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"]["producerTask"] == \
+      "latest_blessed_model_resolver-model-resolver"
+  # The serving gate runs in the project image on the candidate, and both pushers take its InfraBlessing.
+  gate = _executor(spec, "ServingGate")["container"]
+  assert gate["image"] == IMAGE
+  assert tasks["ServingGate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "Trainer"
+  for pusher in ("Pusher", "EndpointPusher"):
+    assert tasks[pusher]["inputs"]["artifacts"]["infra_blessing"]["taskOutputArtifact"] == {
+        "producerTask": "ServingGate", "outputArtifactKey": "blessing"}
+  budget = config_lib.ServingGateConfig()
+  assert float(_param(spec, "ServingGate", "max_memory_mb")) == budget.max_memory_mb  # numbers compile as text
+  assert float(_param(spec, "ServingGate", "max_request_seconds")) == budget.max_request_seconds
+  # The card follows the push and reads every verdict.
+  card_inputs = {k: v["taskOutputArtifact"]["producerTask"]
+                 for k, v in tasks["ModelCard"]["inputs"]["artifacts"].items()}
+  assert card_inputs["pushed_model"] == "Pusher" and card_inputs["infra_blessing"] == "ServingGate"
+  assert card_inputs["new_model"] == "NewModelCheck" and card_inputs["blessing"] == "Evaluator"

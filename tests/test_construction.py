@@ -23,10 +23,10 @@ _IDS_BY_STAGE = {
     "ingest": ["CocoIngest"],
     "embed": ["CocoIngest"],  # the Embed step is there only with train.global_features: precomputed
     "train": ["CocoIngest", "ImportSchemaGen", "Trainer"],
-    "evaluate": ["CocoIngest", "ImportSchemaGen", "Trainer", "latest_blessed_model_resolver", "Evaluator",
-                 "EvaluationReport"],
-    "push": ["CocoIngest", "ImportSchemaGen", "Trainer", "latest_blessed_model_resolver", "Evaluator",
-             "EvaluationReport", "Pusher"],
+    "evaluate": ["CocoIngest", "ImportSchemaGen", "Trainer", "latest_blessed_model_resolver", "NewModelCheck",
+                 "Evaluator", "EvaluationReport"],
+    "push": ["CocoIngest", "ImportSchemaGen", "Trainer", "latest_blessed_model_resolver", "NewModelCheck",
+             "Evaluator", "EvaluationReport", "ServingGate", "Pusher", "ModelCard"],
 }
 
 
@@ -65,6 +65,16 @@ def test_components_are_wired_to_each_other(tmp_path):
   pusher = parts["Pusher"]
   assert pusher.inputs["model_blessing"] is evaluator.outputs["blessing"]
   assert cfg.serving_model_dir in str(pusher.exec_properties["push_destination"])
+  # The new-model check sits between the resolver and the Evaluator; the serving gate before the push.
+  check = parts["NewModelCheck"]
+  assert check.inputs["model"] is trainer.outputs["model"]
+  assert check.inputs["baseline_model"] is parts["latest_blessed_model_resolver"].outputs["model"]
+  gate = parts["ServingGate"]
+  assert gate.inputs["model"] is trainer.outputs["model"]
+  assert pusher.inputs["infra_blessing"] is gate.outputs["blessing"]
+  assert {k: gate.exec_properties[k] for k in ("max_load_seconds", "max_request_seconds", "max_memory_mb")} == \
+      dataclasses.asdict(cfg.serving_gate)
+  assert parts["ModelCard"].inputs["pushed_model"] is pusher.outputs["pushed_model"]
 
 
 def test_precomputed_global_features_put_embed_between_ingestion_and_training(tmp_path):

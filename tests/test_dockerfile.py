@@ -13,6 +13,7 @@ import sys
 import pytest
 import tfx
 
+from components import serving_gate
 from pipelines import cloud_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -111,8 +112,11 @@ def test_dockerignore_keeps_what_the_image_needs():
     return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.split("/")[0], p)
                or fnmatch.fnmatch(path, p.replace("**/", "*/")) for p in patterns)
 
+  # The serving gate runs as a Vertex step in the image, with the photos it ships with.
+  gate_photos = [f"components/serving_gate/photos/{p}" for p in (serving_gate.JPEG_PHOTO, serving_gate.ALPHA_PHOTO)]
   for needed in ("pyproject.toml", "build_hooks.py", "requirements.lock", "schemas/schema.pbtxt",
-                 "pipelines/pipeline.py", "components/ingest/executor.py", "trainer/task.py"):
+                 "pipelines/pipeline.py", "components/ingest/executor.py", "trainer/task.py",
+                 "components/serving_gate/probe.py", *gate_photos):
     assert (REPO / needed).exists() and not ignored(needed), needed
   for excluded in (".venv/bin/python", ".git/HEAD", "pipelines/__pycache__/cli.cpython-310.pyc"):
     assert ignored(excluded), excluded

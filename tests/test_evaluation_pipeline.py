@@ -7,9 +7,12 @@ Three runs share one SQLite ML Metadata store (module-scoped fixtures, minutes e
   2. run again, it closes the killed execution and resumes training in a new one (a third
      `colorize run` started meanwhile is refused at once); a generous MSE bound: the model
      is blessed and pushed;
-  3. the same inputs with the bound tightened below any real MSE: ingestion and training
-     are cache hits (no new Examples or Model), the model is not blessed, nothing is pushed.
+  3. the same inputs again (with the bound tightened below any real MSE, which does not matter
+     now): ingestion and training are cache hits (no new Examples or Model), the new-model check
+     finds the Model is the latest blessed one, and the Evaluator, the serving gate, the Pusher
+     and the model card are skipped: nothing is compared with itself, nothing is pushed twice.
 """
+import base64
 import contextlib
 import dataclasses
 import io
@@ -33,12 +36,15 @@ from tfx.utils import path_utils
 
 from cli import main as cli
 from components import metrics
+from components import model_card
+from components import new_model
 from components import report as report_lib
 from components.report import grid
 from lineage import summary
 from pipelines import config as config_lib
 from pipelines import local_runner
 from schemas import features
+from schemas import gates
 from schemas import signatures
 from serving import photos
 from trainer import task
@@ -274,17 +280,80 @@ def test_rerun_with_unchanged_inputs_reuses_examples_and_model(runs):
   assert second.outputs["Model"].id == first.outputs["Model"].id
 
 
-def test_tightened_bound_blocks_blessing_and_push(runs):
+def test_unchanged_rerun_is_not_evaluated_against_itself_and_pushes_nothing(runs):
   first, second = runs
-  assert second.outputs["ModelBlessing"].custom_properties["blessed"].int_value == 0
-  assert second.outputs["PushedModel"].custom_properties["pushed"].int_value == 0
+  model_id = first.outputs["Model"].id
+  check = second.outputs[new_model.ARTIFACT_TYPE]
+  assert check.custom_properties[gates.PASSED].int_value == 0
+  assert check.custom_properties[gates.VERDICT].string_value.startswith(
+      f"unchanged: Model #{model_id} is the latest blessed model itself")
+  # Skipped, not run: no blessing, serving verdict, push or card of this run.
+  assert not {"ModelBlessing", "InfraBlessing", "PushedModel", model_card.ARTIFACT_TYPE} & set(second.outputs)
+  assert second.counts["PushedModel"] == 1 and second.counts["ModelBlessing"] == 1
   assert os.listdir(first.cfg.serving_model_dir) == [
       os.path.basename(first.outputs["PushedModel"].custom_properties["pushed_destination"].string_value)]
-  report = _report(second)
-  assert not report["blessed"]
-  assert report["baseline_model_id"] == first.outputs["Model"].id   # compared with the last blessed model
-  assert any("above the bound 1e-06" in f for f in report["blessing_failures"])
-  assert "nothing pushed" in second.summary and "above the bound" in second.summary
+  lines = second.summary.splitlines()
+  for step in ("CocoIngest", "Trainer"):
+    assert any(l.split()[:2] == [step, "cached"] for l in lines), second.summary
+  for step in ("Evaluator", "ServingGate", "Pusher", "ModelCard"):
+    assert any(l.split()[:2] == [step, "skipped"] and "unchanged" in l for l in lines), second.summary
+  assert any(l.split()[:2] == ["latest_blessed_model_resolver", "resolved"] and f"Model #{model_id}" in l
+             for l in lines), second.summary
+  assert lines[-1] == ("Nothing pushed: NewModelCheck: " + check.custom_properties[gates.VERDICT].string_value)
+
+
+def test_no_evaluation_ever_took_its_candidate_as_baseline(runs):
+  _, second = runs
+  store = summary.open_store(second.cfg.metadata_path)
+  evaluations = [e for e in store.get_executions() if summary.component_id(store, e.id) == "Evaluator"]
+  assert evaluations
+  for e in evaluations:
+    inputs = {}
+    for ev in store.get_events_by_execution_ids([e.id]):
+      if ev.type == metadata_store_pb2.Event.INPUT:
+        inputs.setdefault(ev.path.steps[0].key, set()).add(ev.artifact_id)
+    assert not inputs["model"] & inputs.get("baseline_model", set()), inputs
+
+
+def test_serving_gate_served_the_model_in_a_clean_process_before_the_push(runs):
+  first, _ = runs
+  blessing = first.outputs["InfraBlessing"]
+  props = {k: summary.value_of(v) for k, v in blessing.custom_properties.items()}
+  assert props["blessed"] == 1 and props[gates.PASSED] == 1, props[gates.VERDICT]
+  assert props[gates.VERDICT].startswith("passed: a clean TensorFlow process answered 6 requests on 4 signatures")
+  with open(props[gates.REPORT]) as f:
+    report = json.load(f)
+  budget = report["budget"]
+  assert budget == dataclasses.asdict(config_lib.ServingGateConfig())
+  assert report["load_seconds"] < budget["max_load_seconds"] and report["peak_memory_mb"] < budget["max_memory_mb"]
+  assert {r["signature"] for r in report["requests"]} == {
+      signatures.REST_SIGNATURE, signatures.IMAGE_SIGNATURE, signatures.EXAMPLES_SIGNATURE, signatures.L_SIGNATURE}
+  assert all(r["seconds"] < budget["max_request_seconds"] for r in report["requests"])
+  assert any("megapixels, the model's limit 100" in r["name"] for r in report["requests"])
+  assert "ServingGate" in first.summary and props[gates.VERDICT] in first.summary
+
+
+def test_model_card_sits_inside_the_pushed_version(runs):
+  first, _ = runs
+  destination = first.outputs["PushedModel"].custom_properties["pushed_destination"].string_value
+  folder = pathlib.Path(destination) / model_card.PUSHED_FOLDER
+  card = first.outputs[model_card.ARTIFACT_TYPE]
+  assert card.custom_properties[model_card.LOCATION].string_value == str(folder)
+  markdown = (folder / model_card.MARKDOWN_FILE).read_text()
+  report = _report(first)
+  for fact in (f"{report['mse']:.5f}", f"{report['no_colour_mse']:.5f}", f"{report['mean_ab_mse']:.5f}",
+               f"Model #{first.outputs['Model'].id}", f"Examples (evaluated) #{first.outputs['Examples'].id}",
+               "(span 0)", "left out at ingestion: grayscale", "Intended use", "Known limitations", "tints",
+               f"epochs={TRAIN['epochs']}", "new model check: new: ", "serving gate: passed: ", "evaluation: blessed",
+               f"![test photos: grayscale input | prediction | ground truth]({model_card.GRID_FILE})"):
+    assert fact in markdown, fact
+  with open(report["grid"], "rb") as f:
+    grid_png = f.read()
+  assert (folder / model_card.GRID_FILE).read_bytes() == grid_png
+  page = (folder / model_card.HTML_FILE).read_text()
+  assert page.startswith("<!DOCTYPE html>") and base64.b64encode(grid_png).decode() in page
+  # The pushed folder is still a SavedModel that serving reads.
+  assert "colorize_image" in tf.saved_model.load(destination).signatures
 
 
 def _lineage(cfg, *args):
@@ -310,6 +379,11 @@ def test_lineage_of_pushed_model_reaches_examples_and_input(runs, coco128):
   assert f"from {coco128}" in table
   assert f"Model #{first.outputs['Model'].id} trained by Trainer" in table
   assert f"test MSE {_report(first)['mse']:.5f}" in table
+  assert "(ModelBlessing #" in table and "compared with no earlier blessed model" in table  # the first blessing
+  assert f"ServingGate passed (InfraBlessing #{first.outputs['InfraBlessing'].id}): passed: " in table
+
+  # `colorize lineage run` is the summary `colorize run` ends with.
+  assert _lineage(second.cfg, "run").strip().splitlines()[-1] == second.summary.strip().splitlines()[-1]
 
   dot = _lineage(second.cfg, "model", "--format", "dot")
   assert dot.startswith("digraph lineage {") and f"a{first.outputs['Examples'].id} -> e" in dot
@@ -321,7 +395,7 @@ def test_lineage_lists_runs_and_artifacts(runs):
   models = _lineage(second.cfg, "artifacts", "Model").strip().splitlines()
   assert len(models) == 1 and models[0].startswith(f"#{second.outputs['Model'].id} ")
   counts = json.loads(_lineage(second.cfg, "artifacts", "--format", "json"))
-  assert counts["PushedModel"] == 2 and counts["Examples"] == 1
+  assert counts["PushedModel"] == 1 and counts["Examples"] == 1
 
 
 def test_lineage_options_work_before_the_subcommand_too(runs, tmp_path):

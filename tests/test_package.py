@@ -44,6 +44,10 @@ def test_the_wheel_holds_the_packages_the_demo_data_and_the_configs(wheel):
   for name in ("data/coco_demo/annotations/instances_train2017.json", "data/coco_demo/LICENSES.md",
                "configs/demo.yaml", "configs/vertex.yaml", "schemas/schema.pbtxt"):
     assert name in names, name
+  # Every file the packages' code reads beside it (schemas, the serving gate's photos, ...) is installed.
+  tracked = _git(REPO, "ls-files", *PACKAGES).splitlines()
+  missing = [n for n in tracked if not n.endswith(".py") and n not in names]
+  assert not missing, missing
 
 
 def test_the_wheel_names_its_entry_point_its_commit_and_pinned_dependencies(wheel):

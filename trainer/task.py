@@ -44,6 +44,7 @@ import tensorflow as tf
 from schemas import artifact_files
 from schemas import embedding_info
 from schemas import features
+from schemas import training as training_summary
 from trainer import data
 from trainer import export
 from trainer import model as model_lib
@@ -53,7 +54,7 @@ from trainer import strategy as strategy_lib
 from trainer import tf_color
 from trainer import training_model
 
-SUMMARY_FILE = "training.json"
+SUMMARY_FILE = training_summary.SUMMARY_FILE
 TENSORBOARD_IMAGES = 3
 
 

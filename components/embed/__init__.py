@@ -4,5 +4,5 @@ The custom properties of its output artifact (set by executor.py, printed by the
 """
 WEIGHTS_PROPERTY = "embedding_weights"
 FINGERPRINT_PROPERTY = "embedding_weights_fingerprint"
-# Copied from the input Examples (the same examples, so the same counts).
-COPIED_PROPERTIES = ("split_counts",)
+# Copied from the input Examples (the same examples, so the same counts, span and version).
+COPIED_PROPERTIES = ("split_counts", "span", "version")

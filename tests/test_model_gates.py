@@ -1,0 +1,153 @@
+"""The gates before a push, through the real TFX components on LocalDagRunner: the new-model
+check (an unchanged model stops the run) and the serving gate (a model that does not serve
+is not pushed), on small SavedModels that speak the project's signatures and on the real
+photos the gate ships with. The trained model's pass is in test_evaluation_pipeline.py.
+"""
+import dataclasses
+import os
+import pathlib
+import shutil
+
+import pytest
+import tensorflow as tf
+import tfx
+from tfx import v1 as tfx_v1
+
+from components.new_model.component import NewModelCheck
+from components.new_model.component import fingerprint
+from components.serving_gate import component as gate_lib
+from components.serving_gate.component import ServingGate
+from lineage import summary
+from pipelines import config as config_lib
+from schemas import features
+from schemas import gates
+from schemas import signatures
+
+pytestmark = pytest.mark.slow
+MAX_PIXELS = 1_000_000  # the small models' size limit: the gate's large photo is 1 megapixel
+
+
+class _Small(tf.Module):
+  """The four signatures with their documented keys and shapes: photos come back uncoloured,
+  ab is zero. broken: the image signature fails, as a model with a bad export would."""
+
+  def __init__(self, broken: bool):
+    super().__init__()
+    self.broken = broken
+    self.max_pixels = tf.Variable(MAX_PIXELS, dtype=tf.int64, trainable=False, name=signatures.MAX_PIXELS)
+
+  def _rgb(self, image_bytes):
+    rgb = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    if self.broken:
+      tf.debugging.assert_equal(tf.size(rgb), 0, message="deliberately broken export")
+    return rgb
+
+  @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+  def colorize_image(self, image_bytes):
+    rgb = self._rgb(image_bytes)
+    return {signatures.JPEG_OUTPUT: tf.io.encode_jpeg(rgb), signatures.RGB_OUTPUT: rgb}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def colorize_images(self, image_bytes):
+    jpegs = tf.map_fn(lambda b: tf.io.encode_jpeg(self._rgb(b)), image_bytes,
+                      fn_output_signature=tf.TensorSpec([], tf.string))
+    return {signatures.REST_OUTPUT: jpegs}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def examples(self, examples):
+    return {signatures.AB_OUTPUT: tf.zeros([tf.shape(examples)[0], *features.AB_SHAPE])}
+
+  @tf.function(input_signature=[tf.TensorSpec([None, *features.L_SHAPE], tf.float32)])
+  def l(self, l):  # noqa: E743 (the signature's input key)
+    return {signatures.AB_OUTPUT: tf.zeros([tf.shape(l)[0], *features.AB_SHAPE])}
+
+
+def _save(path: pathlib.Path, broken: bool) -> pathlib.Path:
+  small = _Small(broken)
+  tf.saved_model.save(small, str(path / "Format-Serving"), signatures={
+      signatures.REST_SIGNATURE: small.colorize_images, signatures.IMAGE_SIGNATURE: small.colorize_image,
+      signatures.EXAMPLES_SIGNATURE: small.examples, signatures.L_SIGNATURE: small.l})
+  return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+  root = tmp_path_factory.mktemp("models")
+  good = _save(root / "good", broken=False)
+  shutil.copytree(good, root / "good_copy")  # a retraining that reproduced the same bytes
+  return {"good": good, "good_copy": root / "good_copy", "broken": _save(root / "broken", broken=True)}
+
+
+def _run(root: pathlib.Path, name: str, candidate: pathlib.Path, baseline: pathlib.Path):
+  """Importer(candidate), Importer(baseline) -> NewModelCheck -> [ServingGate -> Pusher], as pipelines/pipeline.py
+  wires them; returns {component: {type: artifact}} of the run and the serving folder."""
+  def model(uri, node_id):
+    return tfx_v1.dsl.Importer(source_uri=str(uri), artifact_type=tfx_v1.types.standard_artifacts.Model,
+                               custom_properties={"tfx_version": tfx.__version__}).with_id(node_id)
+  served = root / name / "serving"
+  candidate_importer, baseline_importer = model(candidate, "candidate"), model(baseline, "baseline")
+  check = NewModelCheck(model=candidate_importer.outputs["result"], baseline_model=baseline_importer.outputs["result"])
+  with tfx_v1.dsl.Cond(check.outputs["verdict"].future()[0].custom_property(gates.PASSED) == 1):
+    gate = ServingGate(model=candidate_importer.outputs["result"], **dataclasses.asdict(config_lib.ServingGateConfig()))
+    pusher = tfx_v1.components.Pusher(
+        model=candidate_importer.outputs["result"], infra_blessing=gate.outputs["blessing"],
+        push_destination=tfx_v1.proto.PushDestination(
+            filesystem=tfx_v1.proto.PushDestination.Filesystem(base_directory=str(served))))
+  metadata = str(root / name / "metadata.db")
+  tfx_v1.orchestration.LocalDagRunner().run(tfx_v1.dsl.Pipeline(
+      pipeline_name=name, pipeline_root=str(root / name / "root"),
+      components=[candidate_importer, baseline_importer, check, gate, pusher],
+      metadata_connection_config=tfx_v1.orchestration.metadata.sqlite_metadata_connection_config(metadata)))
+  store = summary.open_store(metadata)
+  types = summary.artifact_type_names(store)
+  _, outputs = summary.latest_run_outputs(store, name)
+  found = {}
+  for component, a in outputs:
+    found.setdefault(component, {})[types[a.type_id]] = a
+  return found, served, summary.run_lines(store, name, metadata)
+
+
+def _prop(artifact, key):
+  return summary.value_of(artifact.custom_properties[key])
+
+
+def test_a_copy_of_the_latest_blessed_model_stops_the_run_before_the_serving_gate(models, tmp_path):
+  assert fingerprint(str(models["good"] / "Format-Serving")) == fingerprint(str(models["good_copy"] / "Format-Serving"))
+  found, served, lines = _run(tmp_path, "copy", models["good_copy"], models["good"])
+  verdict = found["NewModelCheck"]["colorize.NewModelCheck"]
+  assert _prop(verdict, gates.PASSED) == 0
+  assert "unchanged" in _prop(verdict, gates.VERDICT) and "the same bytes as Model #" in _prop(verdict, gates.VERDICT)
+  assert "ServingGate" not in found and "Pusher" not in found and not served.exists()
+  assert any(l.split()[:2] == ["Pusher", "skipped"] for l in lines), lines
+  assert lines[-1].startswith("Nothing pushed: NewModelCheck: unchanged"), lines
+
+
+def test_a_model_whose_signature_fails_is_not_pushed_and_the_blessing_says_why(models, tmp_path):
+  found, served, lines = _run(tmp_path, "broken", models["broken"], models["good"])
+  assert _prop(found["NewModelCheck"]["colorize.NewModelCheck"], gates.PASSED) == 1
+  blessing = found["ServingGate"]["InfraBlessing"]
+  assert _prop(blessing, "blessed") == 0 and _prop(blessing, gates.PASSED) == 0
+  verdict = _prop(blessing, gates.VERDICT)
+  assert verdict.startswith(f"stopped: {signatures.REST_SIGNATURE}: ") and "deliberately broken export" in verdict
+  assert os.path.isfile(_prop(blessing, gates.REPORT))
+  assert _prop(found["Pusher"]["PushedModel"], "pushed") == 0 and not served.exists()
+  assert any("ServingGate" in l and "STOPPED" in l for l in lines), lines
+
+
+def test_a_model_that_serves_within_budget_passes_and_is_pushed(models, tmp_path):
+  found, served, _ = _run(tmp_path, "good", models["good"], models["broken"])
+  blessing = found["ServingGate"]["InfraBlessing"]
+  assert _prop(blessing, "blessed") == 1, _prop(blessing, gates.VERDICT)
+  assert _prop(blessing, gates.VERDICT).startswith("passed: a clean TensorFlow process answered 6 requests on 4 ")
+  assert _prop(found["Pusher"]["PushedModel"], "pushed") == 1 and len(os.listdir(served)) == 1
+
+
+def test_a_model_over_the_memory_budget_is_stopped(models):
+  report = gate_lib.check(str(models["good"] / "Format-Serving"), max_load_seconds=120, max_request_seconds=120,
+                          max_memory_mb=1)
+  assert not report["passed"]
+  assert report["verdict"].startswith("stopped: the serving process peaked at ")
+  assert "over the budget of 1 MB" in report["verdict"]
+  # Everything else was fine, and the probe imported nothing of the project.
+  assert len(report["problems"]) == 1 and all("seconds" in r for r in report["requests"])
+
