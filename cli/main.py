@@ -38,6 +38,7 @@ def ingest(config_path, **overrides):
 
 
 def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
+  from components.data_gate import checks
   from components.ingest import roots
   from lineage import summary
   from pipelines import local_runner
@@ -45,6 +46,9 @@ def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
     roots.check(cfg.ingest.data_root)  # in seconds, before TFX is even imported
     local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
   except (roots.SourceError, local_runner.RunLockError) as e:
+    raise click.ClickException(str(e)) from e
+  except checks.Stopped as e:  # the data gate's verdict: what the run recorded, then why it stopped
+    summary.print_run_summary(cfg)
     raise click.ClickException(str(e)) from e
   summary.print_run_summary(cfg)
 

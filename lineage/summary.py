@@ -8,6 +8,7 @@ from ml_metadata.proto import metadata_store_pb2
 from components import embed
 from components import report as report_lib
 from pipelines import config as config_lib
+from schemas import gates
 
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
@@ -81,6 +82,8 @@ def print_run_summary(cfg: config_lib.PipelineConfig) -> None:
 
 def _describe(type_name: Optional[str], artifact) -> List[str]:
   props = artifact.custom_properties
+  if gates.VERDICT in props:
+    return [props[gates.VERDICT].string_value, f"report: {props[gates.REPORT].string_value}"]
   if type_name == "Examples" and "skip_counts" in props:
     counts = json.loads(props["skip_counts"].string_value or "{}")
     lines = [f"splits: {props['split_counts'].string_value}" if "split_counts" in props else ""]

@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any, Dict, Optional, Tuple
 
+from components.data_gate import checks
 from components.ingest import snapshot
 from pipelines import cloud_config
 from schemas import config_fields
@@ -17,7 +18,7 @@ from trainer import settings
 
 # The pipeline's stages in order; `colorize run --until STAGE` stops after one.
 # "embed" adds a step only with train.global_features: precomputed.
-STAGES = ("ingest", "embed", "train", "evaluate", "push")
+STAGES = ("ingest", "gate", "embed", "train", "evaluate", "push")
 DEFAULT_PIPELINE_NAME = "colorize"
 # Bundled real COCO-layout demo data, relative to the project root.
 DEMO_DATA_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "coco_demo")
@@ -50,6 +51,38 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class GateConfig:
+  """The data gate's thresholds (components/data_gate/checks.py says what each one measures)."""
+  max_mean_shift: float = config_fields.setting(
+      1.0, "Stop when a photo statistic's mean moves by more than this many of the last accepted span's "
+           "standard deviations.")
+  max_spread_ratio: float = config_fields.setting(
+      2.5, "Stop when a photo statistic's standard deviation grows or shrinks by more than this factor "
+           "against the last accepted span's.")
+  max_skip_share: float = config_fields.setting(
+      0.2, "Stop when more than this share of a span's files is skipped (broken, truncated, missing...; "
+           "black-and-white photos not counted).")
+  max_bw_share: float = config_fields.setting(
+      0.25, "Stop when more than this share of a span's usable photos is black-and-white.")
+  min_photos: int = config_fields.setting(
+      20, "Compare a span's photo statistics with the last accepted span's only from this many photos on "
+          "(fewer say little about a change).")
+  accept: Tuple[str, ...] = config_fields.setting(
+      (), "Accept these known changes for this run (statistic or share names as the gate's report names "
+          "them, or 'all'); the span then becomes the baseline the next span is compared with.")
+
+  def validate(self) -> None:
+    _check(self.max_mean_shift > 0, f"gate.max_mean_shift must be > 0, got {self.max_mean_shift}")
+    _check(self.max_spread_ratio > 1, f"gate.max_spread_ratio must be > 1, got {self.max_spread_ratio}")
+    _check(self.min_photos >= 2, f"gate.min_photos must be >= 2, got {self.min_photos}")
+    for key in ("max_skip_share", "max_bw_share"):
+      _check(0 <= getattr(self, key) <= 1, f"gate.{key} must be in [0, 1], got {getattr(self, key)}")
+    known = (*checks.STATISTICS, *checks.SHARES, checks.ACCEPT_ALL)
+    unknown = sorted(set(self.accept) - set(known))
+    _check(not unknown, f"gate.accept: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = DEFAULT_PIPELINE_NAME
   # A local folder or gs:// prefix holding the pipeline root, metadata and pushed models.
@@ -62,6 +95,7 @@ class PipelineConfig:
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
   train: settings.TrainConfig = dataclasses.field(default_factory=settings.TrainConfig)
   evaluate: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+  gate: GateConfig = dataclasses.field(default_factory=GateConfig)
   # The `cloud:` section, only read by compile/submit/schedule.
   cloud: Optional[cloud_config.CloudConfig] = None
 
@@ -106,6 +140,7 @@ class PipelineConfig:
     _check(e.mse_change_tolerance >= 0,
            f"evaluate.mse_change_tolerance must be >= 0, got {e.mse_change_tolerance}")
     _check(e.grid_rows >= 1, f"evaluate.grid_rows must be >= 1, got {e.grid_rows}")
+    self.gate.validate()
     return self
 
   def to_dict(self) -> Dict[str, Any]:
@@ -120,6 +155,7 @@ def from_dict(values: Dict[str, Any]) -> PipelineConfig:
       "ingest": config_fields.build(IngestConfig, _section(values, "ingest"), "ingest"),
       "train": settings.from_dict(_section(values, "train")),
       "evaluate": config_fields.build(EvalConfig, _section(values, "evaluate"), "evaluate"),
+      "gate": config_fields.build(GateConfig, _section(values, "gate"), "gate"),
   }
   if values.get("cloud") is not None:
     nested["cloud"] = cloud_config.from_dict(values["cloud"])

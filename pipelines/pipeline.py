@@ -1,4 +1,4 @@
-"""The colorization pipeline: ingest -> [embed] -> train -> evaluate -> push.
+"""The colorization pipeline: ingest -> data gate -> [embed] -> train -> evaluate -> push.
 
 With train.global_features: precomputed, an Embed step between ingestion and training
 adds Inception-ResNet-v2's class vector to the examples once, and the Trainer reads
@@ -20,6 +20,7 @@ from components.ingest import spans
 from components.ingest.component import CocoIngest
 from components.report.component import EvaluationReport
 from pipelines import config as config_lib
+from pipelines import data_gate
 from pipelines import evaluation
 from schemas import features
 from trainer import settings
@@ -35,6 +36,7 @@ def create_pipeline(
     ingest: config_lib.IngestConfig,
     train: settings.TrainConfig,
     evaluate: config_lib.EvalConfig,
+    gate: config_lib.GateConfig,
     serving_model_dir: str,
     metadata_connection_config=None,
     beam_pipeline_args: Sequence[str] = (),
@@ -72,9 +74,15 @@ def create_pipeline(
   components: List = [ingest_component]
 
   train_examples = ingest_component.outputs["examples"]
+  if "gate" in stages:
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
+    gate_steps, gate_check = data_gate.steps(train_examples, schema_importer.outputs["schema"], gate)
+    components += [schema_importer, *gate_steps]
+
   if "embed" in stages and train.global_features == settings.PRECOMPUTED:
     # Only the weights reach the Embed step: other training settings leave its cache key alone.
     embed = Embed(examples=train_examples, weights=train.weights)
+    embed.add_upstream_node(gate_check)
     if embed_beam_pipeline_args:
       embed = embed.with_beam_pipeline_args(list(embed_beam_pipeline_args))
     train_examples = embed.outputs["embedded_examples"]
@@ -96,7 +104,6 @@ def create_pipeline(
       spans_resolver.add_upstream_node(ingest_component)
       train_examples = spans_resolver.outputs["examples"]
       components.append(spans_resolver)
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
     trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training_args
                    else tfx.components.Trainer)
     trainer = trainer_cls(
@@ -107,7 +114,8 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"train": dataclasses.asdict(train), **(vertex_training_args or {})},
     )
-    components += [schema_importer, trainer]
+    trainer.add_upstream_node(gate_check)  # an order, not an input: the Trainer's cache key is unchanged
+    components.append(trainer)
 
   if "evaluate" in stages:
     # The last blessed model is the baseline the candidate must not fall behind.
@@ -171,6 +179,7 @@ def from_config(cfg: config_lib.PipelineConfig, **runner_args) -> tfx.dsl.Pipeli
       ingest=cfg.ingest,
       train=cfg.train,
       evaluate=cfg.evaluate,
+      gate=cfg.gate,
       serving_model_dir=cfg.serving_model_dir,
       enable_cache=cfg.enable_cache,
       **runner_args,
