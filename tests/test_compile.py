@@ -112,7 +112,7 @@ def test_data_gate_steps_are_wired_and_hold_back_embedding_and_training(compiled
   assert query == 'schema_title="tfx.Statistics" AND state=LIVE'
   outputs = [(name, key) for name, component in spec["components"].items()
              for key, output in component.get("outputDefinitions", {}).get("artifacts", {}).items()
-             if output["artifactType"]["schemaTitle"] == "tfx.Statistics"]
+             if output["artifactType"]["instanceSchema"].startswith("title: tfx.Statistics\n")]
   assert sorted(outputs) == [("DataGate", "result"), ("last_data_gate_verdict", "baseline")]
   for later in ("Embed", "Trainer"):
     assert "DataGateCheck" in tasks[later]["dependentTasks"]
