@@ -21,7 +21,7 @@ a mean shift or a spread ratio separates them by 2x or more (README, "Data gate"
 """
 import dataclasses
 import math
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from schemas import features
 
@@ -129,8 +129,3 @@ def to_json(moments: Mapping[str, Moments]) -> Dict[str, Dict[str, float]]:
 def from_json(values: Mapping[str, Mapping[str, float]]) -> Dict[str, Moments]:
   return {name: Moments(int(v["count"]), float(v["mean"]), float(v["std"])) for name, v in values.items()}
 
-
-def summary_line(statistics: Mapping[str, Moments], shares: Mapping[str, float]) -> Tuple[str, ...]:
-  """The span in numbers, for the report."""
-  return tuple(f"{name}: mean {m.mean:.1f}, sd {m.std:.1f} over {m.count} photos" for name, m in statistics.items()
-               ) + tuple(f"{name}: {shares[name]:.1%}" for name in SHARES)
