@@ -111,11 +111,14 @@ def _stages(folder: str, workdir: str) -> Dict[str, Any]:
     l_star, ab = color.rgb_to_l_ab(small)
     gray = color.rgb_to_gray(large)
     images.coloured_share(ab)
+    stats = {features.MEAN_L_KEY: float(l_star.mean()), features.MEAN_A_KEY: float(ab[..., 0].mean()),
+             features.MEAN_B_KEY: float(ab[..., 1].mean()), features.COLORFULNESS_KEY: float(color.colorfulness(small))}
     start = timed("colour math", start)
     encoded = {features.SOURCE_KEY: photo.source.encode(), features.L_KEY: features.encode_l(l_star),
                features.AB_KEY: features.encode_ab(ab), features.GRAY_KEY: features.encode_gray(gray)}
     start = timed("encode", start)
-    example = make_examples.example_bytes({features.IMAGE_ID_KEY: photo.image_id, features.LICENSE_KEY: 0}, encoded)
+    example = make_examples.example_bytes({features.IMAGE_ID_KEY: photo.image_id, features.LICENSE_KEY: 0}, encoded,
+                                          stats)
     start = timed("serialize", start)
     writer.write_record(example)
     timed("write", start)

@@ -49,6 +49,7 @@ def ingest(config_path, **overrides):
 
 
 def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
+  from components.data_gate import checks
   from components.ingest import roots
   try:
     roots.check(cfg.ingest.data_root)  # in seconds, before TFX is even imported
@@ -65,6 +66,9 @@ def _run_locally(cfg, last_stage: str, cpu_replicas: int = 0) -> None:
   try:
     local_runner.run(cfg, last_stage=last_stage, cpu_replicas=cpu_replicas)
   except (roots.SourceError, local_runner.RunLockError, artifact_files.DamagedArtifactError) as e:
+    raise click.ClickException(str(e)) from e
+  except checks.Stopped as e:  # the data gate's verdict: what the run recorded, then why it stopped
+    summary.print_run_summary(cfg)
     raise click.ClickException(str(e)) from e
   except Exception as e:
     # Imported here: they load TensorFlow, which a failed check never needs.

@@ -40,6 +40,7 @@ FLAG_NAMES = {
     "cloud.training.replica_count": "--trainer-replicas",
     "cloud.deploy.enabled": "--deploy/--no-deploy",
     "cloud.deploy.endpoint_name": "--endpoint-name",
+    "data_gate.accept": "--accept-data-change",
 }
 CHOICES = {
     "train.global_features": settings.GLOBAL_FEATURES,

@@ -35,6 +35,8 @@ _HARMLESS_LOGS = (
     # Beam 2.74's RunInference: its import of `resource` fails with torch absent, so it warns
     # on every batch that it cannot report memory (to the root logger).
     "Resource module is not available for current platform",
+    # The data gate's last-verdict resolver (pipelines/data_gate.py) before any verdict exists: the first span.
+    "Error while resolving inputs for last_data_gate_verdict",
 )
 
 

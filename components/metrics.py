@@ -9,7 +9,7 @@ Labels come straight from the examples: the stored `ab` bytes (schemas/features.
 schema they arrive as [batch, 1] strings, without one flat; already-decoded ab of any shape
 works too. Sums are kept in float64: a test split holds 10^8 values.
 
-The picture metrics (PSNR, SSIM, colorfulness) work on sRGB uint8 images, ground-truth L
+The picture metrics (PSNR, SSIM; colorfulness is imaging/color.py's) work on sRGB uint8 images, ground-truth L
 with predicted ab, as a person sees them.
 """
 import numpy as np
@@ -109,16 +109,3 @@ def ssim(rgb_true: np.ndarray, rgb_pred: np.ndarray) -> np.ndarray:
   (Wang et al. 2004), averaged over channels.
   """
   return tf.image.ssim(tf.constant(rgb_true), tf.constant(rgb_pred), max_val=255).numpy()
-
-
-def colorfulness(rgb: np.ndarray) -> np.ndarray:
-  """Per-image colorfulness of uint8 sRGB batches [B, H, W, 3] (Hasler and Suesstrunk 2003):
-  sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2), rg = R - G, yb = (R + G) / 2 - B.
-  0 for a grey image; around 30-60 for ordinary photos.
-  """
-  r, g, b = np.moveaxis(rgb.astype(np.float64), -1, 0)
-  rg = (r - g).reshape(len(rgb), -1)
-  yb = (0.5 * (r + g) - b).reshape(len(rgb), -1)
-  spread = np.sqrt(rg.var(axis=1) + yb.var(axis=1))
-  mean = np.sqrt(rg.mean(axis=1) ** 2 + yb.mean(axis=1) ** 2)
-  return spread + 0.3 * mean

@@ -35,6 +35,7 @@ from imaging import color
 from schemas import features
 
 MIN_SIDE = 32
+ORIENTATION_TAG = 0x0112
 RESAMPLE = Image.BILINEAR
 BW_CHROMA = 6.0
 BW_MAX_COLOURED_SHARE = 0.005
@@ -76,6 +77,8 @@ class Arrays:
   ab: np.ndarray      # a*b*, IMAGE_SIZE x IMAGE_SIZE x 2, float32
   gray: np.ndarray    # sRGB grey, GLOBAL_SIZE x GLOBAL_SIZE, uint8
   coloured_share: float  # share of pixels away from the mean tint (see coloured_share())
+  colorfulness: float    # of the IMAGE_SIZE crop (color.colorfulness)
+  source_size: Tuple[int, int]  # (width, height) of the photo as viewed (EXIF rotation applied), before resizing
 
   @property
   def black_and_white(self) -> bool:
@@ -87,6 +90,11 @@ def decode(data: bytes, min_side: int = features.GLOBAL_SIZE) -> Image.Image:
 
   Raises Skip for anything that is not a usable photo.
   """
+  return decode_with_size(data, min_side)[0]
+
+
+def decode_with_size(data: bytes, min_side: int = features.GLOBAL_SIZE) -> Tuple[Image.Image, Tuple[int, int]]:
+  """`decode`, and the photo's full (width, height) as viewed: draft mode decodes JPEGs smaller."""
   if not data:
     raise Skip(SkipReason.NOT_AN_IMAGE, "empty file")
   try:
@@ -101,8 +109,10 @@ def decode(data: bytes, min_side: int = features.GLOBAL_SIZE) -> Image.Image:
         scale = min_side / min(width, height)
         image.draft("RGB" if image.mode == "RGB" else None, (int(np.ceil(width * scale)), int(np.ceil(height * scale))))
       image.load()
+      # EXIF orientations 5-8 turn the photo by 90 degrees.
+      upright = (height, width) if image.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8) else (width, height)
       ImageOps.exif_transpose(image, in_place=True)
-      return to_rgb(image)
+      return to_rgb(image), upright
   except Skip:
     raise
   except Image.UnidentifiedImageError as e:
@@ -161,6 +171,8 @@ def coloured_share(ab: np.ndarray) -> float:
 
 def to_arrays(data: bytes) -> Arrays:
   """Encoded photo -> its L, ab and gray arrays. Raises Skip for unusable files."""
-  small, large = square_resizes(decode(data))
+  image, source_size = decode_with_size(data)
+  small, large = square_resizes(image)
   l_star, ab = color.rgb_to_l_ab(small)
-  return Arrays(l=l_star, ab=ab, gray=color.rgb_to_gray(large), coloured_share=coloured_share(ab))
+  return Arrays(l=l_star, ab=ab, gray=color.rgb_to_gray(large), coloured_share=coloured_share(ab),
+                colorfulness=float(color.colorfulness(small)), source_size=source_size)

@@ -21,6 +21,7 @@ from schemas import gates
 # TFX's standard artifact type names (importing TFX for them would slow the command down).
 PUSHED_MODEL = "PushedModel"
 MODEL_BLESSING = "ModelBlessing"
+RESOLVER_TYPE = "tfx.dsl.components.common.resolver.Resolver"  # the execution type of every Resolver node
 # Artifact -> execution -> artifact is two hops; a pushed model's history (ingest, schema,
 # train, evaluate against the last blessed model and its own history, push) needs ~12.
 MAX_HOPS = 40
@@ -95,14 +96,18 @@ def pipeline_runs(store: metadata_store.MetadataStore, may_be_running: bool = Fa
   rows = []
   runs = sorted(store.get_contexts_by_type(summary.PIPELINE_RUN_CONTEXT),
                 key=lambda c: (c.create_time_since_epoch, c.id))
+  resolver_type = next((t.id for t in store.get_execution_types() if t.name == RESOLVER_TYPE), None)
   for i, run in enumerate(runs):
-    states = sorted(metadata_store_pb2.Execution.State.Name(e.last_known_state)
-                    for e in store.get_executions_by_context(run.id))
+    executions = store.get_executions_by_context(run.id)
+    states = sorted(metadata_store_pb2.Execution.State.Name(e.last_known_state) for e in executions)
+    # TFX records a resolver that found nothing (the first run's last verdict, last blessed model) as FAILED.
+    judged = {metadata_store_pb2.Execution.State.Name(e.last_known_state) for e in executions
+              if not (e.type_id == resolver_type and e.last_known_state == metadata_store_pb2.Execution.FAILED)}
     rows.append({
         "run": run.name,
         "pipeline": ",".join(p.name for p in store.get_parent_contexts_by_context(run.id)),
         "created": format_time(run.create_time_since_epoch),
-        "status": _run_status(set(states), may_be_running and i == len(runs) - 1),
+        "status": _run_status(judged, may_be_running and i == len(runs) - 1),
         "steps": {s: states.count(s) for s in sorted(set(states))},
     })
   return rows

@@ -229,6 +229,8 @@ def _push_line(executions, steps, inputs, outputs, kind, stopped_gates) -> str:
 
 def _describe(type_name: Optional[str], artifact) -> List[str]:
   props = artifact.custom_properties
+  if gates.VERDICT in props:
+    return [props[gates.VERDICT].string_value, f"report: {props[gates.REPORT].string_value}"]
   if type_name == "Examples" and "skip_counts" in props:
     counts = json.loads(props["skip_counts"].string_value or "{}")
     lines = [f"splits: {props['split_counts'].string_value}" if "split_counts" in props else ""]

@@ -11,6 +11,7 @@ import os
 import stat
 from typing import Any, Dict, Optional, Tuple
 
+from components.data_gate import checks
 from components.ingest import snapshot
 from pipelines import cloud_config
 from schemas import config_fields
@@ -19,7 +20,7 @@ from trainer import settings
 
 # The pipeline's stages in order; `colorize run --until STAGE` stops after one.
 # "embed" adds a step only with train.global_features: precomputed.
-STAGES = ("ingest", "embed", "train", "evaluate", "push")
+STAGES = ("ingest", "gate", "embed", "train", "evaluate", "push")
 DEFAULT_PIPELINE_NAME = "colorize"
 # The project's folders: the source tree, or site-packages for a non-editable install (pyproject.toml
 # installs `data` and `configs` beside the packages).
@@ -71,6 +72,38 @@ class ServingGateConfig:
 
 
 @dataclasses.dataclass
+class DataGateConfig:
+  """The data gate's thresholds (components/data_gate/checks.py says what each one measures)."""
+  max_mean_shift: float = config_fields.setting(
+      1.0, "Stop when a photo statistic's mean moves by more than this many of the last accepted span's "
+           "standard deviations.")
+  max_spread_ratio: float = config_fields.setting(
+      2.5, "Stop when a photo statistic's standard deviation grows or shrinks by more than this factor "
+           "against the last accepted span's.")
+  max_skip_share: float = config_fields.setting(
+      0.2, "Stop when more than this share of a span's files is skipped (broken, truncated, missing...; "
+           "black-and-white photos not counted).")
+  max_bw_share: float = config_fields.setting(
+      0.25, "Stop when more than this share of a span's usable photos is black-and-white.")
+  min_photos: int = config_fields.setting(
+      20, "Compare a span's photo statistics with the last accepted span's only from this many photos on "
+          "(fewer say little about a change).")
+  accept: Tuple[str, ...] = config_fields.setting(
+      (), "Accept these known changes for this run (statistic or share names as the gate's report names "
+          "them, or 'all'); the span then becomes the baseline the next span is compared with.")
+
+  def validate(self) -> None:
+    _check(self.max_mean_shift > 0, f"data_gate.max_mean_shift must be > 0, got {self.max_mean_shift}")
+    _check(self.max_spread_ratio > 1, f"data_gate.max_spread_ratio must be > 1, got {self.max_spread_ratio}")
+    _check(self.min_photos >= 2, f"data_gate.min_photos must be >= 2, got {self.min_photos}")
+    for key in ("max_skip_share", "max_bw_share"):
+      _check(0 <= getattr(self, key) <= 1, f"data_gate.{key} must be in [0, 1], got {getattr(self, key)}")
+    known = (*checks.STATISTICS, *checks.SHARES, checks.ACCEPT_ALL)
+    unknown = sorted(set(self.accept) - set(known))
+    _check(not unknown, f"data_gate.accept: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = setting(DEFAULT_PIPELINE_NAME, "The pipeline's name: letters, digits, '-' or '_'; names its folders and ML Metadata contexts.")
   output_root: str = setting(DEFAULT_OUTPUT_ROOT, "A local folder or gs:// prefix for the pipeline root, ML Metadata and pushed models.")
@@ -80,6 +113,7 @@ class PipelineConfig:
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
   train: settings.TrainConfig = dataclasses.field(default_factory=settings.TrainConfig)
   evaluate: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+  data_gate: DataGateConfig = dataclasses.field(default_factory=DataGateConfig)
   serving_gate: ServingGateConfig = dataclasses.field(default_factory=ServingGateConfig)
   # The `cloud:` section, only read by compile/submit/schedule.
   cloud: Optional[cloud_config.CloudConfig] = None
@@ -129,6 +163,7 @@ class PipelineConfig:
     for key in ("max_load_seconds", "max_request_seconds"):
       _check(getattr(g, key) > 0, f"serving_gate.{key} must be > 0, got {getattr(g, key)}")
     _check(g.max_memory_mb > 0, f"serving_gate.max_memory_mb must be > 0, got {g.max_memory_mb}")
+    self.data_gate.validate()
     return self
 
   def to_dict(self) -> Dict[str, Any]:
@@ -143,6 +178,7 @@ def from_dict(values: Dict[str, Any]) -> PipelineConfig:
       "ingest": config_fields.build(IngestConfig, _section(values, "ingest"), "ingest"),
       "train": settings.from_dict(_section(values, "train")),
       "evaluate": config_fields.build(EvalConfig, _section(values, "evaluate"), "evaluate"),
+      "data_gate": config_fields.build(DataGateConfig, _section(values, "data_gate"), "data_gate"),
       "serving_gate": config_fields.build(ServingGateConfig, _section(values, "serving_gate"), "serving_gate"),
   }
   if values.get("cloud") is not None:

@@ -1,4 +1,5 @@
-"""The colorization pipeline: ingest -> [embed] -> train -> new model? -> evaluate -> serving gate -> push -> card.
+"""The colorization pipeline: ingest -> data gate -> [embed] -> train -> new model? -> evaluate -> serving gate ->
+push -> card.
 
 With train.global_features: precomputed, an Embed step between ingestion and training
 adds Inception-ResNet-v2's class vector to the examples once, and the Trainer reads
@@ -23,6 +24,7 @@ from components.new_model.component import NewModelCheck
 from components.report.component import EvaluationReport
 from components.serving_gate.component import ServingGate
 from pipelines import config as config_lib
+from pipelines import data_gate as data_gate_lib
 from pipelines import evaluation
 from schemas import features
 from schemas import gates
@@ -39,6 +41,7 @@ def create_pipeline(
     ingest: config_lib.IngestConfig,
     train: settings.TrainConfig,
     evaluate: config_lib.EvalConfig,
+    data_gate: config_lib.DataGateConfig,
     serving_gate: config_lib.ServingGateConfig,
     serving_model_dir: str,
     metadata_connection_config=None,
@@ -77,9 +80,15 @@ def create_pipeline(
   components: List = [ingest_component]
 
   train_examples = ingest_component.outputs["examples"]
+  if "gate" in stages:
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
+    gate_steps, gate_check = data_gate_lib.steps(train_examples, schema_importer.outputs["schema"], data_gate)
+    components += [schema_importer, *gate_steps]
+
   if "embed" in stages and train.global_features == settings.PRECOMPUTED:
     # Only the weights reach the Embed step: other training settings leave its cache key alone.
     embed = Embed(examples=train_examples, weights=train.weights)
+    embed.add_upstream_node(gate_check)
     if embed_beam_pipeline_args:
       embed = embed.with_beam_pipeline_args(list(embed_beam_pipeline_args))
     train_examples = embed.outputs["embedded_examples"]
@@ -101,7 +110,6 @@ def create_pipeline(
       spans_resolver.add_upstream_node(ingest_component)
       train_examples = spans_resolver.outputs["examples"]
       components.append(spans_resolver)
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=features.SCHEMA_FILE)
     trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training_args
                    else tfx.components.Trainer)
     trainer = trainer_cls(
@@ -112,7 +120,8 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"train": dataclasses.asdict(train), **(vertex_training_args or {})},
     )
-    components += [schema_importer, trainer]
+    trainer.add_upstream_node(gate_check)  # an order, not an input: the Trainer's cache key is unchanged
+    components.append(trainer)
 
   if "evaluate" in stages:
     # The last blessed model is the baseline the candidate must not fall behind.
@@ -211,6 +220,7 @@ def from_config(cfg: config_lib.PipelineConfig, **runner_args) -> tfx.dsl.Pipeli
       ingest=cfg.ingest,
       train=cfg.train,
       evaluate=cfg.evaluate,
+      data_gate=cfg.data_gate,
       serving_gate=cfg.serving_gate,
       serving_model_dir=cfg.serving_model_dir,
       enable_cache=cfg.enable_cache,

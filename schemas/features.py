@@ -12,6 +12,19 @@ Encodings (raw bytes in a tf.Example, row-major, height x width x channels):
         vector (softmax) of `gray`: only in the Examples the Embed component writes
         (components/embed/), absent from the ingested ones.
 
+Photo statistics (one value each; what the data gate compares between spans, see
+components/data_gate/; the model never reads them):
+  mean_l, mean_a, mean_b  float. Mean L*, a*, b* of the stored 224x224 crop (toned scans
+        shift a*/b*, dark or washed-out deliveries shift L*).
+  colorfulness  float. Hasler and Suesstrunk's colorfulness of the 224x224 sRGB crop
+        (imaging/color.py): 0 for grey, ~30-60 for ordinary photos.
+  source_width, source_height  int. The photo's size in pixels as it is viewed (EXIF rotation
+        applied), before any resize: thumbnails and shrunk copies show here.
+A span's shares (span_shares, from its skip report; no example carries them):
+  skip share  files that made no example for a reason other than black-and-white (broken,
+        truncated, missing, too small...) among every file the ingestion considered.
+  black-and-white share  black-and-white photos (skipped or kept) among the usable photos.
+
 Model-facing scales (what `parse_examples` returns and the network consumes):
   l     float32 in [-1, 1]  = L / 50 - 1
   ab    float32 in [-1, 1)  = ab / 128        (the regression target; MSE is on this)
@@ -28,7 +41,7 @@ TensorFlow is imported on first use by the functions that need it: the model def
 (trainer/model.py) reads the constants here and must import without TensorFlow.
 """
 import os
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -61,6 +74,18 @@ L_KEY = "l"
 AB_KEY = "ab"
 GRAY_KEY = "gray"
 EMBEDDING_KEY = "embedding"
+MEAN_L_KEY = "mean_l"
+MEAN_A_KEY = "mean_a"
+MEAN_B_KEY = "mean_b"
+COLORFULNESS_KEY = "colorfulness"
+SOURCE_WIDTH_KEY = "source_width"
+SOURCE_HEIGHT_KEY = "source_height"
+# The per-photo statistics above, float and int valued.
+PHOTO_FLOAT_STATS = (MEAN_L_KEY, MEAN_A_KEY, MEAN_B_KEY, COLORFULNESS_KEY)
+PHOTO_INT_STATS = (SOURCE_WIDTH_KEY, SOURCE_HEIGHT_KEY)
+SKIP_SHARE = "skip_share"
+BW_SHARE = "black_and_white_share"
+GRAYSCALE_SKIP_REASON = "grayscale"  # imaging.images.SkipReason.GRAYSCALE's value (a test pins the two)
 
 L_BYTES_PER_UNIT = 255.0 / 100.0
 AB_OFFSET = 128.0
@@ -73,6 +98,15 @@ TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
 TEST_SPLIT = "test"
 SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
+
+
+def span_shares(split_counts: Dict[str, int], skip_counts: Dict[str, int], grayscale_kept: int) -> Dict[str, float]:
+  """A span's SKIP_SHARE and BW_SHARE (see the module doc) from its skip report's counts."""
+  kept = sum(split_counts.values())
+  skipped_bw = skip_counts.get(GRAYSCALE_SKIP_REASON, 0)
+  skipped = sum(skip_counts.values()) - skipped_bw
+  usable = kept + skipped_bw
+  return {SKIP_SHARE: skipped / max(usable + skipped, 1), BW_SHARE: (skipped_bw + grayscale_kept) / max(usable, 1)}
 
 
 def encode_l(l_star: np.ndarray) -> bytes:
@@ -141,6 +175,8 @@ def feature_spec():
       GRAY_KEY: tf.io.FixedLenFeature([], tf.string),
       # Only in the Embed component's output; parse it only from there (MODEL_KEYS_PRECOMPUTED).
       EMBEDDING_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+      **{key: tf.io.FixedLenFeature([], tf.float32) for key in PHOTO_FLOAT_STATS},
+      **{key: tf.io.FixedLenFeature([], tf.int64) for key in PHOTO_INT_STATS},
   }
 
 

@@ -81,10 +81,42 @@ def test_tasks_images_and_executor_classes(compiled):
   assert classes["Pusher"] == "tfx.components.pusher.executor.Executor"
   # Dependencies: embedding waits for ingestion, training for the embedding and the schema,
   # evaluation for ingestion (it scores the served model on the ingested test split), pushing for the evaluator.
-  assert set(tasks["Embed"]["dependentTasks"]) == {"CocoIngest"}
+  assert set(tasks["Embed"]["dependentTasks"]) == {"CocoIngest", "DataGateCheck"}
   assert set(tasks["Trainer"]["dependentTasks"]) >= {"Embed", "ImportSchemaGen"}
   assert "CocoIngest" in tasks["Evaluator"]["dependentTasks"]
   assert "Evaluator" in tasks["Pusher"]["dependentTasks"]
+
+
+def _input_from(spec, task, key):
+  source = _tasks(spec)[task]["inputs"]["artifacts"][key]["taskOutputArtifact"]
+  return source["producerTask"], source["outputArtifactKey"]
+
+
+def test_data_gate_steps_are_wired_and_hold_back_embedding_and_training(compiled):
+  spec = compiled["job"]["pipelineSpec"]
+  tasks = _tasks(spec)
+  assert _input_from(spec, "StatisticsGen", "examples") == ("CocoIngest", "examples")
+  assert _input_from(spec, "ExampleValidator", "statistics") == ("StatisticsGen", "statistics")
+  assert _input_from(spec, "ExampleValidator", "schema") == ("ImportSchemaGen", "schema")
+  assert {key: _input_from(spec, "DataGate", key) for key in tasks["DataGate"]["inputs"]["artifacts"]} == {
+      "examples": ("CocoIngest", "examples"), "statistics": ("StatisticsGen", "statistics"),
+      "anomalies": ("ExampleValidator", "anomalies"), "baseline": ("last_data_gate_verdict", "baseline")}
+  assert _input_from(spec, "DataGateCheck", "result") == ("DataGate", "result")
+  classes = {task: _executor(spec, task)["container"]["args"] for task in ("DataGate", "DataGateCheck")}
+  assert classes["DataGate"][classes["DataGate"].index("--executor_class_path") + 1] == \
+      "components.data_gate.executor.Executor"
+  assert classes["DataGateCheck"][classes["DataGateCheck"].index("--executor_class_path") + 1] == \
+      "components.data_gate.executor.CheckExecutor"
+  assert _param(spec, "DataGate", "max_spread_ratio") == 2.5
+  # The last verdict: Vertex's query for the latest artifact of the verdict's type, which no other step outputs.
+  query = _executor(spec, "last_data_gate_verdict")["resolver"]["outputArtifactQueries"]["baseline"]["filter"]
+  assert query == 'schema_title="tfx.Statistics" AND state=LIVE'
+  outputs = [(name, key) for name, component in spec["components"].items()
+             for key, output in component.get("outputDefinitions", {}).get("artifacts", {}).items()
+             if output["artifactType"]["instanceSchema"].startswith("title: tfx.Statistics\n")]
+  assert sorted(outputs) == [("DataGate", "result"), ("last_data_gate_verdict", "baseline")]
+  for later in ("Embed", "Trainer"):
+    assert "DataGateCheck" in tasks[later]["dependentTasks"]
 
 
 def test_blessed_models_are_also_deployed_to_a_vertex_endpoint(compiled):

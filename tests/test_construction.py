@@ -19,14 +19,17 @@ from components.report import component as report_component
 from pipelines import config as config_lib
 from pipelines import pipeline as pipeline_lib
 
+_GATE = ["ImportSchemaGen", "StatisticsGen", "ExampleValidator", "last_data_gate_verdict", "DataGate",
+         "DataGateCheck"]
 _IDS_BY_STAGE = {
     "ingest": ["CocoIngest"],
-    "embed": ["CocoIngest"],  # the Embed step is there only with train.global_features: precomputed
-    "train": ["CocoIngest", "ImportSchemaGen", "Trainer"],
-    "evaluate": ["CocoIngest", "ImportSchemaGen", "Trainer", "latest_blessed_model_resolver", "NewModelCheck",
-                 "Evaluator", "EvaluationReport"],
-    "push": ["CocoIngest", "ImportSchemaGen", "Trainer", "latest_blessed_model_resolver", "NewModelCheck",
-             "Evaluator", "EvaluationReport", "ServingGate", "Pusher", "ModelCard"],
+    "gate": ["CocoIngest", *_GATE],
+    "embed": ["CocoIngest", *_GATE],  # the Embed step is there only with train.global_features: precomputed
+    "train": ["CocoIngest", *_GATE, "Trainer"],
+    "evaluate": ["CocoIngest", *_GATE, "Trainer", "latest_blessed_model_resolver", "NewModelCheck", "Evaluator",
+                 "EvaluationReport"],
+    "push": ["CocoIngest", *_GATE, "Trainer", "latest_blessed_model_resolver", "NewModelCheck", "Evaluator",
+             "EvaluationReport", "ServingGate", "Pusher", "ModelCard"],
 }
 
 
@@ -80,7 +83,7 @@ def test_components_are_wired_to_each_other(tmp_path):
 def test_precomputed_global_features_put_embed_between_ingestion_and_training(tmp_path):
   cfg = config_lib.from_dict({"output_root": str(tmp_path),
                               "train": {"global_features": "precomputed", "weights": "none", "epochs": 3}})
-  assert sorted(_by_id(_build(cfg, "embed"))) == ["CocoIngest", "Embed"]
+  assert sorted(_by_id(_build(cfg, "embed"))) == sorted(["CocoIngest", *_GATE, "Embed"])
   parts = _by_id(_build(cfg, "push", embed_beam_pipeline_args=["--machine_type=n1-standard-8"]))
   embed = parts["Embed"]
   assert embed.inputs["examples"] is parts["CocoIngest"].outputs["examples"]
@@ -91,6 +94,28 @@ def test_precomputed_global_features_put_embed_between_ingestion_and_training(tm
   assert embed.exec_properties == {"weights": "none", "batch_size": 32, "embedder_fn": "trainer.model.build_embedder"}
   assert embed.executor_spec.beam_pipeline_args == ["--machine_type=n1-standard-8"]
   assert "--machine_type=n1-standard-8" not in parts["CocoIngest"].executor_spec.beam_pipeline_args
+
+
+def test_the_data_gate_checks_the_ingested_span_and_holds_back_embedding_and_training(tmp_path):
+  cfg = config_lib.from_dict({"output_root": str(tmp_path), "train": {"global_features": "precomputed"},
+                              "data_gate": {"max_mean_shift": 1.5, "accept": ["mean_b", "skip_share"]}})
+  parts = _by_id(_build(cfg, "train"))
+  examples, schema = parts["CocoIngest"].outputs["examples"], parts["ImportSchemaGen"].outputs["schema"]
+  statistics = parts["StatisticsGen"].outputs["statistics"]
+  assert parts["StatisticsGen"].inputs["examples"] is examples and parts["StatisticsGen"].inputs["schema"] is schema
+  assert parts["ExampleValidator"].inputs == {"statistics": statistics, "schema": schema}
+  gate, resolver = parts["DataGate"], parts["last_data_gate_verdict"]
+  assert gate.inputs["examples"] is examples and gate.inputs["statistics"] is statistics
+  assert gate.inputs["anomalies"] is parts["ExampleValidator"].outputs["anomalies"]
+  assert gate.inputs["baseline"] is resolver.outputs["baseline"]
+  assert resolver.exec_properties["resolver_class"] is tfx.dsl.experimental.LatestArtifactStrategy
+  assert gate.exec_properties == {"max_mean_shift": 1.5, "max_spread_ratio": 2.5, "max_skip_share": 0.2,
+                                  "max_bw_share": 0.25, "min_photos": 20, "accept": "mean_b,skip_share"}
+  assert parts["DataGateCheck"].inputs["result"] is gate.outputs["result"]
+  # An ordering, not an input: the gate's verdict is not part of their cache keys.
+  for later in ("Embed", "Trainer"):
+    assert parts["DataGateCheck"] in parts[later].upstream_nodes
+    assert gate.outputs["result"] not in parts[later].inputs.values()
 
 
 def test_vertex_training_swaps_in_the_cloud_trainer(tmp_path):

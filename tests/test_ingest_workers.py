@@ -9,16 +9,19 @@ from components.ingest import make_examples
 from components.ingest import shard_writer
 
 
-@pytest.mark.parametrize("int64s, byte_strings", [
-    ({"image_id": 9, "license": 0}, {"source": b"train2017/000000000009.jpg", "l": bytes(range(256)) * 196}),
-    ({"image_id": 2 ** 63 - 1, "license": -1}, {"source": "é/名前 with spaces.png".encode(), "empty": b""}),
+@pytest.mark.parametrize("int64s, byte_strings, floats", [
+    ({"image_id": 9, "license": 0}, {"source": b"train2017/000000000009.jpg", "l": bytes(range(256)) * 196},
+     {"mean_l": 47.25, "mean_a": -3.5}),
+    ({"image_id": 2 ** 63 - 1, "license": -1}, {"source": "é/名前 with spaces.png".encode(), "empty": b""},
+     {"colorfulness": 0.0, "tiny": 1e-30}),
 ])
-def test_example_bytes_parse_as_the_tf_example_tensorflow_builds(int64s, byte_strings):
+def test_example_bytes_parse_as_the_tf_example_tensorflow_builds(int64s, byte_strings, floats):
   expected = tf.train.Example(features=tf.train.Features(feature={
       **{k: tf.train.Feature(int64_list=tf.train.Int64List(value=[v])) for k, v in int64s.items()},
       **{k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for k, v in byte_strings.items()},
+      **{k: tf.train.Feature(float_list=tf.train.FloatList(value=[v])) for k, v in floats.items()},
   }))
-  assert tf.train.Example.FromString(make_examples.example_bytes(int64s, byte_strings)) == expected
+  assert tf.train.Example.FromString(make_examples.example_bytes(int64s, byte_strings, floats)) == expected
 
 
 def test_worker_modules_load_without_tensorflow_or_tfx():

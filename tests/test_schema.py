@@ -10,7 +10,7 @@ from schemas import features
 def test_schema_file_lists_exactly_the_feature_spec():
   with open(features.SCHEMA_FILE) as f:
     schema = text_format.Parse(f.read(), schema_pb2.Schema())
-  types = {tf.int64: schema_pb2.INT, tf.string: schema_pb2.BYTES}
+  types = {tf.int64: schema_pb2.INT, tf.string: schema_pb2.BYTES, tf.float32: schema_pb2.FLOAT}
   assert {f.name: f.type for f in schema.feature} == {
       k: types[v.dtype] for k, v in features.feature_spec().items()}
 

@@ -63,8 +63,9 @@ def score(batches: Iterable[tf.Tensor], predict: Predictor, mean_ab: np.ndarray,
       "psnr", "ssim", "no_colour_psnr", "no_colour_ssim", "colorfulness_prediction", "colorfulness_truth")}
   grid: List[Sequence[np.ndarray]] = []
   mean_ab = np.asarray(mean_ab, np.float64)
+  spec = features.feature_spec()
   for serialized in batches:
-    parsed = tf.io.parse_example(serialized, features.feature_spec())
+    parsed = tf.io.parse_example(serialized, {k: spec[k] for k in (features.L_KEY, features.AB_KEY)})
     ab_true = metrics.ab_as_model_scale(parsed[features.AB_KEY]).numpy().astype(np.float64)
     ab_pred = metrics.ab_as_model_scale(predict(serialized)).numpy().astype(np.float64)
     sums["model"] += np.square(ab_true - ab_pred).sum()
@@ -80,8 +81,8 @@ def score(batches: Iterable[tf.Tensor], predict: Predictor, mean_ab: np.ndarray,
     per_image["ssim"].append(metrics.ssim(truth, prediction))
     per_image["no_colour_psnr"].append(metrics.psnr(truth, gray))
     per_image["no_colour_ssim"].append(metrics.ssim(truth, gray))
-    per_image["colorfulness_prediction"].append(metrics.colorfulness(prediction))
-    per_image["colorfulness_truth"].append(metrics.colorfulness(truth))
+    per_image["colorfulness_prediction"].append(color.colorfulness(prediction))
+    per_image["colorfulness_truth"].append(color.colorfulness(truth))
     grid.extend(zip(gray, prediction, truth, strict=True))
     del grid[grid_rows:]
   if not sums["values"]:
