@@ -11,7 +11,6 @@ import os
 import stat
 from typing import Any, Dict, Optional, Tuple
 
-from components.data_gate import checks
 from components.ingest import snapshot
 from pipelines import cloud_config
 from schemas import config_fields
@@ -98,6 +97,7 @@ class DataGateConfig:
     _check(self.min_photos >= 2, f"data_gate.min_photos must be >= 2, got {self.min_photos}")
     for key in ("max_skip_share", "max_bw_share"):
       _check(0 <= getattr(self, key) <= 1, f"data_gate.{key} must be in [0, 1], got {getattr(self, key)}")
+    from components.data_gate import checks  # loads numpy: not for every command that reads a config
     known = (*checks.STATISTICS, *checks.SHARES, checks.ACCEPT_ALL)
     unknown = sorted(set(self.accept) - set(known))
     _check(not unknown, f"data_gate.accept: unknown {', '.join(unknown)}; known: {', '.join(known)}")
