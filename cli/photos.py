@@ -48,7 +48,7 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite):
       saved_model = photos_lib.resolve_model_dir(pathlib.Path(model_dir))
       if todo:  # a finished run, repeated, needs no model
         click.echo(f"Colorizing {len(todo)} photo(s) with {saved_model}", err=True)
-        results = photos_lib.local_results(photos_lib.load_colorizer(saved_model), todo)
+        results = photos_lib.local_results(photos_lib.load_network(saved_model), todo)
   except (photos_lib.UsageError, endpoint_lib.EndpointError) as e:
     raise click.UsageError(str(e)) from e
 

@@ -1,9 +1,10 @@
 """Colorize photo files with an exported model (the library behind `colorize photos`).
 
-Each photo goes whole through the SavedModel's image signature (schemas/signatures.py), so
-the output keeps the input's resolution: ab is predicted at 224x224 and merged with the
-photo's own full-resolution L. Photos are turned upright first (EXIF orientation) and
-written upright without an orientation tag, in the format their name says.
+With a local model, photos go through serving/colorizer.py (the network on batches of
+DEFAULT_BATCH_SIZE), so the output keeps the input's resolution: ab is predicted at 224x224
+and merged with the photo's own full-resolution L. Photos are turned upright first (EXIF
+orientation) and written upright without an orientation tag, in the format their name says.
+serving/archive.py does the same on Beam, with these functions, for archives.
 
 Nothing is lost or overwritten (README, "Colorize your photos"):
 - Output names mirror the inputs: each photo's path relative to the folder that holds
@@ -28,17 +29,19 @@ import contextlib
 import dataclasses
 import errno
 import io
+import itertools
 import os
 import pathlib
 import secrets
 import shutil
-from typing import Callable, Iterable, List, Optional, Tuple
-import warnings
+from typing import Iterable, List, Optional, Tuple
 
 from imaging import images
 from imaging import tree
-from schemas import signatures
+from serving import colorizer
 from serving import endpoint as endpoint_lib
+
+PhotoError = colorizer.PhotoError
 
 # Formats the image signature reads (after PIL's conversion where needed) and PIL writes.
 FORMAT_OF_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
@@ -51,7 +54,8 @@ _NATIVE = {("JPEG", "L"), ("JPEG", "RGB"),
            ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "I")}
 _EXIF_ORIENTATION = 0x0112
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_SAVE_OPTIONS = {"WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_deflate"}}
+# Photos a local model colorizes at once (the network's batch).
+DEFAULT_BATCH_SIZE = 8
 # Conservative output sizes for the free-space check: JPEG at quality 95 without chroma
 # subsampling stays under ~1 byte per pixel on photos (the historical set: 0.2-0.5);
 # PNG, BMP and TIFF hold up to 3 bytes per pixel plus headers.
@@ -59,10 +63,6 @@ _BYTES_PER_PIXEL = {"JPEG": 1.0, "WEBP": 1.0, "GIF": 1.1, "PNG": 3.1, "BMP": 3.1
 _PER_FILE_BYTES = 64 * 1024
 _WRITTEN = "the output of another photo of this run"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
-
-
-class PhotoError(Exception):
-  """A photo cannot be read; the message says why."""
 
 
 class UsageError(ValueError):
@@ -297,30 +297,32 @@ def resolve_model_dir(path: pathlib.Path) -> pathlib.Path:
   return max(versions, key=lambda p: int(p.name))
 
 
-@dataclasses.dataclass(frozen=True)
-class Colorizer:
-  signature: Callable
-  max_pixels: Optional[int]  # None for models exported before the limit existed
+def load_network(saved_model: pathlib.Path) -> colorizer.Network:
+  try:
+    return colorizer.Network(str(saved_model))
+  except ValueError as e:
+    raise UsageError(str(e)) from e
 
 
-def load_colorizer(saved_model: pathlib.Path) -> Colorizer:
-  """The SavedModel's image signature and its size limit."""
-  import tensorflow as tf
-  loaded = tf.saved_model.load(str(saved_model))
-  if signatures.IMAGE_SIGNATURE not in loaded.signatures:
-    raise UsageError(f"{saved_model} has no {signatures.IMAGE_SIGNATURE!r} signature "
-                     f"(it has {sorted(loaded.signatures)}); export it with trainer/export.py")
-  limit = getattr(loaded, signatures.MAX_PIXELS, None)
-  return Colorizer(loaded.signatures[signatures.IMAGE_SIGNATURE], None if limit is None else int(limit.numpy()))
-
-
-def local_results(colorizer: Colorizer, jobs: Iterable[Job]):
-  """(job, colorized bytes or the PhotoError/OSError) per job, with a local model."""
-  for job in jobs:
-    try:
-      yield job, colorize_photo(colorizer, job.source.read_bytes(), output_format(job.target))
-    except (PhotoError, OSError) as e:
-      yield job, e
+def local_results(network: colorizer.Network, jobs: Iterable[Job], batch_size: int = DEFAULT_BATCH_SIZE):
+  """(job, colorized bytes or the PhotoError/OSError) per job, with a local model, the network
+  running on `batch_size` photos at a time (serving/colorizer.py).
+  """
+  jobs = iter(jobs)
+  while batch := list(itertools.islice(jobs, batch_size)):
+    ready = []
+    for job in batch:
+      try:
+        ready.append((job, colorizer.network_inputs(job.source.read_bytes(), network.max_pixels)))
+      except (PhotoError, OSError) as e:
+        yield job, e
+    if not ready:
+      continue
+    for (job, _), ab in zip(ready, network.predict([inputs for _, inputs in ready]), strict=True):
+      try:
+        yield job, colorizer.recombine(job.source.read_bytes(), ab, output_format(job.target), network.max_pixels)
+      except (PhotoError, OSError) as e:
+        yield job, e
 
 
 def endpoint_results(remote: endpoint_lib.Endpoint, jobs: Iterable[Job]):
@@ -353,62 +355,18 @@ def from_jpeg(jpeg: bytes, output: str) -> bytes:
   if output == "JPEG":
     return jpeg
   from PIL import Image
-  return _encode(Image.open(io.BytesIO(jpeg)).convert("RGB"), output)
-
-
-def _encode(image, output: str) -> bytes:
-  out = io.BytesIO()
-  image.save(out, format=output, **_SAVE_OPTIONS.get(output, {}))
-  return out.getvalue()
-
-
-def colorize_photo(colorizer: Colorizer, data: bytes, output: str) -> bytes:
-  """Encoded photo -> the colorized photo encoded in the PIL format `output`."""
-  import tensorflow as tf
-  try:
-    outputs = colorizer.signature(**{signatures.IMAGE_INPUT: tf.constant(upright(data, colorizer.max_pixels))})
-  except tf.errors.InvalidArgumentError as e:
-    raise PhotoError(f"cannot colorize ({_reason(e)})") from e
-  if output == "JPEG":
-    return outputs[signatures.JPEG_OUTPUT].numpy()
-  from PIL import Image
-  return _encode(Image.fromarray(outputs[signatures.RGB_OUTPUT].numpy()), output)
-
-
-def _reason(e) -> str:
-  """The line of a TensorFlow error that says what is wrong (graph errors begin with boilerplate)."""
-  lines = [line.strip() for line in e.message.splitlines() if line.strip()]
-  for line in lines:
-    if "assertion failed:" in line:
-      return line.split("assertion failed:", 1)[1].strip(" []")
-  meaningful = [line for line in lines
-                if not line.startswith(("Graph execution error", "Detected at node", "<stack traces", "[["))]
-  return (meaningful or lines or ["no message"])[0]
+  return colorizer.encode(Image.open(io.BytesIO(jpeg)).convert("RGB"), output)
 
 
 def upright(data: bytes, max_pixels: Optional[int] = None) -> bytes:
-  """The photo's bytes as the image signature should see them: unchanged when they are
-  an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to PNG
-  (transparency flattened as ingestion flattens it). A photo over `max_pixels` (the
-  model's limit) is refused from its header, before it is decoded.
+  """The photo's bytes as the image signature (of a deployed model) should see them: unchanged
+  when they are an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to
+  PNG (transparency flattened as ingestion flattens it). A photo over `max_pixels` (the model's
+  limit) is refused from its header, before it is decoded.
   """
-  from PIL import Image
   from PIL import ImageOps
-  from PIL import UnidentifiedImageError
-  try:
-    with warnings.catch_warnings():
-      # PIL warns from 89 megapixels on; the model's own limit is checked below, from the same header.
-      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-      image = Image.open(io.BytesIO(data))
-    width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-      raise PhotoError(signatures.TOO_LARGE_MESSAGE.format(width, height, width * height // 1_000_000,
-                                                           max_pixels // 1_000_000))
-    image.load()  # truncated files fail here, not half-way through the model
-  except Image.DecompressionBombError as e:  # over twice PIL's limit: it will not even open it
-    raise PhotoError(f"too large to open ({e})") from e
-  except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-    raise PhotoError(f"not a readable image ({e})") from e
+  image = colorizer.open_image(data, max_pixels)
+  colorizer.load(image)  # truncated files fail here, not half-way through the model
   orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
   if orientation == 1 and (image.format, image.mode) in _NATIVE:
     return data
