@@ -157,6 +157,18 @@ def _bilinear_taps(out_size: int, in_size: int):
   return np.maximum(lower, 0), np.minimum(lower + 1, in_size - 1), weight
 
 
+def read_max_pixels(saved_model: str) -> Optional[int]:
+  """The SavedModel's size limit, read from its variables without loading its graph (None for
+  models exported before the limit existed).
+  """
+  import tensorflow as tf
+  try:
+    return int(tf.train.load_variable(f"{saved_model}/variables/variables",
+                                      f"{signatures.MAX_PIXELS}/.ATTRIBUTES/VARIABLE_VALUE"))
+  except (tf.errors.NotFoundError, ValueError):
+    return None
+
+
 class Network:
   """The SavedModel's examples signature on batches of NetworkInputs, and its size limit."""
 

@@ -32,6 +32,7 @@ import io
 import itertools
 import os
 import pathlib
+import posixpath
 import secrets
 import shutil
 from typing import Iterable, List, Optional, Tuple
@@ -62,6 +63,7 @@ DEFAULT_BATCH_SIZE = 8
 _BYTES_PER_PIXEL = {"JPEG": 1.0, "WEBP": 1.0, "GIF": 1.1, "PNG": 3.1, "BMP": 3.1, "TIFF": 3.1}
 _PER_FILE_BYTES = 64 * 1024
 _WRITTEN = "the output of another photo of this run"
+TEMPORARY = "a temporary output"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
@@ -87,25 +89,36 @@ class Plan:
 
 def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> Plan:
   """Which photo goes to which output path (see the module doc), and what is passed over."""
+  found, passed_over = find_photos(inputs, os.path.realpath(output_dir))
+  jobs = _targets(found, output_dir)
+  _refuse_inputs_as_outputs(jobs)
+  return Plan(jobs, passed_over)
+
+
+def find_photos(inputs: Iterable[pathlib.Path], output_real: Optional[str]
+                ) -> Tuple[List[Tuple[pathlib.Path, str]], List[Tuple[str, str]]]:
+  """The photos among local `inputs` as (source, path relative to the folder holding every
+  input), and what is passed over as (path, reason); `output_real` (a real path, or None when
+  the output is not local) is never read.
+  """
   inputs = [pathlib.Path(os.path.abspath(p)) for p in inputs]
-  output_real = os.path.realpath(output_dir)
   anchors = [str(p) if p.is_dir() else str(p.parent) for p in inputs]
   base = os.path.commonpath(anchors)
-  found: List[Tuple[pathlib.Path, str]] = []  # (source, path relative to base)
+  found: List[Tuple[pathlib.Path, str]] = []
   passed_over: List[Tuple[str, str]] = []
   for path in inputs:
     if path.is_dir():
       if os.path.realpath(path) == output_real:
-        raise UsageError(f"the output folder {output_dir} is the input folder {path}: choose a new folder")
+        raise UsageError(f"the output folder {output_real} is the input folder {path}: choose a new folder")
       listing = tree.walk(str(path), exclude=output_real)
       passed_over += listing.passed_over
       prefix = os.path.relpath(path, base)
       for entry in listing.files:
-        name = os.path.basename(entry.relative)
-        if name.startswith(TEMP_PREFIX):
+        reason = name_reason(entry.relative)
+        if reason == TEMPORARY:
           continue  # an unfinished output of a killed run, not a photo
-        if pathlib.PurePath(name).suffix.lower() not in FORMAT_OF_SUFFIX:
-          passed_over.append((entry.path, "not a photo by its name (JPEG, PNG, GIF, BMP, WebP or TIFF)"))
+        if reason:
+          passed_over.append((entry.path, reason))
           continue
         found.append((pathlib.Path(entry.path), os.path.normpath(os.path.join(prefix, entry.relative))))
     else:
@@ -114,16 +127,30 @@ def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> Plan:
         passed_over.append((str(path), reason))
       else:
         found.append((path, os.path.relpath(path, base)))
-  jobs = _targets(found, output_dir)
-  _refuse_inputs_as_outputs(jobs)
-  return Plan(jobs, passed_over)
+  return found, passed_over
+
+
+def name_reason(relative: str) -> Optional[str]:
+  """Why a file found in a folder is not colorized, by its name (TEMPORARY: a temporary
+  output of this module), or None for a photo.
+  """
+  name = posixpath.basename(relative)
+  if name.startswith(TEMP_PREFIX):
+    return TEMPORARY
+  if pathlib.PurePath(name).suffix.lower() not in FORMAT_OF_SUFFIX:
+    return "not a photo by its name (JPEG, PNG, GIF, BMP, WebP or TIFF)"
+  return None
+
+
+def target_name(relative: str) -> str:
+  """The output's path relative to the output folder, for a photo's relative path."""
+  return relative if pathlib.PurePath(relative).suffix.lower() in FORMAT_OF_SUFFIX else relative + FALLBACK_SUFFIX
 
 
 def _targets(found: List[Tuple[pathlib.Path, str]], output_dir: pathlib.Path) -> List[Job]:
   by_target = {}
   for source, relative in found:
-    suffix = "" if pathlib.PurePath(relative).suffix.lower() in FORMAT_OF_SUFFIX else FALLBACK_SUFFIX
-    target = output_dir / (relative + suffix)
+    target = output_dir / target_name(relative)
     other = by_target.setdefault(target, source)
     if other != source and not _same_file(other, source):
       raise UsageError(f"{other} and {source} would both be written to {target}: colorize them in separate runs")
