@@ -105,7 +105,7 @@ def _command(args, env=None):
   """-> (CPU seconds of the command and its children, wall seconds, peak RSS of the largest process)."""
   before, start = _children_cpu(), time.perf_counter()
   with tempfile.TemporaryFile("w+") as out:
-    process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", *map(str, args)], env=env,
+    process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", *map(str, args)], env=env,
                                stdout=out, stderr=subprocess.STDOUT, text=True)
     _, status, rusage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)

@@ -62,6 +62,7 @@ def row(source: str, target: str, result: str, reason: str = "") -> Dict[str, st
 def plan(inputs: Sequence[str], output: str, overwrite: bool) -> ArchivePlan:
   """What to colorize, what to keep and what is passed over. Raises photos.UsageError."""
   inputs = [str(i) for i in inputs]
+  output = output if is_gcs(output) else os.path.abspath(output)
   if not all(map(is_gcs, inputs)) and any(map(is_gcs, inputs)):
     raise photos_lib.UsageError("give either local inputs or gs:// prefixes, not both")
   if is_gcs(inputs[0]):
@@ -167,9 +168,7 @@ def _finish(keyed, overwrite: bool, max_pixels: Optional[int]) -> str:
   try:
     data = colorizer.recombine(_read(source), ab, photos_lib.output_format(pathlib.PurePath(target)), max_pixels)
     written = _write(target, data, overwrite)
-  except (colorizer.PhotoError, OSError) as e:
-    if isinstance(e, photos_lib.OutputFullError):
-      raise  # the job stops: no later photo can be written either
+  except (colorizer.PhotoError, OSError) as e:  # a full output folder too: the rerun finishes
     return json.dumps(row(source, target, SKIPPED, str(e)))
   return json.dumps(row(source, target, COLORIZED) if written else
                     row(source, target, KEPT, "appeared while the job ran (--overwrite replaces it)"))
@@ -205,10 +204,15 @@ def run(plan_: ArchivePlan, saved_model: str, output: str, overwrite: bool, batc
     local_parts = tempfile.mkdtemp(prefix="colorize-manifest-")
     parts = local_parts
   max_pixels = colorizer.read_max_pixels(saved_model)
+  # The list goes to the workers as a file: in the job's graph, millions of names would exceed
+  # Dataflow's request size.
+  todo = posixpath.join(parts, "todo.jsonl")
+  _write_text(todo, "".join(json.dumps(item) + "\n" for item in plan_.todo))
   try:
     with beam.Pipeline(options=options) as pipeline:
       prepared = (pipeline
-                  | "Photos" >> beam.Create(plan_.todo)
+                  | "Photos" >> beam.io.ReadFromText(todo)
+                  | "Parse" >> beam.Map(lambda line: tuple(json.loads(line)))
                   | "Spread" >> beam.Reshuffle()
                   | "NetworkInputs" >> beam.FlatMap(_prepare, max_pixels).with_outputs(SKIPPED, main="ready"))
       done = (prepared.ready
@@ -246,9 +250,13 @@ def write_manifest(output: str, rows: List[Dict[str, str]]) -> None:
   """MANIFEST, whole or not at all: rows in input order."""
   text = "".join(json.dumps(r) + "\n" for r in sorted(rows, key=lambda r: (r["input"], r["output"])))
   if is_gcs(output):
-    from apache_beam.io.filesystems import FileSystems
-    with FileSystems.create(posixpath.join(output, MANIFEST), mime_type="application/json") as f:
-      f.write(text.encode("utf-8"))
+    _write_text(posixpath.join(output, MANIFEST), text)
     return
   os.makedirs(output, exist_ok=True)
   photos_lib.Writer([], overwrite=True).write(pathlib.Path(output) / MANIFEST, text.encode("utf-8"))
+
+
+def _write_text(path: str, text: str) -> None:
+  from apache_beam.io.filesystems import FileSystems
+  with FileSystems.create(path, mime_type="text/plain") as f:
+    f.write(text.encode("utf-8"))
