@@ -105,8 +105,8 @@ def _command(args, env=None):
   """-> (CPU seconds of the command and its children, wall seconds, peak RSS of the largest process)."""
   before, start = _children_cpu(), time.perf_counter()
   with tempfile.TemporaryFile("w+") as out:
-    process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", *map(str, args)], env=env,
-                               stdout=out, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", *map(str, args)],
+                               env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     _, status, rusage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
@@ -170,6 +170,11 @@ def _memory(model_dir: str, work: pathlib.Path) -> dict:
   return {"rows": rows, "bound": "model + batch x 140 kB + threads x (largest photo allowed x ~8 bytes per pixel)"}
 
 
+def _progress(part: dict) -> dict:
+  print(json.dumps(part), file=sys.stderr, flush=True)  # each part as it is measured: the whole takes long
+  return part
+
+
 def run() -> dict:
   model_dir = os.environ.get("COLORIZE_BENCH_MODEL")
   with tempfile.TemporaryDirectory() as tmp:
@@ -184,9 +189,9 @@ def run() -> dict:
       keras.utils.set_random_seed(0)
       model_dir = str(work / "model")
       export.export(model_lib.build_model("none"), model_dir)
-    network = _batched_vs_one_at_a_time(model_dir, work)
-    beam = _beam_vs_one_process(model_dir, work)
-    memory = _memory(model_dir, work)
+    network = _progress(_batched_vs_one_at_a_time(model_dir, work))
+    beam = _progress(_beam_vs_one_process(model_dir, work))
+    memory = _progress(_memory(model_dir, work))
   return {
       "1 MP photos, per CPU-second (one process, alternated)": network["paths"],
       "batched / one at a time": network["batched_over_one_at_a_time"],
