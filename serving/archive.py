@@ -152,7 +152,7 @@ def _read(path: str) -> bytes:
     return f.read()
 
 
-def _prepare(item: Tuple[str, str], max_pixels: Optional[int]):
+def _prepare(item, max_pixels: Optional[int]):
   """(input, output) -> ((input, output), NetworkInputs), or a manifest row (tagged 'skipped')."""
   import apache_beam as beam
   source, target = item

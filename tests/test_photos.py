@@ -437,3 +437,17 @@ def test_a_killed_beam_job_leaves_only_whole_photos_and_the_rerun_finishes(servi
   for name, stat in finished.items():
     assert os.stat(out / name).st_mtime_ns == stat.st_mtime_ns, name
   assert _files(out) == sorted([p.name for p in historical.iterdir()] + [archive.MANIFEST])
+
+
+def test_dataflow_runs_the_project_image_and_reads_only_cloud_storage(tmp_path):
+  from cli import photos as photos_command
+  vertex = str(pathlib.Path(__file__).resolve().parent.parent / "configs" / "vertex.yaml")
+  args = photos_command._dataflow_args(["gs://b/archive"], "gs://b/out", "gs://b/model/1", vertex)
+  assert "--runner=DataflowRunner" in args and "--sdk_location=container" in args
+  assert "--sdk_container_image=us-central1-docker.pkg.dev/my-project/colorize/colorize:abc1234" in args
+  assert "--temp_location=gs://my-project-colorize/runs/tmp/dataflow" in args
+  result = _invoke(tmp_path, "-o", "gs://b/out", "--model", "gs://b/model/1", "--runner", "DataflowRunner",
+                   "--config", vertex)
+  assert result.exit_code == 2 and "must be gs:// paths" in result.output, result.output
+  result = _invoke("gs://b/archive", "-o", "gs://b/out", "--model", "gs://b/model/1", "--runner", "DataflowRunner")
+  assert result.exit_code == 2 and "needs --config FILE with a cloud: section" in result.output, result.output
