@@ -262,14 +262,14 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
     assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
 
 
-@pytest.mark.slow
-def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving_model, historical, tmp_path):
-  out = tmp_path / "out"
+def _killed_after_two_outputs(*args):
+  """Runs `colorize photos ARGS` in a process killed (SIGKILL) once two outputs exist; -> their names."""
+  out = args[args.index("-o") + 1]
   env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
-  process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", str(historical),
-                              "-o", str(out), "--model", str(serving_model[1])], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", *map(str, args)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 600
+
   def done():
     return [name for name in _files(out) if not name.startswith(".colorize-tmp-")] if out.is_dir() else []
 
@@ -277,7 +277,13 @@ def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
-  finished = done()
+  return done()
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving_model, historical, tmp_path):
+  out = tmp_path / "out"
+  finished = _killed_after_two_outputs(historical, "-o", out, "--model", serving_model[1])
   assert 2 <= len(finished) < len(list(historical.iterdir()))
   for name in finished:
     Image.open(out / name).load()  # whole, not truncated
@@ -414,20 +420,9 @@ def test_beam_reads_and_writes_gs_and_a_rerun_with_nothing_to_do_loads_no_model(
 @pytest.mark.slow
 def test_a_killed_beam_job_leaves_only_whole_photos_and_the_rerun_finishes(serving_model, historical, tmp_path):
   out = tmp_path / "out"
-  env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
-  process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", str(historical),
-                              "-o", str(out), "--model", str(serving_model[1]), "--runner", "DirectRunner",
-                              "--batch-size", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.monotonic() + 600
-
-  def done():
-    return [name for name in _files(out) if not name.startswith(".colorize-tmp-")] if out.is_dir() else []
-
-  while len(done()) < 2 and time.monotonic() < deadline and process.poll() is None:
-    time.sleep(0.05)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  finished = {name: os.stat(out / name) for name in done()}
+  finished = _killed_after_two_outputs(historical, "-o", out, "--model", serving_model[1], "--runner", "DirectRunner",
+                                       "--batch-size", 1)
+  finished = {name: os.stat(out / name) for name in finished}
   assert 2 <= len(finished) < len(list(historical.iterdir())) and archive.MANIFEST not in finished
   for name in finished:
     Image.open(out / name).load()  # whole, not truncated
