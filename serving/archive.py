@@ -14,9 +14,11 @@ Guarantees (as `colorize photos` without --runner): an input is never written; a
 output is kept unless `overwrite`; a local output is written under a temporary name and
 linked into place (serving/photos.py's Writer), a gs:// object appears only when its
 upload is complete, so a killed job leaves no half-written photo and its rerun lists the
-outputs that exist and does only the rest.
+outputs that exist and does only the rest (with nothing left to do, no model is loaded and no
+job started). A photo that cannot be read or written (a full output folder too) is skipped
+with its reason; the others go on.
 
-MANIFEST (in the output folder, replaced by each run that has photos): one JSON object a line
+MANIFEST (in the output folder, replaced by each run): one JSON object a line
 per input: {"input", "output", "result": colorized | kept | skipped | passed over, "reason"}.
 Its rows are written by the workers under a temporary folder (the job's temp_location on
 Dataflow) and gathered by the launcher when the job has finished.
