@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Dict, List
 
-BENCHMARKS = ("bench.startup", "bench.ingest", "bench.train", "bench.serving_memory")
+BENCHMARKS = ("bench.startup", "bench.ingest", "bench.train", "bench.serving_memory", "bench.photos")
 RESULTS_DIR = "bench_results"
 
 

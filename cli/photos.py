@@ -1,35 +1,64 @@
-"""`colorize photos IN... -o OUTDIR --model DIR`: colorize photos with an exported model."""
+"""`colorize photos IN... -o OUTDIR --model DIR [--runner R]`: colorize photos with an exported model.
+
+Without --runner, in this process (serving/photos.py); with it, as a Beam pipeline
+(serving/archive.py) for archives: the same per-photo work, the same bytes written. One
+command for both, so an archive is colorized with the flags, names and guarantees users know.
+"""
 import pathlib
+import sys
 
 import click
 
+from serving import photo_settings
+
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=pathlib.Path))
-@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
-              help="Where the colorized photos go (created if missing), under the inputs' relative paths.")
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output-dir", required=True,
+              help="Where the colorized photos go (created if missing), under the inputs' relative paths; "
+                   "gs://BUCKET/PREFIX with --runner.")
+@click.option("--model", "model_dir",
               help="An exported SavedModel, a Trainer's model output, or a Pusher's base directory "
-                   "(its newest version is used).")
+                   "(its newest version is used); a gs:// SavedModel with --runner.")
 @click.option("--endpoint", help="Instead of --model, a deployed model: a REST :predict URL "
                                  "(TF Serving: http://HOST:8501/v1/models/NAME:predict) or a Vertex AI endpoint, "
                                  "projects/PROJECT/locations/REGION/endpoints/ID (uses your gcloud login).")
 @click.option("--overwrite", is_flag=True,
               help="Replace outputs that exist already (by default they are kept). An input is never replaced.")
-def photos(inputs, output_dir, model_dir, endpoint, overwrite):
+@click.option("--batch-size", type=click.IntRange(1, 256), default=photo_settings.DEFAULT_BATCH_SIZE, show_default=True,
+              help="Photos the network colorizes at once (a local --model). Memory grows by ~140 kB a photo.")
+@click.option("--runner", type=click.Choice(photo_settings.RUNNERS),
+              help="Run as a Beam pipeline (archives; gs:// inputs and outputs): DirectRunner on this machine, "
+                   "DataflowRunner on Google Cloud with the project image (needs --config with a cloud: section). "
+                   f"Writes {photo_settings.MANIFEST} in the output folder.")
+@click.option("--beam-arg", "beam_args", multiple=True,
+              help="A Beam pipeline argument for --runner, e.g. --beam-arg=--direct_num_workers=2 (repeatable).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="The project's config file, whose cloud: section (project, region, image, dataflow) "
+                   "--runner DataflowRunner uses.")
+def photos(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runner, beam_args, config_path):
   """Colorize photos (JPEG, PNG, GIF, BMP, WebP, TIFF), or folders of them, at their original resolution.
 
   Each photo's path relative to the folder holding all INPUTS is kept under OUTPUT_DIR.
   Links inside a given folder are followed; links out of it, broken links, loops and
   other files are passed over and listed.
   """
+  from serving import archive  # Beam, numpy, PIL: not for `--help`
   from serving import endpoint as endpoint_lib  # numpy, PIL, requests: not for `--help`
   from serving import photos as photos_lib
 
+  if runner:
+    _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runner, beam_args, config_path)
+    return
   stderr = click.get_text_stream("stderr")
   try:
     if (model_dir is None) == (endpoint is None):
       raise photos_lib.UsageError("give either --model DIR or --endpoint URL|RESOURCE")
+    if any(archive.is_gcs(p) for p in (*inputs, output_dir, model_dir or "")):
+      raise photos_lib.UsageError("gs:// inputs, output or model need --runner DirectRunner|DataflowRunner")
+    inputs = _local_paths(inputs)
+    output_dir = pathlib.Path(output_dir)
+    _check_model_dir(model_dir)
     planned = photos_lib.plan(inputs, output_dir)
     for path, reason in planned.passed_over:
       click.echo(f"passed over {path}: {reason}", err=True)
@@ -48,7 +77,7 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite):
       saved_model = photos_lib.resolve_model_dir(pathlib.Path(model_dir))
       if todo:  # a finished run, repeated, needs no model
         click.echo(f"Colorizing {len(todo)} photo(s) with {saved_model}", err=True)
-        results = photos_lib.local_results(photos_lib.load_colorizer(saved_model), todo)
+        results = photos_lib.local_results(photos_lib.load_network(saved_model), todo, batch_size)
   except (photos_lib.UsageError, endpoint_lib.EndpointError) as e:
     raise click.UsageError(str(e)) from e
 
@@ -90,3 +119,86 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite):
                                f"{left} photo(s) not colorized")
   if failed:
     raise SystemExit(1)
+
+
+def _local_paths(inputs):
+  from serving import photos as photos_lib
+  for path in inputs:
+    if not pathlib.Path(path).exists() and not pathlib.Path(path).is_symlink():
+      raise photos_lib.UsageError(f"Path {path!r} does not exist.")
+  return [pathlib.Path(p) for p in inputs]
+
+
+def _check_model_dir(model_dir):
+  from serving import photos as photos_lib
+  if model_dir is not None and not pathlib.Path(model_dir).is_dir():
+    raise photos_lib.UsageError(f"--model {model_dir!r} is not a folder.")
+
+
+def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runner, beam_args, config_path):
+  """`colorize photos --runner`: serving/archive.py's pipeline; the counts, and exit code 1 if any was skipped."""
+  from serving import archive  # Beam, numpy, PIL: not for `--help`
+  from serving import photos as photos_lib
+  try:
+    if endpoint is not None or model_dir is None:
+      raise photos_lib.UsageError("--runner runs a --model DIR (a deployed --endpoint serves photos itself)")
+    if runner == "DataflowRunner":
+      beam_args = _dataflow_args(inputs, output_dir, model_dir, config_path) + list(beam_args)
+    else:
+      beam_args = ["--runner=DirectRunner", *beam_args]
+    if not archive.is_gcs(inputs[0]):
+      _local_paths(inputs)
+    if archive.is_gcs(model_dir):
+      saved_model = model_dir
+    else:
+      _check_model_dir(model_dir)
+      saved_model = str(photos_lib.resolve_model_dir(pathlib.Path(model_dir)))
+    planned = archive.plan(inputs, output_dir, overwrite)
+    if not planned.todo and not planned.count(archive.KEPT):
+      raise photos_lib.UsageError(f"no photos in {', '.join(map(str, inputs))}")
+    if not archive.is_gcs(output_dir):
+      jobs = [photos_lib.Job(pathlib.Path(source), pathlib.Path(target)) for source, target in planned.todo]
+      photos_lib.prepare_output(pathlib.Path(output_dir), jobs, jobs)
+  except photos_lib.UsageError as e:
+    raise click.UsageError(str(e)) from e
+  if planned.todo:  # a finished run, repeated, needs no model
+    click.echo(f"Colorizing {len(planned.todo)} photo(s) with {saved_model} on Beam's {runner}", err=True)
+    try:
+      rows = archive.run(planned, saved_model, output_dir, overwrite, batch_size, beam_args)
+    except photos_lib.OutputFullError as e:
+      raise click.ClickException(f"stopped: the output folder takes no more files ({e.strerror})") from e
+  else:
+    rows = planned.rows
+    archive.write_manifest(output_dir, rows)
+  counts = {result: sum(r["result"] == result for r in rows)
+            for result in (archive.COLORIZED, archive.KEPT, archive.SKIPPED, archive.PASSED_OVER)}
+  for r in rows:
+    if r["result"] == archive.SKIPPED:
+      click.echo(f"skipped {r['input']}: {r['reason']}", err=True)
+  click.echo(f"Colorized {counts[archive.COLORIZED]} photo(s) into {output_dir}; kept {counts[archive.KEPT]} that "
+             f"existed already; skipped {counts[archive.SKIPPED]}; passed over {counts[archive.PASSED_OVER]} other "
+             f"file(s); the list: {output_dir.rstrip('/')}/{archive.MANIFEST}")
+  if counts[archive.SKIPPED]:
+    sys.exit(1)
+
+
+def _dataflow_args(inputs, output_dir, model_dir, config_path):
+  from pipelines import cloud_config
+  from pipelines import config as config_lib
+  from serving import archive  # Beam, numpy, PIL: not for `--help`
+  from serving import photos as photos_lib
+  if not all(archive.is_gcs(p) for p in (*inputs, output_dir, model_dir)):
+    raise photos_lib.UsageError("--runner DataflowRunner reads and writes Cloud Storage: the inputs, "
+                                "--output-dir and --model must be gs:// paths")
+  try:
+    cfg = config_lib.load(config_path)
+  except config_lib.ConfigError as e:
+    raise photos_lib.UsageError(str(e)) from e
+  cloud = cfg.cloud
+  if cloud is None or not cloud.project or not cloud.image:
+    raise photos_lib.UsageError("--runner DataflowRunner needs --config FILE with a cloud: section giving "
+                                "project and image (the project image, see docs/vertex.md)")
+  if not cloud.dataflow.temp_location and not cfg.output_root.startswith("gs://"):
+    raise photos_lib.UsageError("--runner DataflowRunner needs a gs:// temp location: set cloud.dataflow.temp_location "
+                                "or a gs:// output_root in the config file")
+  return cloud_config.dataflow_args(cloud, cfg.output_root)

@@ -61,6 +61,15 @@ _XYZ_WHITE_WEIGHTS = (SRGB_TO_XYZ / D65_WHITE[:, None]).astype(np.float32)
 _Y_SCALE = 65535
 _Y_LUTS = np.rint(srgb_to_linear(_SRGB_LEVELS)[None, :] * SRGB_TO_XYZ[1][:, None] * _Y_SCALE).astype(np.uint16)
 _GRAY_LUT = np.rint(linear_to_srgb(np.arange(_Y_SCALE + 3) / _Y_SCALE) * 255).astype(np.uint8)
+# The tables of the full-resolution recombination (rgb8_to_l, lab_to_rgb8_keep_lightness), shared
+# with the TF twin (trainer/tf_color.py): luminance steps of 1/Y_STEPS -> L* (within 0.02 of the
+# exact value), and linear light in those steps -> uint8 sRGB (0.05 sRGB levels near black).
+Y_STEPS = _Y_SCALE
+Y_OF_LEVEL = _Y_LUTS.astype(np.int32)
+L_OF_Y = (116.0 * np.cbrt(np.maximum(np.arange(Y_STEPS + 3) / Y_STEPS, LAB_EPSILON)) - 16.0).astype(np.float32)
+L_OF_Y[:int(LAB_EPSILON * Y_STEPS) + 1] = (
+    116.0 * (LAB_SLOPE * np.arange(int(LAB_EPSILON * Y_STEPS) + 1) / Y_STEPS + LAB_OFFSET) - 16.0)
+SRGB8_OF_LINEAR = np.rint(linear_to_srgb(np.arange(Y_STEPS + 1) / Y_STEPS) * 255).astype(np.uint8)
 
 
 def flatten_alpha(rgba: np.ndarray) -> np.ndarray:
@@ -157,3 +166,43 @@ def colorfulness(rgb: np.ndarray) -> np.ndarray:
   spread = np.sqrt(rg.var(axis=-1) + yb.var(axis=-1))
   mean = np.sqrt(rg.mean(axis=-1) ** 2 + yb.mean(axis=-1) ** 2)
   return spread + 0.3 * mean
+
+
+def rgb8_to_l(rgb: np.ndarray) -> np.ndarray:
+  """SRGB uint8 [..., 3] -> L* float32 [...] by table lookups (tf_color.rgb8_to_l's twin)."""
+  y = np.take(Y_OF_LEVEL[0], rgb[..., 0], mode="clip")
+  y += np.take(Y_OF_LEVEL[1], rgb[..., 1], mode="clip")
+  y += np.take(Y_OF_LEVEL[2], rgb[..., 2], mode="clip")
+  return np.take(L_OF_Y, y, mode="clip")
+
+
+def lab_to_rgb8_keep_lightness(l_star: np.ndarray, ab: np.ndarray, out: np.ndarray) -> np.ndarray:
+  """L* [...] and a*b* [..., 2] -> uint8 sRGB written into `out` [..., 3]; an out-of-gamut colour
+  is desaturated towards the grey of its luminance until it fits, so L* is kept
+  (tf_color.lab_to_rgb8_keep_lightness's twin, the same float32 steps).
+  """
+  f32 = np.float32
+  fy = (l_star + f32(16.0)) / f32(116.0)
+  x = _f_inverse32(fy + ab[..., 0] / f32(500.0)) * f32(D65_WHITE[0])
+  y = _f_inverse32(fy)
+  z = _f_inverse32(np.maximum(fy - ab[..., 1] / f32(200.0), f32(0.0))) * f32(D65_WHITE[2])
+  rgb = [f32(m[0]) * x + f32(m[1]) * y + f32(m[2]) * z for m in XYZ_TO_SRGB]
+  high = np.maximum(np.maximum(rgb[0], rgb[1]), rgb[2]) - y
+  low = y - np.minimum(np.minimum(rgb[0], rgb[1]), rgb[2])
+  weight = np.minimum(np.minimum((f32(1.0) - y) / np.maximum(high, f32(1e-12)), y / np.maximum(low, f32(1e-12))),
+                      f32(1.0))
+  for c, plane in enumerate(rgb):
+    # In place, as y + weight * (plane - y) clipped to [0, 1], then the table index.
+    np.subtract(plane, y, out=plane)
+    np.multiply(plane, weight, out=plane)
+    np.add(plane, y, out=plane)
+    np.clip(plane, f32(0.0), f32(1.0), out=plane)
+    np.multiply(plane, f32(Y_STEPS), out=plane)
+    np.add(plane, f32(0.5), out=plane)
+    out[..., c] = np.take(SRGB8_OF_LINEAR, plane.astype(np.int32), mode="clip")
+  return out
+
+
+def _f_inverse32(f: np.ndarray) -> np.ndarray:
+  cube = f * f * f
+  return np.where(cube > np.float32(LAB_EPSILON), cube, (f - np.float32(LAB_OFFSET)) / np.float32(LAB_SLOPE))

@@ -223,10 +223,17 @@ def require(cfg) -> CloudConfig:
 def beam_pipeline_args(cfg) -> List[str]:
   """Beam arguments for every Beam step: Dataflow with the project image as SDK container."""
   cloud = require(cfg)
-  d = cloud.dataflow
-  if d.runner == "DirectRunner":
+  if cloud.dataflow.runner == "DirectRunner":
     return ["--runner=DirectRunner", f"--project={cloud.project}", *cfg.beam_pipeline_args]
-  temp = d.temp_location or cfg.output_root.rstrip("/") + "/tmp/dataflow"
+  return dataflow_args(cloud, cfg.output_root) + list(cfg.beam_pipeline_args)
+
+
+def dataflow_args(cloud: CloudConfig, output_root: str) -> List[str]:
+  """Dataflow with the project image as SDK container (the Beam steps, `colorize photos --runner
+  DataflowRunner`); temp files under output_root/tmp/dataflow unless cloud.dataflow.temp_location.
+  """
+  d = cloud.dataflow
+  temp = d.temp_location or output_root.rstrip("/") + "/tmp/dataflow"
   args = [
       "--runner=DataflowRunner",
       f"--project={cloud.project}",
@@ -245,7 +252,7 @@ def beam_pipeline_args(cfg) -> List[str]:
   if cloud.service_account:
     args.append(f"--service_account_email={cloud.service_account}")
   args += [f"--labels={k}={v}" for k, v in sorted(cloud.labels.items())]
-  return args + list(cfg.beam_pipeline_args)
+  return args
 
 
 def embed_beam_pipeline_args(cfg) -> List[str]:

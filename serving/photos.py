@@ -1,9 +1,10 @@
 """Colorize photo files with an exported model (the library behind `colorize photos`).
 
-Each photo goes whole through the SavedModel's image signature (schemas/signatures.py), so
-the output keeps the input's resolution: ab is predicted at 224x224 and merged with the
-photo's own full-resolution L. Photos are turned upright first (EXIF orientation) and
-written upright without an orientation tag, in the format their name says.
+With a local model, photos go through serving/colorizer.py (the network on batches of
+DEFAULT_BATCH_SIZE), so the output keeps the input's resolution: ab is predicted at 224x224
+and merged with the photo's own full-resolution L. Photos are turned upright first (EXIF
+orientation) and written upright without an orientation tag, in the format their name says.
+serving/archive.py does the same on Beam, with these functions, for archives.
 
 Nothing is lost or overwritten (README, "Colorize your photos"):
 - Output names mirror the inputs: each photo's path relative to the folder that holds
@@ -28,17 +29,22 @@ import contextlib
 import dataclasses
 import errno
 import io
+import itertools
 import os
 import pathlib
+import posixpath
 import secrets
 import shutil
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 import warnings
 
 from imaging import images
 from imaging import tree
-from schemas import signatures
+from serving import colorizer
 from serving import endpoint as endpoint_lib
+from serving.photo_settings import DEFAULT_BATCH_SIZE
+
+PhotoError = colorizer.PhotoError
 
 # Formats the image signature reads (after PIL's conversion where needed) and PIL writes.
 FORMAT_OF_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
@@ -51,18 +57,15 @@ _NATIVE = {("JPEG", "L"), ("JPEG", "RGB"),
            ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "I")}
 _EXIF_ORIENTATION = 0x0112
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_SAVE_OPTIONS = {"WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_deflate"}}
+# Photos a local model colorizes at once (the network's batch).
 # Conservative output sizes for the free-space check: JPEG at quality 95 without chroma
 # subsampling stays under ~1 byte per pixel on photos (the historical set: 0.2-0.5);
 # PNG, BMP and TIFF hold up to 3 bytes per pixel plus headers.
 _BYTES_PER_PIXEL = {"JPEG": 1.0, "WEBP": 1.0, "GIF": 1.1, "PNG": 3.1, "BMP": 3.1, "TIFF": 3.1}
 _PER_FILE_BYTES = 64 * 1024
 _WRITTEN = "the output of another photo of this run"
+TEMPORARY = "a temporary output"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
-
-
-class PhotoError(Exception):
-  """A photo cannot be read; the message says why."""
 
 
 class UsageError(ValueError):
@@ -87,25 +90,36 @@ class Plan:
 
 def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> Plan:
   """Which photo goes to which output path (see the module doc), and what is passed over."""
+  found, passed_over = find_photos(inputs, os.path.realpath(output_dir))
+  jobs = _targets(found, output_dir)
+  _refuse_inputs_as_outputs(jobs)
+  return Plan(jobs, passed_over)
+
+
+def find_photos(inputs: Iterable[pathlib.Path], output_real: Optional[str]
+                ) -> Tuple[List[Tuple[pathlib.Path, str]], List[Tuple[str, str]]]:
+  """The photos among local `inputs` as (source, path relative to the folder holding every
+  input), and what is passed over as (path, reason); `output_real` (a real path, or None when
+  the output is not local) is never read.
+  """
   inputs = [pathlib.Path(os.path.abspath(p)) for p in inputs]
-  output_real = os.path.realpath(output_dir)
   anchors = [str(p) if p.is_dir() else str(p.parent) for p in inputs]
   base = os.path.commonpath(anchors)
-  found: List[Tuple[pathlib.Path, str]] = []  # (source, path relative to base)
+  found: List[Tuple[pathlib.Path, str]] = []
   passed_over: List[Tuple[str, str]] = []
   for path in inputs:
     if path.is_dir():
       if os.path.realpath(path) == output_real:
-        raise UsageError(f"the output folder {output_dir} is the input folder {path}: choose a new folder")
+        raise UsageError(f"the output folder {output_real} is the input folder {path}: choose a new folder")
       listing = tree.walk(str(path), exclude=output_real)
       passed_over += listing.passed_over
       prefix = os.path.relpath(path, base)
       for entry in listing.files:
-        name = os.path.basename(entry.relative)
-        if name.startswith(TEMP_PREFIX):
+        reason = name_reason(entry.relative)
+        if reason == TEMPORARY:
           continue  # an unfinished output of a killed run, not a photo
-        if pathlib.PurePath(name).suffix.lower() not in FORMAT_OF_SUFFIX:
-          passed_over.append((entry.path, "not a photo by its name (JPEG, PNG, GIF, BMP, WebP or TIFF)"))
+        if reason:
+          passed_over.append((entry.path, reason))
           continue
         found.append((pathlib.Path(entry.path), os.path.normpath(os.path.join(prefix, entry.relative))))
     else:
@@ -114,16 +128,30 @@ def plan(inputs: Iterable[pathlib.Path], output_dir: pathlib.Path) -> Plan:
         passed_over.append((str(path), reason))
       else:
         found.append((path, os.path.relpath(path, base)))
-  jobs = _targets(found, output_dir)
-  _refuse_inputs_as_outputs(jobs)
-  return Plan(jobs, passed_over)
+  return found, passed_over
+
+
+def name_reason(relative: str) -> Optional[str]:
+  """Why a file found in a folder is not colorized, by its name (TEMPORARY: a temporary
+  output of this module), or None for a photo.
+  """
+  name = posixpath.basename(relative)
+  if name.startswith(TEMP_PREFIX):
+    return TEMPORARY
+  if pathlib.PurePath(name).suffix.lower() not in FORMAT_OF_SUFFIX:
+    return "not a photo by its name (JPEG, PNG, GIF, BMP, WebP or TIFF)"
+  return None
+
+
+def target_name(relative: str) -> str:
+  """The output's path relative to the output folder, for a photo's relative path."""
+  return relative if pathlib.PurePath(relative).suffix.lower() in FORMAT_OF_SUFFIX else relative + FALLBACK_SUFFIX
 
 
 def _targets(found: List[Tuple[pathlib.Path, str]], output_dir: pathlib.Path) -> List[Job]:
   by_target = {}
   for source, relative in found:
-    suffix = "" if pathlib.PurePath(relative).suffix.lower() in FORMAT_OF_SUFFIX else FALLBACK_SUFFIX
-    target = output_dir / (relative + suffix)
+    target = output_dir / target_name(relative)
     other = by_target.setdefault(target, source)
     if other != source and not _same_file(other, source):
       raise UsageError(f"{other} and {source} would both be written to {target}: colorize them in separate runs")
@@ -299,35 +327,32 @@ def resolve_model_dir(path: pathlib.Path) -> pathlib.Path:
   return max(versions, key=lambda p: int(p.name))
 
 
-@dataclasses.dataclass(frozen=True)
-class Colorizer:
-  signature: Callable
-  max_pixels: Optional[int]  # None for models exported before the limit existed
-
-
-def load_colorizer(saved_model: pathlib.Path) -> Colorizer:
-  """The SavedModel's image signature and its size limit."""
-  import tensorflow as tf
+def load_network(saved_model: pathlib.Path) -> colorizer.Network:
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", RuntimeWarning)  # protobuf on a junk file, before the error said below
-      loaded = tf.saved_model.load(str(saved_model))
-  except (OSError, ValueError, tf.errors.OpError) as e:  # a junk or foreign saved_model.pb, missing variables
-    raise UsageError(f"{saved_model} holds no SavedModel that loads ({' '.join(str(e).split())[:200]})") from e
-  if signatures.IMAGE_SIGNATURE not in loaded.signatures:
-    raise UsageError(f"{saved_model} has no {signatures.IMAGE_SIGNATURE!r} signature "
-                     f"(it has {sorted(loaded.signatures)}); export it with trainer/export.py")
-  limit = getattr(loaded, signatures.MAX_PIXELS, None)
-  return Colorizer(loaded.signatures[signatures.IMAGE_SIGNATURE], None if limit is None else int(limit.numpy()))
+    return colorizer.Network(str(saved_model))
+  except ValueError as e:
+    raise UsageError(str(e)) from e
 
 
-def local_results(colorizer: Colorizer, jobs: Iterable[Job]):
-  """(job, colorized bytes or the PhotoError/OSError) per job, with a local model."""
-  for job in jobs:
-    try:
-      yield job, colorize_photo(colorizer, job.source.read_bytes(), output_format(job.target))
-    except (PhotoError, OSError) as e:
-      yield job, e
+def local_results(network: colorizer.Network, jobs: Iterable[Job], batch_size: int = DEFAULT_BATCH_SIZE):
+  """(job, colorized bytes or the PhotoError/OSError) per job, with a local model, the network
+  running on `batch_size` photos at a time (serving/colorizer.py).
+  """
+  jobs = iter(jobs)
+  while batch := list(itertools.islice(jobs, batch_size)):
+    ready = []
+    for job in batch:
+      try:
+        ready.append((job, colorizer.network_inputs(job.source.read_bytes(), network.max_pixels)))
+      except (PhotoError, OSError) as e:
+        yield job, e
+    if not ready:
+      continue
+    for (job, _), ab in zip(ready, network.predict([inputs for _, inputs in ready]), strict=True):
+      try:
+        yield job, colorizer.recombine(job.source.read_bytes(), ab, output_format(job.target), network.max_pixels)
+      except (PhotoError, OSError) as e:
+        yield job, e
 
 
 def endpoint_results(remote: endpoint_lib.Endpoint, jobs: Iterable[Job]):
@@ -360,62 +385,18 @@ def from_jpeg(jpeg: bytes, output: str) -> bytes:
   if output == "JPEG":
     return jpeg
   from PIL import Image
-  return _encode(Image.open(io.BytesIO(jpeg)).convert("RGB"), output)
-
-
-def _encode(image, output: str) -> bytes:
-  out = io.BytesIO()
-  image.save(out, format=output, **_SAVE_OPTIONS.get(output, {}))
-  return out.getvalue()
-
-
-def colorize_photo(colorizer: Colorizer, data: bytes, output: str) -> bytes:
-  """Encoded photo -> the colorized photo encoded in the PIL format `output`."""
-  import tensorflow as tf
-  try:
-    outputs = colorizer.signature(**{signatures.IMAGE_INPUT: tf.constant(upright(data, colorizer.max_pixels))})
-  except tf.errors.InvalidArgumentError as e:
-    raise PhotoError(f"cannot colorize ({_reason(e)})") from e
-  if output == "JPEG":
-    return outputs[signatures.JPEG_OUTPUT].numpy()
-  from PIL import Image
-  return _encode(Image.fromarray(outputs[signatures.RGB_OUTPUT].numpy()), output)
-
-
-def _reason(e) -> str:
-  """The line of a TensorFlow error that says what is wrong (graph errors begin with boilerplate)."""
-  lines = [line.strip() for line in e.message.splitlines() if line.strip()]
-  for line in lines:
-    if "assertion failed:" in line:
-      return line.split("assertion failed:", 1)[1].strip(" []")
-  meaningful = [line for line in lines
-                if not line.startswith(("Graph execution error", "Detected at node", "<stack traces", "[["))]
-  return (meaningful or lines or ["no message"])[0]
+  return colorizer.encode(Image.open(io.BytesIO(jpeg)).convert("RGB"), output)
 
 
 def upright(data: bytes, max_pixels: Optional[int] = None) -> bytes:
-  """The photo's bytes as the image signature should see them: unchanged when they are
-  an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to PNG
-  (transparency flattened as ingestion flattens it). A photo over `max_pixels` (the
-  model's limit) is refused from its header, before it is decoded.
+  """The photo's bytes as the image signature (of a deployed model) should see them: unchanged
+  when they are an upright JPEG/PNG it decodes, otherwise rotated per EXIF and/or converted to
+  PNG (transparency flattened as ingestion flattens it). A photo over `max_pixels` (the model's
+  limit) is refused from its header, before it is decoded.
   """
-  from PIL import Image
   from PIL import ImageOps
-  from PIL import UnidentifiedImageError
-  try:
-    with warnings.catch_warnings():
-      # PIL warns from 89 megapixels on; the model's own limit is checked below, from the same header.
-      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-      image = Image.open(io.BytesIO(data))
-    width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-      raise PhotoError(signatures.TOO_LARGE_MESSAGE.format(width, height, width * height // 1_000_000,
-                                                           max_pixels // 1_000_000))
-    image.load()  # truncated files fail here, not half-way through the model
-  except Image.DecompressionBombError as e:  # over twice PIL's limit: it will not even open it
-    raise PhotoError(f"too large to open ({e})") from e
-  except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-    raise PhotoError(f"not a readable image ({e})") from e
+  image = colorizer.open_image(data, max_pixels)
+  colorizer.load(image)  # truncated files fail here, not half-way through the model
   orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
   if orientation == 1 and (image.format, image.mode) in _NATIVE:
     return data

@@ -1,7 +1,9 @@
 """`colorize photos` on the real historical photographs, a rotated photo and broken files; and
-that it never loses or overwrites a photo (names, links, read-only and full folders, kills)."""
+that it never loses or overwrites a photo (names, links, read-only and full folders, kills);
+the same on Beam (`--runner`): the same bytes, a manifest, gs:// in and out."""
 import contextlib
 import io
+import json
 import os
 import pathlib
 import shutil
@@ -12,6 +14,10 @@ import time
 import warnings
 
 from click.testing import CliRunner
+from gcs_fixtures import BUCKET
+from gcs_fixtures import Emulator
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 import image_files
 import numpy as np
 from PIL import Image
@@ -19,6 +25,7 @@ import pytest
 from skimage import color as skcolor
 
 from cli import main as cli
+from serving import archive
 from serving import photos
 
 pytest_plugins = ("trainer_fixtures",)
@@ -159,6 +166,7 @@ def test_every_photo_gets_its_own_output_and_existing_files_are_kept_unless_over
   result = _invoke(*command)
   assert result.exit_code == 0, result.output
   assert "Colorized 0 photo(s)" in result.output and "kept 3 that existed already" in result.output
+  assert "Colorizing" not in result.output  # nothing to do: the model is not even loaded
   assert (out / "A" / "a.jpg").read_bytes() == b"the user's own file"
   assert _files(out) == sorted(expected)
   result = _invoke(*command, "--overwrite")
@@ -255,14 +263,14 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
     assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
 
 
-@pytest.mark.slow
-def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving_model, historical, tmp_path):
-  out = tmp_path / "out"
+def _killed_after_two_outputs(*args):
+  """Runs `colorize photos ARGS` in a process killed (SIGKILL) once two outputs exist; -> their names."""
+  out = args[args.index("-o") + 1]
   env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
-  process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", str(historical),
-                              "-o", str(out), "--model", str(serving_model[1])], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", *map(str, args)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 600
+
   def done():
     return [name for name in _files(out) if not name.startswith(".colorize-tmp-")] if out.is_dir() else []
 
@@ -270,7 +278,13 @@ def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
-  finished = done()
+  return done()
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_only_whole_photos_and_the_next_run_finishes(serving_model, historical, tmp_path):
+  out = tmp_path / "out"
+  finished = _killed_after_two_outputs(historical, "-o", out, "--model", serving_model[1])
   assert 2 <= len(finished) < len(list(historical.iterdir()))
   for name in finished:
     Image.open(out / name).load()  # whole, not truncated
@@ -294,3 +308,142 @@ def test_a_second_name_for_a_file_this_run_wrote_is_never_replaced(tmp_path):
       writer.write(out / "A.jpg", b"the second photo")
     assert (out / "a.jpg").read_bytes() == b"the first photo"
     assert sorted(p.name for p in out.iterdir()) == ["A.jpg", "a.jpg"]  # and no temporary file left
+
+
+def _beam(*args):
+  return _invoke(*args, "--runner", "DirectRunner")
+
+
+def _manifest(out):
+  return [json.loads(line) for line in (out / archive.MANIFEST).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def archive_runs(serving_model, historical, coco128, tmp_path_factory):
+  """Real photos (historical, and COCO in a sub-folder), a truncated JPEG and a text file, colorized
+  in one process and on Beam; Beam's output folder already holds two outputs and a temporary file,
+  as a killed job leaves them.
+  """
+  inputs = tmp_path_factory.mktemp("archive")
+  (inputs / "coco").mkdir()
+  for photo in sorted(historical.iterdir())[:4]:
+    shutil.copy(photo, inputs / photo.name)
+  for photo in sorted((coco128 / "train2017").glob("*.jpg"))[:3]:
+    shutil.copy(photo, inputs / "coco" / photo.name)
+  data = (historical / "Detroit_circa_1915.jpg").read_bytes()
+  (inputs / "truncated.jpg").write_bytes(data[:len(data) // 3])
+  (inputs / "notes.txt").write_text("not a photo")
+  single = tmp_path_factory.mktemp("single")
+  single_result = _invoke(inputs, "-o", single, "--model", serving_model[1], "--batch-size", 3)
+  beam = tmp_path_factory.mktemp("beam")
+  (beam / "coco").mkdir()
+  done_before = sorted(_files(single))[:2]
+  for relative in done_before:
+    shutil.copy(single / relative, beam / relative)
+  before = {relative: os.stat(beam / relative) for relative in done_before}
+  (beam / "coco" / ".colorize-tmp-999999999-0123456789ab").write_bytes(b"half a photo")  # no such process
+  beam_result = _beam(inputs, "-o", beam, "--model", serving_model[1], "--batch-size", 2)
+  return inputs, single, single_result, beam, beam_result, before
+
+
+def test_beam_writes_the_same_bytes_as_the_single_process_path(archive_runs):
+  _, single, single_result, beam, beam_result, _ = archive_runs
+  assert single_result.exit_code == 1 and beam_result.exit_code == 1, (single_result.output, beam_result.output)
+  assert len(_files(single)) == 7
+  assert _files(beam) == sorted(_files(single) + [archive.MANIFEST])
+  for relative in _files(single):
+    assert (beam / relative).read_bytes() == (single / relative).read_bytes(), relative
+
+
+def test_beam_rerun_keeps_what_a_killed_job_wrote_and_does_the_rest(archive_runs):
+  _, _, _, beam, beam_result, before = archive_runs
+  assert "Colorized 5 photo(s)" in beam_result.output and "kept 2 that existed already" in beam_result.output
+  for relative, stat in before.items():  # not rewritten: the same file, untouched
+    now = os.stat(beam / relative)
+    assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns), relative
+  assert not list(beam.rglob(".colorize-tmp-*"))
+
+
+def test_the_manifest_lists_every_input_and_matches_the_files(archive_runs, serving_model):
+  inputs, _, _, beam, beam_result, before = archive_runs
+  rows = _manifest(beam)
+  by_result = {}
+  for row in rows:
+    by_result.setdefault(row["result"], []).append(row)
+  assert {k: len(v) for k, v in by_result.items()} == {"colorized": 5, "kept": 2, "skipped": 1, "passed over": 1}
+  outputs = sorted(os.path.relpath(r["output"], beam) for r in by_result["colorized"] + by_result["kept"])
+  assert outputs == sorted(set(_files(beam)) - {archive.MANIFEST})
+  assert sorted(os.path.relpath(r["output"], beam) for r in by_result["kept"]) == sorted(before)
+  skipped, = by_result["skipped"]
+  assert skipped["input"] == str(inputs / "truncated.jpg") and "not a readable image" in skipped["reason"]
+  assert f"skipped {inputs / 'truncated.jpg'}: not a readable image" in beam_result.output
+  passed, = by_result["passed over"]
+  assert passed["input"] == str(inputs / "notes.txt") and "not a photo by its name" in passed["reason"]
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+  """gcp-storage-emulator (tests/gcs_fixtures.py) as Beam's Cloud Storage, with no login."""
+  server = Emulator()
+  monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+  monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+  # google-auth reads NO_GCE_CHECK once, at import; this is that setting for this process.
+  monkeypatch.setattr("google.auth.compute_engine._metadata._NO_GCE_CHECK", True)
+  yield storage.Client(project="colorize-test", credentials=AnonymousCredentials(),
+                       client_options={"api_endpoint": server.url}).bucket(BUCKET)
+  server.stop()
+
+
+def test_beam_reads_and_writes_gs_and_a_rerun_with_nothing_to_do_loads_no_model(gcs, archive_runs, serving_model):
+  inputs, single, _, _, _, _ = archive_runs
+  names = sorted(p.name for p in inputs.glob("*.jp*g") if p.name != "truncated.jpg")[:2]
+  names.append(f"coco/{sorted((inputs / 'coco').iterdir())[0].name}")
+  for name in names:
+    gcs.blob(f"in/{name}").upload_from_filename(str(inputs / name))
+  gcs.blob("in/notes.txt").upload_from_string(b"not a photo")
+  prefix = f"gs://{BUCKET}"
+  result = _beam(f"{prefix}/in", "-o", f"{prefix}/out", "--model", serving_model[1])
+  assert result.exit_code == 0, result.output
+  assert "Colorized 3 photo(s)" in result.output and "passed over 1" in result.output
+  objects = sorted(b.name for b in gcs.client.list_blobs(BUCKET, prefix="out/"))
+  assert objects == sorted([f"out/{n}" for n in names] + [f"out/{archive.MANIFEST}"])
+  for name in objects:
+    if not name.endswith(archive.MANIFEST):
+      assert gcs.blob(name).download_as_bytes() == (single / name[len("out/"):]).read_bytes(), name
+  rows = [json.loads(line) for line in gcs.blob(f"out/{archive.MANIFEST}").download_as_text().splitlines()]
+  assert sorted(r["result"] for r in rows) == ["colorized"] * 3 + ["passed over"]
+  # Again: every output is there, so nothing to do: no model loaded, no Beam job.
+  again = _beam(f"{prefix}/in", "-o", f"{prefix}/out", "--model", serving_model[1])
+  assert again.exit_code == 0, again.output
+  assert "Colorizing" not in again.output and "Colorized 0 photo(s)" in again.output and "kept 3" in again.output
+
+
+@pytest.mark.slow
+def test_a_killed_beam_job_leaves_only_whole_photos_and_the_rerun_finishes(serving_model, historical, tmp_path):
+  out = tmp_path / "out"
+  finished = _killed_after_two_outputs(historical, "-o", out, "--model", serving_model[1], "--runner", "DirectRunner",
+                                       "--batch-size", 1)
+  finished = {name: os.stat(out / name) for name in finished}
+  assert 2 <= len(finished) < len(list(historical.iterdir())) and archive.MANIFEST not in finished
+  for name in finished:
+    Image.open(out / name).load()  # whole, not truncated
+  result = _beam(historical, "-o", out, "--model", serving_model[1])
+  assert result.exit_code == 0, result.output
+  assert f"kept {len(finished)} that existed already" in result.output
+  for name, stat in finished.items():
+    assert os.stat(out / name).st_mtime_ns == stat.st_mtime_ns, name
+  assert _files(out) == sorted([p.name for p in historical.iterdir()] + [archive.MANIFEST])
+
+
+def test_dataflow_runs_the_project_image_and_reads_only_cloud_storage(tmp_path):
+  from cli import photos as photos_command
+  vertex = str(pathlib.Path(__file__).resolve().parent.parent / "configs" / "vertex.yaml")
+  args = photos_command._dataflow_args(["gs://b/archive"], "gs://b/out", "gs://b/model/1", vertex)
+  assert "--runner=DataflowRunner" in args and "--sdk_location=container" in args
+  assert "--sdk_container_image=us-central1-docker.pkg.dev/my-project/colorize/colorize:abc1234" in args
+  assert "--temp_location=gs://my-project-colorize/runs/tmp/dataflow" in args
+  result = _invoke(tmp_path, "-o", "gs://b/out", "--model", "gs://b/model/1", "--runner", "DataflowRunner",
+                   "--config", vertex)
+  assert result.exit_code == 2 and "must be gs:// paths" in result.output, result.output
+  result = _invoke("gs://b/archive", "-o", "gs://b/out", "--model", "gs://b/model/1", "--runner", "DataflowRunner")
+  assert result.exit_code == 2 and "needs --config FILE with a cloud: section" in result.output, result.output

@@ -99,3 +99,13 @@ def test_alpha_is_flattened_as_pil_composites_it_by_both_twins(real_photos):
     pasted.paste(Image.fromarray(rgba, "RGBA"), mask=Image.fromarray(alpha, "L"))
     np.testing.assert_array_equal(color.flatten_alpha(rgba), np.asarray(pasted), err_msg=name)
     np.testing.assert_array_equal(tf_color.flatten_alpha8(rgba).numpy(), np.asarray(pasted), err_msg=name)
+
+
+def test_numpy_recombination_twin_gives_the_same_bytes_as_the_tf_one(real_photos):
+  # serving/colorizer.py recombines on the host with the numpy twin; the image signature with the TF one.
+  for name, rgb in real_photos[:6]:
+    np.testing.assert_array_equal(color.rgb8_to_l(rgb), tf_color.rgb8_to_l(rgb).numpy()[..., 0], err_msg=name)
+    lab = (color.rgb_to_lab(rgb) * np.array([1.0, 1.5, 1.5])).astype(np.float32)  # some out of gamut
+    out = np.empty(rgb.shape, np.uint8)
+    color.lab_to_rgb8_keep_lightness(lab[..., 0], lab[..., 1:], out)
+    np.testing.assert_array_equal(out, tf_color.lab_to_rgb8_keep_lightness(lab).numpy(), err_msg=name)

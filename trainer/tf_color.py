@@ -7,7 +7,6 @@ Conventions: RGB float in [0, 1] (channels last), L* in [0, 100], a*b* unbounded
 (about [-128, 127]). The `rgb8` functions take or give uint8 sRGB through lookup
 tables instead of powers: ~4x faster on a full-resolution photo.
 """
-import numpy as np
 import tensorflow as tf
 
 from imaging import color
@@ -18,18 +17,11 @@ _WHITE = color.D65_WHITE.tolist()
 _EPSILON = color.LAB_EPSILON
 _KAPPA = color.LAB_SLOPE
 _OFFSET = color.LAB_OFFSET
-# uint8 sRGB -> luminance in integer steps of 1/65535, one table per channel (as the numpy
-# twin's grey tables), and those steps -> L* (within 0.02 of the exact value).
-_Y_STEPS = 65535
-_Y_OF_LEVEL = np.rint(color.srgb_to_linear(np.arange(256) / 255.0)[None, :] * color.SRGB_TO_XYZ[1][:, None]
-                      * _Y_STEPS).astype(np.int32)
-_L_OF_Y = (116.0 * np.cbrt(np.maximum(np.arange(_Y_STEPS + 3) / _Y_STEPS, color.LAB_EPSILON)) - 16.0).astype(
-    np.float32)
-_L_OF_Y[:int(color.LAB_EPSILON * _Y_STEPS) + 1] = (
-    116.0 * (color.LAB_SLOPE * np.arange(int(color.LAB_EPSILON * _Y_STEPS) + 1) / _Y_STEPS + color.LAB_OFFSET)
-    - 16.0)
-# Linear light quantised to 1/65535 (0.05 sRGB levels near black, finer elsewhere) -> uint8 sRGB.
-_SRGB8_OF_LINEAR = np.rint(color.linear_to_srgb(np.arange(_Y_STEPS + 1) / _Y_STEPS) * 255).astype(np.uint8)
+# The uint8 tables (imaging/color.py holds them for both twins).
+_Y_STEPS = color.Y_STEPS
+_Y_OF_LEVEL = color.Y_OF_LEVEL
+_L_OF_Y = color.L_OF_Y
+_SRGB8_OF_LINEAR = color.SRGB8_OF_LINEAR
 
 
 def _linearize(srgb):
