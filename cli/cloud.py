@@ -157,6 +157,29 @@ def schedule_command(config_path, template, params, dry_run, cron, schedule_name
   click.echo(json.dumps(request, indent=2, sort_keys=True))
 
 
+@click.command("rehearse")
+@click.argument("template", type=click.Path(exists=True, dir_okay=False))
+@click.option("--workdir", required=True, type=click.Path(file_okay=False),
+              help="Where runs, outputs, buckets (gs://B/P is WORKDIR/gcs/B/P) and the record of earlier "
+                   "rehearsals (the baseline a resolver finds, the cache) live.")
+@click.option("--param", "params", multiple=True,
+              help="NAME=VALUE for a runtime parameter the compiled pipeline declares (repeatable).")
+@click.option("--no-cache", is_flag=True, help="Run every task even when an earlier rehearsal ran it the same way.")
+def rehearse_command(template, workdir, params, no_cache):
+  """Run a compiled Vertex AI pipeline JSON on this machine, task by task, as Vertex AI would."""
+  from cloud.rehearsal import engine
+  values = {}
+  for item in params:
+    name, sep, value = item.partition("=")
+    if not sep:
+      raise click.UsageError(f"--param {item!r} must be NAME=VALUE")
+    values[name] = value
+  try:
+    engine.rehearse(template, workdir, values, enable_cache=not no_cache, echo=click.echo)
+  except engine.RehearsalError as e:
+    raise click.ClickException(str(e)) from e
+
+
 @click.command("upload")
 @click.argument("local_dir", type=click.Path(file_okay=False))
 @click.argument("destination")
@@ -205,4 +228,5 @@ def download_coco_command(split, dest, keep_zips, base_url):
   click.echo(f"{dest} holds {split} and annotations/ "
              f"({'unpacked ' + ', '.join(unpacked) if unpacked else 'already complete'})")
 
-COMMANDS = (compile_command, submit_command, schedule_command, upload_command, download_coco_command)
+COMMANDS = (compile_command, submit_command, schedule_command, rehearse_command, upload_command,
+            download_coco_command)

@@ -69,7 +69,7 @@ def print_run_summary(cfg: config_lib.PipelineConfig) -> None:
   types = artifact_type_names(store)
   print(f"\nPipeline run {run_id}  (ML Metadata: {cfg.metadata_path})")
   for component, artifact in outputs:
-    # Custom types carry a namespace ("colorize.ColorizationReport"); the name is enough here.
+    # Custom types carry a namespace ("components.ColorizationReport"); the name is enough here.
     print(f"  {component:<16} {types.get(artifact.type_id, '?').rsplit('.', 1)[-1]:<18} {artifact.uri}")
     for line in _describe(types.get(artifact.type_id), artifact):
       print(f"  {'':<16} {'':<18} {line}")
