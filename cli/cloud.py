@@ -57,10 +57,10 @@ def _load(config_path, overrides):
   return cfg
 
 
-def _compile_to(cfg, target, output):
+def _compile_to(cfg, target, output, allow_default_service_account=False):
   from pipelines import vertex_runner
   try:
-    vertex_runner.compile_pipeline(cfg, target, output)
+    vertex_runner.compile_pipeline(cfg, target, output, allow_default_service_account)
   except vertex_runner.KfpMissingError as e:
     raise click.ClickException(str(e)) from e
   except config_lib.ConfigError as e:
@@ -74,10 +74,13 @@ def _compile_to(cfg, target, output):
               help="vertex: a PipelineJob for Vertex AI Pipelines; kubeflow: the pipeline spec for Kubeflow "
                    "Pipelines v2.")
 @click.option("--output", type=click.Path(dir_okay=False), default="pipeline.json", show_default=True)
-def compile_command(config_path, target, output, **overrides):
+@click.option("--allow-default-service-account", is_flag=True,
+              help="Write the pipeline even without --service-account: it then runs as the Compute Engine default "
+                   "service account (Editor on the project).")
+def compile_command(config_path, target, output, allow_default_service_account, **overrides):
   """Compile the pipeline to JSON for Vertex AI Pipelines or Kubeflow Pipelines v2 (offline)."""
   cfg = _load(config_path, overrides)
-  _compile_to(cfg, target, output)
+  _compile_to(cfg, target, output, allow_default_service_account)
   click.echo(f"wrote {output} ({target}); image {cfg.cloud.image}")
 
 

@@ -52,6 +52,7 @@ def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
       parameter_values=parameter_values,
       enable_caching=cfg.enable_cache,
       labels=dict(cloud.labels) or None,
+      encryption_spec_key_name=cloud.encryption_key or None,
       project=cloud.project,
       location=cloud.region,
       credentials=credentials,
@@ -65,9 +66,11 @@ def submit(job, cfg: config_lib.PipelineConfig, dry_run: bool = False) -> Dict[s
     # The same field PipelineJob.submit sets before it calls the API.
     if cloud.service_account:
       job._gca_resource.service_account = cloud.service_account
+    if cloud.network:
+      job._gca_resource.network = cloud.network
     return _request(cloud, "CreatePipelineJob", f"{job._parent}/pipelineJobs", {"pipelineJobId": job.job_id},
                     job._gca_resource)
-  job.submit(service_account=cloud.service_account or None)
+  job.submit(service_account=cloud.service_account or None, network=cloud.network or None)
   return {"name": job.resource_name, "console": job._dashboard_uri()}
 
 
@@ -88,9 +91,11 @@ def schedule(job, cfg: config_lib.PipelineConfig, cron: str, display_name: str,
     resource.max_concurrent_run_count = max_concurrent_runs
     if cloud.service_account:
       resource.create_pipeline_job_request.pipeline_job.service_account = cloud.service_account
+    if cloud.network:
+      resource.create_pipeline_job_request.pipeline_job.network = cloud.network
     return _request(cloud, "CreateSchedule", f"{schedule_._parent}/schedules", {}, resource)
   schedule_.create(cron=cron, max_concurrent_run_count=max_concurrent_runs,
-                   service_account=cloud.service_account or None)
+                   service_account=cloud.service_account or None, network=cloud.network or None)
   return {"name": schedule_.resource_name, "console": schedule_._dashboard_uri()}
 
 

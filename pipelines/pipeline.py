@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
+from components import run_parameters
 from components.embed.component import Embed
 from components.ingest import spans
 from components.ingest.component import CocoIngest
@@ -25,6 +26,8 @@ from schemas import features
 from trainer import settings
 
 ENDPOINT_PUSHER = "EndpointPusher"
+# Runtime parameters of a compiled template (`submit --param`, schedules, `rehearse --param`).
+RUNTIME_PARAMETERS = ("data_root", *run_parameters.TYPES)
 
 
 def create_pipeline(
@@ -43,6 +46,7 @@ def create_pipeline(
     vertex_training_args: Optional[Dict[str, Any]] = None,
     embed_beam_pipeline_args: Sequence[str] = (),
     vertex_serving_args: Optional[Dict[str, Any]] = None,
+    runtime_parameters: bool = False,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline up to and including `last_stage` (one of config_lib.STAGES).
 
@@ -53,11 +57,15 @@ def create_pipeline(
   workers: pipelines/cloud_config.py).
   vertex_serving_args: custom_config (pipelines/cloud_config.py) of TFX's Vertex Pusher, which
   then also deploys each blessed model to a Vertex AI Endpoint; None deploys nowhere.
+  runtime_parameters: what changes from run to run (RUNTIME_PARAMETERS) becomes a typed runtime
+  parameter of the compiled template, defaulting to the configured value (Vertex / Kubeflow v2 only).
   """
   if last_stage not in config_lib.STAGES:
     raise ValueError(f"last_stage must be one of {config_lib.STAGES}, got {last_stage!r}")
   stages = config_lib.STAGES[:config_lib.STAGES.index(last_stage) + 1]
 
+  if runtime_parameters:
+    data_root = tfx.dsl.experimental.RuntimeParameter(name="data_root", ptype=str, default=data_root)
   ingest_component = CocoIngest(
       input_base=data_root,
       snapshot_pattern=ingest.snapshot,
@@ -107,6 +115,8 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"train": dataclasses.asdict(train), **(vertex_training_args or {})},
     )
+    if runtime_parameters:
+      run_parameters.add(trainer, train)
     components += [schema_importer, trainer]
 
   if "evaluate" in stages:

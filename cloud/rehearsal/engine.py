@@ -128,6 +128,7 @@ class _Run:
     self.record_path = os.path.join(workdir, RECORD)
     self.record = _read_record(self.record_path)
     self.run_id = f"rehearsal-{len(self.record['runs']) + 1}-{time.strftime('%Y%m%d%H%M%S')}"
+    self.record["runs"].append({"id": self.run_id, "parameters": values, "tasks": {}, "state": "running"})
     self.image_root = image_lib.stage(workdir)
     self.map_path = image_lib.path_mapper(self.image_root, os.path.join(workdir, "gcs"))
     root = job.get("runtimeConfig", {}).get("gcsOutputDirectory")
@@ -143,12 +144,16 @@ class _Run:
   def run(self) -> Rehearsal:
     tasks = self.spec["root"]["dag"]["tasks"]
     self.echo(f"rehearsal {self.run_id}: {len(tasks)} tasks, outputs under {self.run_root}")
-    for name in _in_dependency_order(tasks):
-      self.results[name] = self._task(name, tasks[name])
-      self._echo_task(name, self.results[name])
-    self.record["runs"].append({"id": self.run_id, "parameters": self.values,
-                                "tasks": {n: r.state for n, r in self.results.items()}})
-    _write_record(self.record_path, self.record)
+    run = self.record["runs"][-1]
+    try:
+      for name in _in_dependency_order(tasks):
+        self.results[name] = self._task(name, tasks[name])
+        run["tasks"][name] = self.results[name].state
+        self._echo_task(name, self.results[name])
+      run["state"] = "succeeded"
+    finally:
+      run["state"] = run["state"] if run["state"] == "succeeded" else "failed"
+      _write_record(self.record_path, self.record)
     notes = list(NOT_REHEARSED)
     self.echo("\n".join(notes))
     return Rehearsal(self.run_id, self.results, notes)
@@ -236,7 +241,7 @@ class _Run:
       text = query.get("filter", "")
       try:
         text = _PLACEHOLDER.sub(lambda m: _input_placeholder(m.group(1), inputs), text)
-      except _NothingToResolve:
+      except _NothingToResolveError:
         outputs[key] = []
         continue
       terms = [_parse_term(name, t) for t in text.split(" AND ")]
@@ -275,7 +280,7 @@ class _Run:
       for key, value in answer.get("parameterValues", {}).items():
         parameters[key] = _legacy_value(value)
       for key, listed in answer.get("artifacts", {}).items():
-        for artifact, given in zip(outputs.get(key, []), listed.get("artifacts", [])):
+        for artifact, given in zip(outputs.get(key, []), listed.get("artifacts", []), strict=False):
           artifact["metadata"] = given.get("metadata", {})
 
     cache_key = _cache_key(component, container, parameters, inputs)
@@ -290,7 +295,7 @@ class _Run:
     for key, listed in produced.get("artifacts", {}).items():
       if key not in outputs:
         raise RehearsalError(f"task {name} wrote an output {key!r} its component does not declare")
-      for artifact, given in zip(outputs[key], listed.get("artifacts", [])):
+      for artifact, given in zip(outputs[key], listed.get("artifacts", []), strict=False):
         artifact["metadata"] = given.get("metadata", {})
         artifact["uri"] = given.get("uri") or artifact["uri"]
     out_parameters = dict(produced.get("parameterValues", {}))
@@ -320,7 +325,7 @@ class _Run:
                COLORIZE_REHEARSAL_TASK_DIR=task_dir)
     log = os.path.join(task_dir, f"{what.replace(' ', '-')}.log")
     with open(log, "w") as out:
-      done = subprocess.run(argv, cwd=self.image_root, env=env, stdout=out, stderr=subprocess.STDOUT)
+      done = subprocess.run(argv, check=False, cwd=self.image_root, env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0:
       with open(log, errors="replace") as f:
         tail = f.read()[-3000:]
@@ -336,7 +341,7 @@ class _Run:
     self.record["artifacts"].append({**artifact, "state": "LIVE", "task": task, "run": self.run_id})
 
 
-class _NothingToResolve(Exception):
+class _NothingToResolveError(Exception):
   """A query refers to an input that is empty (e.g. no blessed model yet): it finds nothing."""
 
 
@@ -346,7 +351,7 @@ def _input_placeholder(expression: str, inputs) -> str:
     raise RehearsalError(f"placeholder {{{{${expression}}}}} in a resolver query is not rehearsed")
   listed = inputs.get(m.group(1)) or []
   if not listed:
-    raise _NothingToResolve()
+    raise _NothingToResolveError()
   value = listed[0]["metadata"].get(m.group(2))
   if value is None:
     raise RehearsalError(f"the query reads metadata {m.group(2)!r} of {m.group(1)!r}, which has none")

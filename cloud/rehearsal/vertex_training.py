@@ -58,6 +58,7 @@ class LocalJobService:
       for index in range(len(cluster[f"workerpool{i}"])):
         env = dict(os.environ)
         env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
+        env.update(_output_directories(spec))
         env["CLUSTER_SPEC"] = json.dumps({"cluster": cluster, "environment": "cloud",
                                           "task": {"type": f"workerpool{i}", "index": index}})
         log = open(os.path.join(self._log_dir, f"training-workerpool{i}-{index}.log"), "w")
@@ -75,6 +76,18 @@ class LocalJobService:
       if code != 0:
         problems.append(f"{label}: exit {code} (log {log.name})")
     return "; ".join(problems)
+
+
+def _output_directories(spec: Dict[str, Any]) -> Dict[str, str]:
+  """The AIP_* folders Vertex AI gives a job with a base_output_directory (AIP_TENSORBOARD_LOG_DIR: what a
+  job's TensorBoard uploads).
+  """
+  prefix = spec.get("base_output_directory", {}).get("output_uri_prefix")
+  if not prefix:
+    return {}
+  prefix = prefix.rstrip("/")
+  return {"AIP_MODEL_DIR": f"{prefix}/model/", "AIP_CHECKPOINT_DIR": f"{prefix}/checkpoints/",
+          "AIP_TENSORBOARD_LOG_DIR": f"{prefix}/logs/"}
 
 
 def _seconds(duration) -> float:
