@@ -4,6 +4,7 @@ Both build the request with aiplatform's own objects (PipelineJob, PipelineJobSc
 a dry run stops just before the API call and returns the request that call would send.
 """
 import json
+import math
 from typing import Any, Dict, Optional
 
 from google.protobuf import json_format
@@ -22,6 +23,32 @@ def template_parameters(template_path: str) -> Dict[str, Any]:
   return template["pipelineSpec"]["root"].get("inputDefinitions", {}).get("parameters", {})
 
 
+def parameter_type(name: str, definition: Dict[str, Any]) -> str:
+  """INT, DOUBLE or STRING: a declared runtime parameter's type (PipelineSpec 2.0 or 2.1 spelling)."""
+  ptype = definition.get("type") or _NEW_TYPES.get(definition.get("parameterType", ""))
+  if ptype not in ("INT", "DOUBLE", "STRING"):
+    raise config_lib.ConfigError(f"runtime parameter {name} has type {definition}, not INT, DOUBLE or STRING")
+  return ptype
+
+
+def typed_value(name: str, value: Any, ptype: str) -> Any:
+  """A runtime parameter's value (e.g. the text of --param NAME=VALUE) as its declared type."""
+  try:
+    if ptype == "INT":
+      if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+      return int(value)
+    if ptype == "DOUBLE":
+      number = float(value)
+      if not math.isfinite(number):
+        raise ValueError(value)
+      return number
+  except (TypeError, ValueError) as e:
+    raise config_lib.ConfigError(
+        f"runtime parameter {name} must be {'an integer' if ptype == 'INT' else 'a number'}, got {value!r}") from e
+  return str(value)
+
+
 def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
                  parameter_values: Optional[Dict[str, Any]] = None, job_id: Optional[str] = None,
                  credentials=None, api_endpoint: Optional[str] = None, api_transport: Optional[str] = None):
@@ -33,6 +60,8 @@ def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
   if unknown:
     raise config_lib.ConfigError(
         f"the pipeline has no runtime parameter {unknown}; it declares {sorted(declared) or 'none'}")
+  parameter_values = {name: typed_value(name, value, parameter_type(name, declared[name]))
+                      for name, value in parameter_values.items()}
   from google.cloud import aiplatform
 
   # Only what is given is set: aiplatform.init keeps earlier values for arguments passed as None.
@@ -57,6 +86,9 @@ def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
       location=cloud.region,
       credentials=credentials,
   )
+
+
+_NEW_TYPES = {"STRING": "STRING", "NUMBER_INTEGER": "INT", "NUMBER_DOUBLE": "DOUBLE"}
 
 
 def submit(job, cfg: config_lib.PipelineConfig, dry_run: bool = False) -> Dict[str, Any]:

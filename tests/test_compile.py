@@ -14,14 +14,20 @@ from apache_beam.options import pipeline_options
 from cloud_fixtures import CLOUD
 from cloud_fixtures import CONFIG
 from cloud_fixtures import IMAGE
+from cloud_fixtures import KMS_KEY
+from cloud_fixtures import NETWORK
 from cloud_fixtures import REPO
 from cloud_fixtures import SERVICE_ACCOUNT
+from cloud_fixtures import TENSORBOARD
 from cloud_fixtures import offline_command
 import pytest
+from tfx.components.trainer import executor as trainer_executor
 import yaml
 
+from components import run_parameters
 from pipelines import cloud_config
 from pipelines import config as config_lib
+from pipelines import pipeline as pipeline_lib
 
 
 def compile_with(tmp, target, extra=()):
@@ -75,7 +81,8 @@ def test_tasks_images_and_executor_classes(compiled):
   classes = {name: c["args"][c["args"].index("--executor_class_path") + 1] for name, c in executors.items()}
   assert classes["CocoIngest"] == "components.ingest.executor.Executor"
   assert classes["Embed"] == "components.embed.executor.Executor"
-  assert classes["Trainer"] == "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+  # TFX's Vertex Trainer executor, with the run parameters folded into custom_config first.
+  assert classes["Trainer"] == "components.run_parameters.VertexExecutor"
   assert classes["Evaluator"] == "tfx.components.evaluator.executor.Executor"
   assert classes["Pusher"] == "tfx.components.pusher.executor.Executor"
   # Dependencies: embedding waits for ingestion, training for the embedding and the schema,
@@ -219,7 +226,7 @@ def test_parameters_match_config(compiled, cfg):
   assert job["displayName"] == "colorize-nightly"
   assert job["runtimeConfig"]["gcsOutputDirectory"] == cfg.pipeline_root == "gs://colorize-bucket/runs/pipeline/colorize-nightly"
   assert {"team": "vision", "env": "test"}.items() <= job["labels"].items()
-  assert _param(spec, "CocoIngest", "input_base") == "gs://colorize-bucket/coco"
+  assert _tasks(spec)["CocoIngest"]["inputs"]["parameters"]["input_base"] == {"componentInputParameter": "data_root"}
   assert _param(spec, "CocoIngest", "max_images") == "5000"
   assert _param(spec, "CocoIngest", "categories") == "dog,cat"
   assert _param(spec, "CocoIngest", "test_fraction") == 0.0321
@@ -349,7 +356,8 @@ def test_training_inside_the_step_and_beam_inside_the_container(cfg):
       dataflow=dataclasses.replace(cfg.cloud.dataflow, runner="DirectRunner")))
   pipeline = vertex_runner.build_pipeline(local)
   trainer = next(c for c in pipeline.components if c.id == "Trainer")
-  assert trainer.executor_spec.executor_class.__module__ == "tfx.components.trainer.executor"
+  assert trainer.executor_spec.executor_class is run_parameters.Executor
+  assert issubclass(run_parameters.Executor, trainer_executor.GenericExecutor)
   assert "ai_platform_training_args" not in trainer.exec_properties["custom_config"]
   assert pipeline.beam_pipeline_args == ["--runner=DirectRunner", "--project=colorize-test"]
 
@@ -421,3 +429,70 @@ def test_pre_cache_check_resolves_the_newest_span_and_sees_a_changed_photo(compi
   shutil.copy(photos[5], bucket / "span-2" / "train2017" / photos[0].name)  # a photo rewritten in place
   changed = check()
   assert changed["span"] == 2 and changed["input_fingerprint"] != first["input_fingerprint"]
+
+
+def test_runtime_parameters_are_typed_and_default_to_the_config(compiled, cfg):
+  job = compiled["job"]
+  spec = job["pipelineSpec"]
+  declared = spec["root"]["inputDefinitions"]["parameters"]
+  assert declared == {"data_root": {"type": "STRING"}, "epochs": {"type": "INT"}, "batch_size": {"type": "INT"},
+                      "learning_rate": {"type": "DOUBLE"}}
+  assert set(declared) == set(pipeline_lib.RUNTIME_PARAMETERS)
+  # Without a default a parameter fails the job; each defaults to the configured value.
+  assert job["runtimeConfig"]["parameters"] == {
+      "data_root": {"stringValue": "gs://colorize-bucket/coco"}, "epochs": {"intValue": "7"},
+      "batch_size": {"intValue": "16"}, "learning_rate": {"doubleValue": cfg.train.learning_rate}}
+  trainer = _tasks(spec)["Trainer"]["inputs"]["parameters"]
+  for name in ("epochs", "batch_size", "learning_rate"):
+    assert trainer[name] == {"componentInputParameter": name}
+
+
+def test_run_parameters_reach_the_training_settings():
+  folded = run_parameters.fold({"epochs": 3, "batch_size": 32, "learning_rate": 0.01, "run_fn": "trainer.task.run_fn",
+                                "custom_config": json.dumps({"train": {"epochs": 7, "seed": 5}, "other": 1})})
+  assert set(folded) == {"run_fn", "custom_config"}
+  assert json.loads(folded["custom_config"]) == {
+      "train": {"epochs": 3, "batch_size": 32, "learning_rate": 0.01, "seed": 5}, "other": 1}
+
+
+def test_production_profile_network_private_ips_and_cmek_on_dataflow(compiled):
+  spec = compiled["job"]["pipelineSpec"]
+  args = _executor(spec, "CocoIngest")["container"]["args"]
+  options = pipeline_options.PipelineOptions([a for a in args if a.startswith("--")][4:])
+  worker = options.view_as(pipeline_options.WorkerOptions)
+  assert worker.subnetwork == "regions/europe-west4/subnetworks/colorize-private"
+  assert worker.use_public_ips is False
+  assert options.view_as(pipeline_options.GoogleCloudOptions).dataflow_kms_key == KMS_KEY
+
+
+def test_production_profile_training_job(compiled):
+  from google.cloud import aiplatform_v1
+  spec = compiled["job"]["pipelineSpec"]
+  custom = json.loads(_param(spec, "Trainer", "custom_config"))
+  job = dict(custom["ai_platform_training_args"])
+  job_spec = job["job_spec"]
+  assert job_spec["network"] == NETWORK
+  assert job_spec["scheduling"] == {"timeout": "23400s", "restart_job_on_worker_restart": True}
+  assert job_spec["tensorboard"] == TENSORBOARD
+  assert job_spec["base_output_directory"] == {"output_uri_prefix": "gs://colorize-bucket/runs/training"}
+  assert job["encryption_spec"] == {"kms_key_name": KMS_KEY}
+  # The job TFX sends is the API's own CustomJob message (an unknown or misspelt field would not parse).
+  job.pop("project")
+  message = aiplatform_v1.CustomJob(display_name="t", **job)
+  assert message.job_spec.scheduling.timeout.total_seconds() == 6.5 * 3600
+
+
+def test_compile_refuses_the_default_service_account_unless_allowed(tmp_path):
+  config = json.loads(json.dumps(CONFIG))
+  del config["cloud"]["service_account"]
+  del config["cloud"]["training"]["tensorboard"]
+  (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+  from click.testing import CliRunner
+
+  from cli import main as cli
+  result = CliRunner().invoke(cli.main, ["compile", "--config", str(tmp_path / "config.yaml"),
+                                         "--output", str(tmp_path / "p.json")])
+  assert result.exit_code == 2, result.output
+  assert "Compute Engine default service account" in result.output
+  assert "--allow-default-service-account" in result.output
+  assert not (tmp_path / "p.json").exists()

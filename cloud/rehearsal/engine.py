@@ -18,7 +18,6 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import math
 import os
 import re
 import subprocess
@@ -28,14 +27,15 @@ from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
+from cloud import vertex_jobs
 from cloud.rehearsal import image as image_lib
+from schemas.config_fields import ConfigError
 
 RECORD = "rehearsals.json"
 # Artifact resource names as Vertex ML Metadata gives them; TFX's entrypoints hash them to MLMD ids.
 ARTIFACT_NAME = "projects/rehearsal/locations/local/metadataStores/default/artifacts/{}"
 # Legacy (PipelineSpec 2.0) parameter types and the field of a Value that carries each.
 _VALUE_FIELD = {"STRING": "stringValue", "INT": "intValue", "DOUBLE": "doubleValue"}
-_NEW_TYPES = {"STRING": "STRING", "NUMBER_INTEGER": "INT", "NUMBER_DOUBLE": "DOUBLE"}
 _PLACEHOLDER = re.compile(r"\{\{\$(.*?)\}\}")
 _FILTER_TERM = re.compile(r'^\s*([\w.]+)\s*=\s*("(?:[^"\\]|\\.)*"|\S+)\s*$')
 _STATE_FILE = ".rehearsal.lock"
@@ -328,8 +328,9 @@ class _Run:
       done = subprocess.run(argv, check=False, cwd=self.image_root, env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0:
       with open(log, errors="replace") as f:
-        tail = f.read()[-3000:]
-      raise RehearsalError(f"task {name}: the {what} failed (exit {done.returncode}); log {log}:\n{tail}")
+        lines = [line.strip() for line in f if line.strip()]
+      last = lines[-1] if lines else "no output"
+      raise RehearsalError(f"task {name}: the {what} failed (exit {done.returncode}): {last} (log: {log})")
     return log
 
   def _new_artifact(self, artifact_type, uri, metadata) -> Dict[str, Any]:
@@ -425,28 +426,18 @@ def _expand(task: str, arg: str, executor_input: Dict[str, Any], executor_json: 
 
 
 def _declared_type(where: str, definition: Dict[str, Any]) -> str:
-  ptype = definition.get("type") or _NEW_TYPES.get(definition.get("parameterType", ""))
-  if ptype not in _VALUE_FIELD:
-    raise RehearsalError(f"parameter {where}: type {definition} is not one Vertex passes to a TFX step "
-                         f"(STRING, INT, DOUBLE)")
-  return ptype
+  try:
+    return vertex_jobs.parameter_type(where, definition)
+  except ConfigError as e:
+    raise RehearsalError(str(e)) from e
 
 
 def _parse_value(name: str, text: Any, ptype: str) -> Dict[str, Any]:
   try:
-    if ptype == "INT":
-      if isinstance(text, float) and not text.is_integer():
-        raise ValueError(text)
-      return {"intValue": str(int(text))}
-    if ptype == "DOUBLE":
-      number = float(text)
-      if not math.isfinite(number):
-        raise ValueError(text)
-      return {"doubleValue": number}
-  except (TypeError, ValueError) as e:
-    raise RehearsalError(f"runtime parameter {name} must be {'an integer' if ptype == 'INT' else 'a number'}, "
-                         f"got {text!r}") from e
-  return {"stringValue": str(text)}
+    value = vertex_jobs.typed_value(name, text, ptype)
+  except ConfigError as e:
+    raise RehearsalError(str(e)) from e
+  return {_VALUE_FIELD[ptype]: str(value) if ptype == "INT" else value}
 
 
 def _check_value(where: str, value: Dict[str, Any], ptype: str) -> Dict[str, Any]:
