@@ -496,3 +496,13 @@ def test_compile_refuses_the_default_service_account_unless_allowed(tmp_path):
   assert "Compute Engine default service account" in result.output
   assert "--allow-default-service-account" in result.output
   assert not (tmp_path / "p.json").exists()
+
+
+def test_the_production_profile_is_a_complete_cloud_config_for_coco_on_an_l4():
+  cfg = config_lib.load(str(REPO / "configs" / "vertex.yaml"))
+  cloud = cloud_config.require(cfg)
+  assert (cloud.training.machine_type, cloud.training.accelerator_type) == ("g2-standard-8", "NVIDIA_L4")
+  assert (cfg.train.batch_size, cfg.train.epochs, cfg.ingest.test_fraction) == (32, 20, 0.01)
+  assert cfg.train.weights == "imagenet"
+  assert cloud.service_account  # compile refuses the default account
+  assert cloud.training.timeout_hours == 24

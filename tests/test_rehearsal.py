@@ -140,7 +140,7 @@ def test_a_wrong_executor_class_fails_as_on_vertex(template, tmp_path):
   def edit(spec):
     args = _args(spec, "ImportSchemaGen")
     args[args.index("--executor_class_path") + 1] = "tfx.components.schema_gen.import_schema_gen.executor.Nope"
-  with pytest.raises(engine.RehearsalError, match="ImportSchemaGen.*Nope"):
+  with pytest.raises(engine.RehearsalError, match="ImportSchemaGen.*Could not import .*Nope"):
     engine.rehearse(_only(template, tmp_path, {"ImportSchemaGen"}, edit), str(tmp_path / "w"), echo=lambda _: None)
 
 
@@ -175,3 +175,12 @@ def test_filters_and_placeholders_the_rehearsal_cannot_read_fail(template, tmp_p
   cut = _only(template, tmp_path, {"latest_blessed_model_resolver-model-blessing-resolver"}, edit)
   with pytest.raises(engine.RehearsalError, match="not rehearsed"):
     engine.rehearse(cut, str(tmp_path / "w"), echo=lambda _: None)
+
+
+def test_a_template_that_deploys_to_an_endpoint_is_refused_before_anything_runs(template, tmp_path):
+  def edit(spec):
+    args = _args(spec, "ImportSchemaGen")
+    args[args.index("--executor_class_path") + 1] = "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+  with pytest.raises(engine.RehearsalError, match="Vertex AI Endpoint.*--no-deploy"):
+    engine.rehearse(_only(template, tmp_path, {"ImportSchemaGen"}, edit), str(tmp_path / "w"), echo=lambda _: None)
+  assert not (tmp_path / "w").exists()

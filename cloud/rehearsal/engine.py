@@ -41,6 +41,11 @@ _FILTER_TERM = re.compile(r'^\s*([\w.]+)\s*=\s*("(?:[^"\\]|\\.)*"|\S+)\s*$')
 _STATE_FILE = ".rehearsal.lock"
 # Loaded by every step process (PYTHONPATH): stands in for the Vertex AI Training API (vertex_training.py).
 _SITECUSTOMIZE = "from cloud.rehearsal import vertex_training\nvertex_training.install()\n"
+# Executors that call a Vertex AI API the rehearsal does not stand in for (the prefix of their class path).
+_NOT_REHEARSED_EXECUTORS = {
+    "tfx.extensions.google_cloud_ai_platform.pusher.": "deploys to a Vertex AI Endpoint, which is not rehearsed; "
+                                                       "rehearse a template compiled with --no-deploy",
+}
 
 NOT_REHEARSED = (
     "not rehearsed: Dataflow (Beam steps ran on the DirectRunner in the step's process), GPUs and machine "
@@ -109,6 +114,7 @@ def rehearse(template_path: str, workdir: str, params: Optional[Dict[str, str]] 
   job = load_template(template_path)
   spec = job["pipelineSpec"]
   values = runtime_parameters(job, params or {})
+  _refuse_what_is_not_rehearsed(spec)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, _STATE_FILE), "w") as lock:
@@ -340,6 +346,18 @@ class _Run:
 
   def _remember(self, task: str, artifact: Dict[str, Any]) -> None:
     self.record["artifacts"].append({**artifact, "state": "LIVE", "task": task, "run": self.run_id})
+
+
+def _refuse_what_is_not_rehearsed(spec: Dict[str, Any]) -> None:
+  for name, task in spec["root"]["dag"]["tasks"].items():
+    component = spec["components"].get(task["componentRef"]["name"], {})
+    container = spec["deploymentSpec"]["executors"].get(component.get("executorLabel"), {}).get("container", {})
+    args = container.get("args", [])
+    if "--executor_class_path" in args[:-1]:
+      class_path = args[args.index("--executor_class_path") + 1]
+      for prefix, why in _NOT_REHEARSED_EXECUTORS.items():
+        if class_path.startswith(prefix):
+          raise RehearsalError(f"task {name} ({class_path}) {why}")
 
 
 class _NothingToResolveError(Exception):
