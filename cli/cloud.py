@@ -135,16 +135,23 @@ def submit_command(config_path, template, params, dry_run, job_id, **overrides):
   click.echo(json.dumps(vertex_jobs.submit(job, cfg, dry_run=dry_run), indent=2, sort_keys=True))
 
 
-@click.command("schedule")
+@click.group("schedule", invoke_without_command=True)
 @options.config_options
 @_cloud_options
 @_job_options
-@click.option("--cron", required=True,
-              help='When to run, e.g. "0 3 * * 1" (Mondays 03:00 UTC); "TZ=Europe/Paris 0 3 * * 1".')
+@click.option("--cron", help='When to run, e.g. "0 3 * * 1" (Mondays 03:00 UTC); "TZ=Europe/Paris 0 3 * * 1". '
+                             "Needed to create a schedule.")
 @click.option("--schedule-name", help="Display name of the schedule (default: <pipeline name>-schedule).")
 @click.option("--max-concurrent-runs", type=int, default=1, show_default=True)
-def schedule_command(config_path, template, params, dry_run, cron, schedule_name, max_concurrent_runs, **overrides):
-  """Run the pipeline on a cron schedule on Vertex AI Pipelines."""
+@click.pass_context
+def schedule_command(ctx, config_path, template, params, dry_run, cron, schedule_name, max_concurrent_runs,
+                     **overrides):
+  """Run the pipeline on a cron schedule on Vertex AI Pipelines (`schedule list|pause|resume|delete`: operate them)."""
+  if ctx.invoked_subcommand:
+    return
+  if not cron:
+    raise click.UsageError("--cron is needed to create a schedule (or: schedule list | pause ID | resume ID | "
+                           "delete ID)")
   from cloud import vertex_jobs
   cfg = _load(config_path, overrides)
   try:
@@ -181,6 +188,44 @@ def rehearse_command(template, workdir, params, no_cache):
     engine.rehearse(template, workdir, values, enable_cache=not no_cache, echo=click.echo)
   except engine.RehearsalError as e:
     raise click.ClickException(str(e)) from e
+
+
+def _operate_schedules(call):
+  from google.api_core import exceptions as api_exceptions
+  import google.auth
+  try:
+    return call()
+  except google.auth.exceptions.DefaultCredentialsError as e:
+    raise click.ClickException(f"no Google Cloud credentials: run `gcloud auth application-default login` ({e})") from e
+  except api_exceptions.GoogleAPICallError as e:
+    raise click.ClickException(f"Vertex AI answered: {e.message}") from e
+
+
+@schedule_command.command("list")
+@options.config_options
+@_cloud_options
+def schedule_list_command(config_path, **overrides):
+  """List the pipeline schedules of the project in the region (newest first)."""
+  from cloud import vertex_jobs
+  cfg = _load(config_path, overrides)
+  click.echo(json.dumps(_operate_schedules(lambda: vertex_jobs.list_schedules(cfg)), indent=2, sort_keys=True))
+
+
+def _schedule_action_command(action, summary):
+  @schedule_command.command(action, help=f"{summary} a schedule: its id or resource name (see `schedule list`).")
+  @click.argument("schedule_id")
+  @options.config_options
+  @_cloud_options
+  def command(schedule_id, config_path, **overrides):
+    from cloud import vertex_jobs
+    cfg = _load(config_path, overrides)
+    result = _operate_schedules(lambda: vertex_jobs.change_schedule(cfg, schedule_id, action))
+    click.echo(json.dumps(result, indent=2, sort_keys=True))
+  return command
+
+
+for _action, _summary in (("pause", "Pause"), ("resume", "Resume"), ("delete", "Delete")):
+  _schedule_action_command(_action, _summary)
 
 
 @click.command("upload")

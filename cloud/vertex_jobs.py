@@ -1,11 +1,12 @@
-"""Submits and schedules a compiled pipeline on Vertex AI Pipelines (google-cloud-aiplatform).
+"""Submits and schedules a compiled pipeline on Vertex AI Pipelines (google-cloud-aiplatform), and
+lists, pauses, resumes and deletes its schedules.
 
-Both build the request with aiplatform's own objects (PipelineJob, PipelineJobSchedule);
+All build the request with aiplatform's own objects (PipelineJob, PipelineJobSchedule);
 a dry run stops just before the API call and returns the request that call would send.
 """
 import json
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from google.protobuf import json_format
 
@@ -64,15 +65,7 @@ def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
                       for name, value in parameter_values.items()}
   from google.cloud import aiplatform
 
-  # Only what is given is set: aiplatform.init keeps earlier values for arguments passed as None.
-  init = {"project": cloud.project, "location": cloud.region}
-  if credentials is not None:
-    init["credentials"] = credentials
-  if api_endpoint:
-    init["api_endpoint"] = api_endpoint
-  if api_transport:
-    init["api_transport"] = api_transport
-  aiplatform.init(**init)
+  _init(cloud, credentials, api_endpoint, api_transport)
   return aiplatform.PipelineJob(
       display_name=cfg.pipeline_name,
       template_path=template_path,
@@ -89,6 +82,60 @@ def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
 
 
 _NEW_TYPES = {"STRING": "STRING", "NUMBER_INTEGER": "INT", "NUMBER_DOUBLE": "DOUBLE"}
+
+
+def _init(cloud, credentials=None, api_endpoint=None, api_transport=None) -> None:
+  from google.cloud import aiplatform
+
+  # Only what is given is set: aiplatform.init keeps earlier values for arguments passed as None.
+  init = {"project": cloud.project, "location": cloud.region}
+  if credentials is not None:
+    init["credentials"] = credentials
+  if api_endpoint:
+    init["api_endpoint"] = api_endpoint
+  if api_transport:
+    init["api_transport"] = api_transport
+  aiplatform.init(**init)
+
+
+SCHEDULE_ACTIONS = ("pause", "resume", "delete")
+
+
+def list_schedules(cfg: config_lib.PipelineConfig, **client) -> List[Dict[str, Any]]:
+  """The pipeline schedules of cloud.project in cloud.region, newest first."""
+  cloud = cloud_config.require(cfg)
+  _init(cloud, **client)
+  from google.cloud import aiplatform
+  found = aiplatform.PipelineJobSchedule.list(order_by="create_time desc", project=cloud.project,
+                                              location=cloud.region)
+  return [_schedule_summary(s) for s in found]
+
+
+def change_schedule(cfg: config_lib.PipelineConfig, schedule_id: str, action: str, **client) -> Dict[str, Any]:
+  """Pauses, resumes or deletes a schedule (its id or resource name); returns it as it was before deletion,
+  or as it is after a pause or resume.
+  """
+  if action not in SCHEDULE_ACTIONS:
+    raise ValueError(f"action must be one of {SCHEDULE_ACTIONS}, got {action!r}")
+  cloud = cloud_config.require(cfg)
+  _init(cloud, **client)
+  from google.cloud import aiplatform
+  schedule_ = aiplatform.PipelineJobSchedule.get(schedule_id, project=cloud.project, location=cloud.region)
+  if action == "delete":
+    summary = _schedule_summary(schedule_)
+    schedule_.delete()
+    return dict(summary, state="DELETED")
+  getattr(schedule_, action)()
+  schedule_ = aiplatform.PipelineJobSchedule.get(schedule_.resource_name)
+  return _schedule_summary(schedule_)
+
+
+def _schedule_summary(schedule_) -> Dict[str, Any]:
+  resource = schedule_.gca_resource
+  return {"name": resource.name, "display_name": resource.display_name, "state": resource.state.name,
+          "cron": resource.cron,
+          "next_run_time": resource.next_run_time.isoformat() if resource.next_run_time else None,
+          "started_runs": resource.started_run_count}
 
 
 def submit(job, cfg: config_lib.PipelineConfig, dry_run: bool = False) -> Dict[str, Any]:

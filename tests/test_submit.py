@@ -219,3 +219,57 @@ def test_submit_without_login_says_how_to_log_in(template, tmp_path, config_file
   assert result.returncode == 1
   assert "no Google Cloud credentials" in result.stderr and "gcloud auth application-default login" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+class _Schedules(JsonApi, http.server.BaseHTTPRequestHandler):
+  """Answers like Vertex AI's ScheduleService (REST v1) for a project holding two schedules."""
+  schedules = None
+
+  def do_GET(self):
+    path = self._record()["path"][len("/v1/"):]
+    if path.endswith("/schedules"):
+      self._reply(200, {"schedules": list(self.schedules.values())})
+    elif path in self.schedules:
+      self._reply(200, self.schedules[path])
+    else:
+      self._reply(404, {"error": {"code": 404, "message": f"{path} not found", "status": "NOT_FOUND"}})
+
+  def do_POST(self):
+    path, _, verb = self._record()["path"][len("/v1/"):].partition(":")
+    self.schedules[path]["state"] = {"pause": "PAUSED", "resume": "ACTIVE"}[verb]
+    self._reply(200, {})
+
+  def do_DELETE(self):
+    path = self._record()["path"][len("/v1/"):]
+    del self.schedules[path]
+    self._reply(200, {"name": f"{path}/operations/1", "done": True,
+                      "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}})
+
+
+def test_schedules_are_listed_paused_resumed_and_deleted():
+  from google.auth import credentials
+  from google.cloud.aiplatform import initializer
+  parent = "projects/colorize-test/locations/europe-west4/schedules"
+  schedules = {f"{parent}/{i}": {"name": f"{parent}/{i}", "displayName": f"colorize-nightly-{i}", "cron": "0 3 * * 1",
+                                 "state": "ACTIVE", "nextRunTime": "2026-12-07T03:00:00Z", "startedRunCount": "4"}
+               for i in (11, 12)}
+  handler = type("Schedules", (_Schedules,), {"requests": [], "schedules": schedules})
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  client = {"credentials": credentials.AnonymousCredentials(), "api_endpoint": f"http://127.0.0.1:{server.server_port}",
+            "api_transport": "rest"}
+  try:
+    listed = vertex_jobs.list_schedules(_cfg(), **client)
+    assert [(s["name"], s["state"], s["cron"], s["started_runs"]) for s in listed] == [
+        (f"{parent}/11", "ACTIVE", "0 3 * * 1", 4), (f"{parent}/12", "ACTIVE", "0 3 * * 1", 4)]
+    assert vertex_jobs.change_schedule(_cfg(), "11", "pause", **client)["state"] == "PAUSED"
+    assert vertex_jobs.change_schedule(_cfg(), f"{parent}/11", "resume", **client)["state"] == "ACTIVE"
+    assert vertex_jobs.change_schedule(_cfg(), "12", "delete", **client)["state"] == "DELETED"
+    assert list(schedules) == [f"{parent}/11"]
+    verbs = [(r["method"], r["path"]) for r in handler.requests if r["method"] != "GET"]
+    assert verbs == [("POST", f"/v1/{parent}/11:pause"), ("POST", f"/v1/{parent}/11:resume"),
+                     ("DELETE", f"/v1/{parent}/12")]
+  finally:
+    server.shutdown()
+    server.server_close()
+    initializer.global_config.__init__()
