@@ -1,4 +1,4 @@
-"""The Trainer's per-run hyper-parameters (epochs, batch size, learning rate) as typed runtime parameters.
+"""The Trainer's per-run settings (epochs, batch size, learning rate, weights) as typed runtime parameters.
 
 A compiled Vertex / Kubeflow v2 template can make only a whole exec property a runtime parameter,
 and the Trainer keeps these inside custom_config["train"]. So a compiled Trainer gets one exec
@@ -14,7 +14,8 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_executor
 
-TYPES = {"epochs": int, "batch_size": int, "learning_rate": float}
+# weights: "none" lets a rehearsal run offline (colorize rehearse); the Embed step reads the same parameter.
+TYPES = {"epochs": int, "batch_size": int, "learning_rate": float, "weights": str}
 _CUSTOM_CONFIG = "custom_config"
 
 
@@ -38,11 +39,15 @@ class VertexExecutor(vertex_executor.GenericExecutor):
     return super().Do(input_dict, output_dict, fold(exec_properties))
 
 
-def add(trainer, train) -> None:
-  """Gives `trainer` (TFX's Trainer or its Vertex variant) the run parameters, defaulting to `train`'s values."""
+def parameters(train) -> Dict[str, Any]:
+  """A runtime parameter for each of TYPES, defaulting to `train`'s (a TrainConfig) value."""
+  return {name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=ptype, default=ptype(getattr(train, name)))
+          for name, ptype in TYPES.items()}
+
+
+def add(trainer, run: Dict[str, Any]) -> None:
+  """Gives `trainer` (TFX's Trainer or its Vertex variant) the run parameters `run` (from parameters())."""
   vertex = isinstance(trainer, tfx.extensions.google_cloud_ai_platform.Trainer)
   trainer.executor_spec = executor_spec.ExecutorClassSpec(VertexExecutor if vertex else Executor)
-  for name, ptype in TYPES.items():
-    # TFX's Trainer builds its own spec; the extra properties ride on it and the executor above takes them off.
-    trainer.exec_properties[name] = tfx.dsl.experimental.RuntimeParameter(
-        name=name, ptype=ptype, default=ptype(getattr(train, name)))
+  # TFX's Trainer builds its own spec; the extra properties ride on it and the executor above takes them off.
+  trainer.exec_properties.update(run)

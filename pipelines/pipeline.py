@@ -64,6 +64,7 @@ def create_pipeline(
     raise ValueError(f"last_stage must be one of {config_lib.STAGES}, got {last_stage!r}")
   stages = config_lib.STAGES[:config_lib.STAGES.index(last_stage) + 1]
 
+  run = run_parameters.parameters(train) if runtime_parameters else {}
   if runtime_parameters:
     data_root = tfx.dsl.experimental.RuntimeParameter(name="data_root", ptype=str, default=data_root)
   ingest_component = CocoIngest(
@@ -82,7 +83,7 @@ def create_pipeline(
   train_examples = ingest_component.outputs["examples"]
   if "embed" in stages and train.global_features == settings.PRECOMPUTED:
     # Only the weights reach the Embed step: other training settings leave its cache key alone.
-    embed = Embed(examples=train_examples, weights=train.weights)
+    embed = Embed(examples=train_examples, weights=run.get("weights", train.weights))
     if embed_beam_pipeline_args:
       embed = embed.with_beam_pipeline_args(list(embed_beam_pipeline_args))
     train_examples = embed.outputs["embedded_examples"]
@@ -115,8 +116,8 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"train": dataclasses.asdict(train), **(vertex_training_args or {})},
     )
-    if runtime_parameters:
-      run_parameters.add(trainer, train)
+    if run:
+      run_parameters.add(trainer, run)
     components += [schema_importer, trainer]
 
   if "evaluate" in stages:

@@ -147,7 +147,6 @@ def test_embed_step_runs_on_dataflow_gpu_workers(compiled, cfg):
       "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"]
   # The other Beam steps keep CPU workers.
   assert not any("worker_accelerator" in a for a in _executor(spec, "CocoIngest")["container"]["args"])
-  assert _param(spec, "Embed", "weights") == cfg.train.weights
 
 
 def test_vertex_training_gpu_pools(compiled, cfg):
@@ -436,15 +435,18 @@ def test_runtime_parameters_are_typed_and_default_to_the_config(compiled, cfg):
   spec = job["pipelineSpec"]
   declared = spec["root"]["inputDefinitions"]["parameters"]
   assert declared == {"data_root": {"type": "STRING"}, "epochs": {"type": "INT"}, "batch_size": {"type": "INT"},
-                      "learning_rate": {"type": "DOUBLE"}}
+                      "learning_rate": {"type": "DOUBLE"}, "weights": {"type": "STRING"}}
   assert set(declared) == set(pipeline_lib.RUNTIME_PARAMETERS)
   # Without a default a parameter fails the job; each defaults to the configured value.
   assert job["runtimeConfig"]["parameters"] == {
       "data_root": {"stringValue": "gs://colorize-bucket/coco"}, "epochs": {"intValue": "7"},
-      "batch_size": {"intValue": "16"}, "learning_rate": {"doubleValue": cfg.train.learning_rate}}
+      "batch_size": {"intValue": "16"}, "learning_rate": {"doubleValue": cfg.train.learning_rate},
+      "weights": {"stringValue": "imagenet"}}
   trainer = _tasks(spec)["Trainer"]["inputs"]["parameters"]
-  for name in ("epochs", "batch_size", "learning_rate"):
+  for name in ("epochs", "batch_size", "learning_rate", "weights"):
     assert trainer[name] == {"componentInputParameter": name}
+  # The Embed step builds Inception-ResNet-v2 with the Trainer's weights.
+  assert _tasks(spec)["Embed"]["inputs"]["parameters"]["weights"] == {"componentInputParameter": "weights"}
 
 
 def test_run_parameters_reach_the_training_settings():
