@@ -6,6 +6,7 @@ Tiny settings: a few real coco128 photos, random weights, one epoch of two steps
 """
 import copy
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import tensorflow as tf
 import yaml
 
 from cloud.rehearsal import engine
+from cloud.rehearsal import image as image_lib
 from schemas import features
 
 IMAGE = "example.invalid/colorize:test"
@@ -184,3 +186,27 @@ def test_a_template_that_deploys_to_an_endpoint_is_refused_before_anything_runs(
   with pytest.raises(engine.RehearsalError, match="Vertex AI Endpoint.*--no-deploy"):
     engine.rehearse(_only(template, tmp_path, {"ImportSchemaGen"}, edit), str(tmp_path / "w"), echo=lambda _: None)
   assert not (tmp_path / "w").exists()
+
+
+def test_steps_import_only_what_the_image_holds(tmp_path):
+  project = tmp_path / "project"
+  for package in ("kept", "left_out"):
+    (project / package).mkdir(parents=True)
+    (project / package / "__init__.py").write_text("")
+  (project / ".dockerignore").write_text("# only what the image needs\nleft_out\n**/__pycache__\n")
+  root = image_lib.stage(str(tmp_path / "w"), str(project))
+  assert sorted(os.listdir(root)) == [".dockerignore", "kept"]
+  # A step process (the rehearsal's sitecustomize, the image folder as working folder) imports what the
+  # image holds, not this project's packages, which this machine's editable install would find.
+  hooks = tmp_path / "hooks"
+  hooks.mkdir()
+  (hooks / "sitecustomize.py").write_text(
+      engine._SITECUSTOMIZE.format(path=str(REPO / "cloud" / "rehearsal" / "vertex_training.py")))
+  env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+  env["PYTHONPATH"] = str(hooks)
+  step = subprocess.run([sys.executable, "-c", "import kept\nimport left_out"], cwd=root, env=env,
+                        capture_output=True, text=True)
+  assert "No module named 'left_out'" in step.stderr
+  step = subprocess.run([sys.executable, "-c", "import kept\nimport schemas"], cwd=root, env=env,
+                        capture_output=True, text=True)
+  assert "No module named 'schemas'" in step.stderr

@@ -39,8 +39,18 @@ _VALUE_FIELD = {"STRING": "stringValue", "INT": "intValue", "DOUBLE": "doubleVal
 _PLACEHOLDER = re.compile(r"\{\{\$(.*?)\}\}")
 _FILTER_TERM = re.compile(r'^\s*([\w.]+)\s*=\s*("(?:[^"\\]|\\.)*"|\S+)\s*$')
 _STATE_FILE = ".rehearsal.lock"
-# Loaded by every step process (PYTHONPATH): stands in for the Vertex AI Training API (vertex_training.py).
-_SITECUSTOMIZE = "from cloud.rehearsal import vertex_training\nvertex_training.install()\n"
+# Loaded by every step process (PYTHONPATH). In the image the project's editable install points at the
+# image's own folder, the working folder here; this machine's points at its source tree, so it is
+# dropped and imports resolve in the image copy only. Then the Vertex AI Training stand-in
+# (vertex_training.py, loaded by path: no project package is imported before the step's own code).
+_SITECUSTOMIZE = """import importlib.util
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+_spec = importlib.util.spec_from_file_location("_rehearsal_vertex_training", {path!r})
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
+_module.install()
+"""
 # Executors that call a Vertex AI API the rehearsal does not stand in for (the prefix of their class path).
 _NOT_REHEARSED_EXECUTORS = {
     "tfx.extensions.google_cloud_ai_platform.pusher.": "deploys to a Vertex AI Endpoint, which is not rehearsed; "
@@ -144,7 +154,7 @@ class _Run:
     self.hooks = os.path.join(workdir, "hooks")
     os.makedirs(self.hooks, exist_ok=True)
     with open(os.path.join(self.hooks, "sitecustomize.py"), "w") as f:
-      f.write(_SITECUSTOMIZE)
+      f.write(_SITECUSTOMIZE.format(path=os.path.join(self.image_root, "cloud", "rehearsal", "vertex_training.py")))
     self.results: Dict[str, TaskResult] = {}
 
   def run(self) -> Rehearsal:
