@@ -61,7 +61,8 @@ NOT_REHEARSED = (
     "not rehearsed: Dataflow (Beam steps ran on the DirectRunner in the step's process), GPUs and machine "
     "types (the training job's pools ran as CPU processes on this machine), the image build itself (the "
     "build context was copied, requirements.lock is this venv), IAM, service accounts, networks and "
-    "encryption keys (the requests are checked, nothing enforces them), Cloud Storage (buckets are folders)",
+    "encryption keys (the requests are checked, nothing enforces them), Cloud Storage (buckets are folders), "
+    "Vertex AI Endpoint deployment (a template with one is refused)",
 )
 
 
