@@ -96,17 +96,23 @@ def _job_options(f):
   return f
 
 
-def _job_for(cfg, template, params, dry_run, job_id=None):
-  import google.auth
-  from google.auth import credentials as auth_credentials
-
-  from cloud import vertex_jobs
+def _parameter_values(params):
+  """--param NAME=VALUE items -> {NAME: VALUE} (texts: the template's declared types convert them)."""
   values = {}
   for item in params:
     name, sep, value = item.partition("=")
     if not sep:
       raise click.UsageError(f"--param {item!r} must be NAME=VALUE")
     values[name] = value
+  return values
+
+
+def _job_for(cfg, template, params, dry_run, job_id=None):
+  import google.auth
+  from google.auth import credentials as auth_credentials
+
+  from cloud import vertex_jobs
+  values = _parameter_values(params)
   if template is None:
     template = os.path.join(tempfile.mkdtemp(prefix="colorize-"), "pipeline.json")
     _compile_to(cfg, "vertex", template)
@@ -178,12 +184,7 @@ def schedule_command(ctx, config_path, template, params, dry_run, cron, schedule
 def rehearse_command(template, workdir, params, no_cache):
   """Run a compiled Vertex AI pipeline JSON on this machine, task by task, as Vertex AI would."""
   from cloud.rehearsal import engine
-  values = {}
-  for item in params:
-    name, sep, value = item.partition("=")
-    if not sep:
-      raise click.UsageError(f"--param {item!r} must be NAME=VALUE")
-    values[name] = value
+  values = _parameter_values(params)
   try:
     engine.rehearse(template, workdir, values, enable_cache=not no_cache, echo=click.echo)
   except engine.RehearsalError as e:
