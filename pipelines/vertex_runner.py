@@ -23,8 +23,12 @@ class KfpMissingError(RuntimeError):
   pass
 
 
-def build_pipeline(cfg: config_lib.PipelineConfig):
-  """The one pipeline definition, configured for the cloud (Dataflow, Vertex Training, resources)."""
+def build_pipeline(cfg: config_lib.PipelineConfig, runtime_parameters: bool = True):
+  """The one pipeline definition, configured for the cloud (Dataflow, Vertex Training, resources).
+
+  runtime_parameters: not for Kubeflow Pipelines, whose SDK (kfp 2.5) cannot load the runtime
+  parameters of the PipelineSpec 2.0 that TFX writes.
+  """
   cloud = cloud_config.require(cfg)
   from kfp.pipeline_spec import pipeline_spec_pb2
   from tfx.dsl.components.base import base_component
@@ -39,7 +43,7 @@ def build_pipeline(cfg: config_lib.PipelineConfig):
       vertex_training_args=cloud_config.vertex_training_args(cfg),
       embed_beam_pipeline_args=cloud_config.embed_beam_pipeline_args(cfg),
       vertex_serving_args=cloud_config.vertex_serving_args(cfg),
-      runtime_parameters=True,
+      runtime_parameters=runtime_parameters,
   )
   ids = {c.id for c in pipeline.components}
   unknown = sorted(set(cloud.step_resources) - ids)
@@ -79,7 +83,7 @@ def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str,
         "cloud.service_account is not set: the pipeline, its Dataflow workers and training job would run as the "
         "Compute Engine default service account (Editor on the whole project). Set --service-account (docs/"
         "vertex.md step 1 creates one) or pass --allow-default-service-account")
-  pipeline = build_pipeline(cfg)
+  pipeline = build_pipeline(cfg, runtime_parameters=target == "vertex")
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
           display_name=cfg.pipeline_name, default_image=cloud.image))

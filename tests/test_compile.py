@@ -124,20 +124,24 @@ def test_dataflow_args(compiled, cfg):
   # The Beam arguments parse as Dataflow options, as the step's launcher will parse them.
   from apache_beam.options import pipeline_options
   args = _executor(spec, "CocoIngest")["container"]["args"]
-  options = pipeline_options.PipelineOptions([a for a in args if a.startswith("--") and "=" in a])
+  options = pipeline_options.PipelineOptions(_beam_args(args))
   gcp = options.view_as(pipeline_options.GoogleCloudOptions)
   worker = options.view_as(pipeline_options.WorkerOptions)
   assert (gcp.project, gcp.region, gcp.temp_location) == ("colorize-test", "europe-west4",
                                                           "gs://colorize-bucket/runs/tmp/dataflow")
   assert (worker.machine_type, worker.max_num_workers, worker.sdk_container_image) == ("n2-standard-8", 17, IMAGE)
-  assert cloud_config.beam_pipeline_args(cfg) == [a for a in args if a.startswith("--") and "=" in a
-                                                 and not a.startswith("--executor_class_path")]
+  assert cloud_config.beam_pipeline_args(cfg) == _beam_args(args)
+
+
+def _beam_args(args):
+  """What follows the executor input placeholder: the Beam arguments."""
+  return args[args.index("{{$}}") + 1:]
 
 
 def test_embed_step_runs_on_dataflow_gpu_workers(compiled, cfg):
   spec = compiled["job"]["pipelineSpec"]
   args = _executor(spec, "Embed")["container"]["args"]
-  beam_args = [a for a in args if a.startswith("--") and "=" in a and not a.startswith("--executor_class_path")]
+  beam_args = _beam_args(args)
   assert beam_args == cloud_config.beam_pipeline_args(cfg) + cloud_config.embed_beam_pipeline_args(cfg)
   assert "--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver" in args
   options = pipeline_options.PipelineOptions(beam_args)
@@ -266,7 +270,15 @@ def test_kubeflow_target_loads_with_kfp(compiled):
   assert result.exit_code == 0, result.output
   spec = json.loads(output.read_text())
   assert spec["pipelineInfo"]["name"] == "colorize-nightly"
-  assert spec["deploymentSpec"] == compiled["job"]["pipelineSpec"]["deploymentSpec"]
+  # The same steps, except the Trainer: kfp's loader cannot read PipelineSpec 2.0 runtime parameters, so
+  # this target has none, and its Trainer runs TFX's Vertex executor directly.
+  executors = spec["deploymentSpec"]["executors"]
+  vertex_executors = compiled["job"]["pipelineSpec"]["deploymentSpec"]["executors"]
+  assert {k: v for k, v in executors.items() if k != "Trainer_executor"} == \
+      {k: v for k, v in vertex_executors.items() if k != "Trainer_executor"}
+  args = executors["Trainer_executor"]["container"]["args"]
+  assert args[1] == "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+  assert "inputDefinitions" not in spec["root"]
   from kfp import components
   component = components.load_component_from_file(str(compiled["tmp"] / "kubeflow.json"))
   assert component.name == "colorize-nightly"
@@ -387,7 +399,8 @@ def _pre_cache_check(spec, input_base, workdir):
 
   invocation = pipeline_spec_pb2.ExecutorInput()
   for name, parameter in _tasks(spec)["CocoIngest"]["inputs"]["parameters"].items():
-    json_format.ParseDict(parameter["runtimeValue"]["constantValue"], invocation.inputs.parameters[name])
+    if "runtimeValue" in parameter:  # input_base is the data_root runtime parameter, set below
+      json_format.ParseDict(parameter["runtimeValue"]["constantValue"], invocation.inputs.parameters[name])
   invocation.inputs.parameters["input_base"].string_value = str(input_base)
   invocation.outputs.output_file = str(workdir / "executor_output.json")
   invocation.outputs.artifacts["examples"].artifacts.append(pipeline_spec_pb2.RuntimeArtifact(
@@ -460,7 +473,7 @@ def test_run_parameters_reach_the_training_settings():
 def test_production_profile_network_private_ips_and_cmek_on_dataflow(compiled):
   spec = compiled["job"]["pipelineSpec"]
   args = _executor(spec, "CocoIngest")["container"]["args"]
-  options = pipeline_options.PipelineOptions([a for a in args if a.startswith("--")][4:])
+  options = pipeline_options.PipelineOptions(_beam_args(args))
   worker = options.view_as(pipeline_options.WorkerOptions)
   assert worker.subnetwork == "regions/europe-west4/subnetworks/colorize-private"
   assert worker.use_public_ips is False
