@@ -91,7 +91,8 @@ def test_three_weeks_of_a_schedule_with_one_template(template, coco128, tmp_path
   _span(coco128, bucket_coco, 2, 14)  # week 1's photos and 4 new ones
   week2 = engine.rehearse(str(template), str(workdir))
   assert week2.tasks["CocoIngest"].state == "ran"
-  assert week2.tasks["CocoIngest"].outputs["examples"][0]["metadata"]["span"] == 2
+  # TFX's entrypoint writes the span the driver set as a custom property under "custom:span".
+  assert week2.tasks["CocoIngest"].outputs["examples"][0]["metadata"]["custom:span"] == 2
   # The baseline is week 1's blessed model, found by the latest-blessed-model query.
   assert _uri(week2, RESOLVER, "model") == _uri(week1, "Trainer", "model")
   assert week2.tasks["Pusher"].outputs["pushed_model"][0]["metadata"]["pushed"] == 1
