@@ -4,7 +4,6 @@ One template is compiled by the real CLI (offline) and rehearsed for three weeks
 work folder: week 1 on span 1, week 2 on span 2 (week 1's photos plus new ones), week 3 unchanged.
 Tiny settings: a few real coco128 photos, random weights, one epoch of two steps.
 """
-import copy
 import json
 import os
 import shutil
@@ -168,13 +167,9 @@ def test_parameter_types_and_runtime_parameters_are_checked_before_anything_runs
 
 
 def test_filters_and_placeholders_the_rehearsal_cannot_read_fail(template, tmp_path):
-  job = json.loads(template.read_text())
-  spec = copy.deepcopy(job["pipelineSpec"])
-  queries = spec["deploymentSpec"]["executors"]["latest_blessed_model_resolver-model-blessing-resolver_executor"]
-  queries["resolver"]["outputArtifactQueries"]["model_blessing"]["filter"] += " OR create_time>0"
-
-  def edit(s):
-    s.update(spec)
+  def edit(spec):
+    queries = spec["deploymentSpec"]["executors"]["latest_blessed_model_resolver-model-blessing-resolver_executor"]
+    queries["resolver"]["outputArtifactQueries"]["model_blessing"]["filter"] += " OR create_time>0"
   cut = _only(template, tmp_path, {"latest_blessed_model_resolver-model-blessing-resolver"}, edit)
   with pytest.raises(engine.RehearsalError, match="not rehearsed"):
     engine.rehearse(cut, str(tmp_path / "w"), echo=lambda _: None)
