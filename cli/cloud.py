@@ -23,10 +23,10 @@ def _load(config_path, overrides):
   return cfg
 
 
-def _compile_to(cfg, target, output):
+def _compile_to(cfg, target, output, allow_default_service_account=False):
   from pipelines import vertex_runner
   try:
-    vertex_runner.compile_pipeline(cfg, target, output)
+    vertex_runner.compile_pipeline(cfg, target, output, allow_default_service_account)
   except vertex_runner.KfpMissingError as e:
     raise click.ClickException(str(e)) from e
   except config_lib.ConfigError as e:
@@ -40,10 +40,13 @@ def _compile_to(cfg, target, output):
                    "Pipelines v2.")
 @click.option("--output", type=click.Path(dir_okay=False), default="pipeline.json", show_default=True,
               help="The JSON file to write.")
-def compile_command(config_path, target, output, **overrides):
+@click.option("--allow-default-service-account", is_flag=True,
+              help="Write the pipeline even without --service-account: it then runs as the Compute Engine default "
+                   "service account (Editor on the project).")
+def compile_command(config_path, target, output, allow_default_service_account, **overrides):
   """Compile the pipeline to JSON for Vertex AI Pipelines or Kubeflow Pipelines v2 (offline)."""
   cfg = _load(config_path, overrides)
-  _compile_to(cfg, target, output)
+  _compile_to(cfg, target, output, allow_default_service_account)
   click.echo(f"wrote {output} ({target}); image {cfg.cloud.image}")
 
 
@@ -59,17 +62,23 @@ def _job_options(f):
   return f
 
 
-def _job_for(cfg, template, params, dry_run, job_id=None):
-  import google.auth
-  from google.auth import credentials as auth_credentials
-
-  from cloud import vertex_jobs
+def _parameter_values(params):
+  """--param NAME=VALUE items -> {NAME: VALUE} (texts: the template's declared types convert them)."""
   values = {}
   for item in params:
     name, sep, value = item.partition("=")
     if not sep:
       raise click.UsageError(f"--param {item!r} must be NAME=VALUE")
     values[name] = value
+  return values
+
+
+def _job_for(cfg, template, params, dry_run, job_id=None):
+  import google.auth
+  from google.auth import credentials as auth_credentials
+
+  from cloud import vertex_jobs
+  values = _parameter_values(params)
   if template is None:
     template = os.path.join(tempfile.mkdtemp(prefix="colorize-"), "pipeline.json")
     _compile_to(cfg, "vertex", template)
@@ -97,16 +106,23 @@ def submit_command(config_path, template, params, dry_run, job_id, **overrides):
   click.echo(json.dumps(vertex_jobs.submit(job, cfg, dry_run=dry_run), indent=2, sort_keys=True))
 
 
-@click.command("schedule")
+@click.group("schedule", invoke_without_command=True)
 @options.config_options(options.CLOUD)
 @_job_options
-@click.option("--cron", required=True,
-              help='When to run, e.g. "0 3 * * 1" (Mondays 03:00 UTC); "TZ=Europe/Paris 0 3 * * 1".')
+@click.option("--cron", help='When to run, e.g. "0 3 * * 1" (Mondays 03:00 UTC); "TZ=Europe/Paris 0 3 * * 1". '
+                             "Needed to create a schedule.")
 @click.option("--schedule-name", help="Display name of the schedule (default: <pipeline name>-schedule).")
 @click.option("--max-concurrent-runs", type=int, default=1, show_default=True,
               help="Most runs of this schedule at once.")
-def schedule_command(config_path, template, params, dry_run, cron, schedule_name, max_concurrent_runs, **overrides):
-  """Run the pipeline on a cron schedule on Vertex AI Pipelines."""
+@click.pass_context
+def schedule_command(ctx, config_path, template, params, dry_run, cron, schedule_name, max_concurrent_runs,
+                     **overrides):
+  """Run the pipeline on a cron schedule on Vertex AI Pipelines (`schedule list|pause|resume|delete`: operate them)."""
+  if ctx.invoked_subcommand:
+    return
+  if not cron:
+    raise click.UsageError("--cron is needed to create a schedule (or: schedule list | pause ID | resume ID | "
+                           "delete ID)")
   from cloud import vertex_jobs
   cfg = _load(config_path, overrides)
   try:
@@ -120,6 +136,60 @@ def schedule_command(config_path, template, params, dry_run, cron, schedule_name
   except config_lib.ConfigError as e:
     raise click.UsageError(str(e)) from e
   click.echo(json.dumps(request, indent=2, sort_keys=True))
+
+
+@click.command("rehearse")
+@click.argument("template", type=click.Path(exists=True, dir_okay=False))
+@click.option("--workdir", required=True, type=click.Path(file_okay=False),
+              help="Where runs, outputs, buckets (gs://B/P is WORKDIR/gcs/B/P) and the record of earlier "
+                   "rehearsals (the baseline a resolver finds, the cache) live.")
+@click.option("--param", "params", multiple=True,
+              help="NAME=VALUE for a runtime parameter the compiled pipeline declares (repeatable).")
+@click.option("--no-cache", is_flag=True, help="Run every task even when an earlier rehearsal ran it the same way.")
+def rehearse_command(template, workdir, params, no_cache):
+  """Run a compiled Vertex AI pipeline JSON on this machine, task by task, as Vertex AI would."""
+  from cloud.rehearsal import engine
+  values = _parameter_values(params)
+  try:
+    engine.rehearse(template, workdir, values, enable_cache=not no_cache, echo=click.echo)
+  except engine.RehearsalError as e:
+    raise click.ClickException(str(e)) from e
+
+
+def _operate_schedules(call):
+  from google.api_core import exceptions as api_exceptions
+  import google.auth
+  try:
+    return call()
+  except google.auth.exceptions.DefaultCredentialsError as e:
+    raise click.ClickException(f"no Google Cloud credentials: run `gcloud auth application-default login` ({e})") from e
+  except api_exceptions.GoogleAPICallError as e:
+    raise click.ClickException(f"Vertex AI answered: {e.message}") from e
+
+
+@schedule_command.command("list")
+@options.config_options(options.CLOUD)
+def schedule_list_command(config_path, **overrides):
+  """List the pipeline schedules of the project in the region (newest first)."""
+  from cloud import vertex_jobs
+  cfg = _load(config_path, overrides)
+  click.echo(json.dumps(_operate_schedules(lambda: vertex_jobs.list_schedules(cfg)), indent=2, sort_keys=True))
+
+
+def _schedule_action_command(action, summary):
+  @schedule_command.command(action, help=f"{summary} a schedule: its id or resource name (see `schedule list`).")
+  @click.argument("schedule_id")
+  @options.config_options(options.CLOUD)
+  def command(schedule_id, config_path, **overrides):
+    from cloud import vertex_jobs
+    cfg = _load(config_path, overrides)
+    result = _operate_schedules(lambda: vertex_jobs.change_schedule(cfg, schedule_id, action))
+    click.echo(json.dumps(result, indent=2, sort_keys=True))
+  return command
+
+
+for _action, _summary in (("pause", "Pause"), ("resume", "Resume"), ("delete", "Delete")):
+  _schedule_action_command(_action, _summary)
 
 
 @click.command("upload")
@@ -170,4 +240,5 @@ def download_coco_command(split, dest, keep_zips, base_url):
   click.echo(f"{dest} holds {split} and annotations/ "
              f"({'unpacked ' + ', '.join(unpacked) if unpacked else 'already complete'})")
 
-COMMANDS = (compile_command, submit_command, schedule_command, upload_command, download_coco_command)
+COMMANDS = (compile_command, submit_command, schedule_command, rehearse_command, upload_command,
+            download_coco_command)

@@ -1,10 +1,12 @@
-"""Submits and schedules a compiled pipeline on Vertex AI Pipelines (google-cloud-aiplatform).
+"""Submits and schedules a compiled pipeline on Vertex AI Pipelines (google-cloud-aiplatform), and
+lists, pauses, resumes and deletes its schedules.
 
-Both build the request with aiplatform's own objects (PipelineJob, PipelineJobSchedule);
+All build the request with aiplatform's own objects (PipelineJob, PipelineJobSchedule);
 a dry run stops just before the API call and returns the request that call would send.
 """
 import json
-from typing import Any, Dict, Optional
+import math
+from typing import Any, Dict, List, Optional
 
 from google.protobuf import json_format
 
@@ -22,6 +24,32 @@ def template_parameters(template_path: str) -> Dict[str, Any]:
   return template["pipelineSpec"]["root"].get("inputDefinitions", {}).get("parameters", {})
 
 
+def parameter_type(name: str, definition: Dict[str, Any]) -> str:
+  """INT, DOUBLE or STRING: a declared runtime parameter's type (PipelineSpec 2.0 or 2.1 spelling)."""
+  ptype = definition.get("type") or _NEW_TYPES.get(definition.get("parameterType", ""))
+  if ptype not in ("INT", "DOUBLE", "STRING"):
+    raise config_lib.ConfigError(f"runtime parameter {name} has type {definition}, not INT, DOUBLE or STRING")
+  return ptype
+
+
+def typed_value(name: str, value: Any, ptype: str) -> Any:
+  """A runtime parameter's value (e.g. the text of --param NAME=VALUE) as its declared type."""
+  try:
+    if ptype == "INT":
+      if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+      return int(value)
+    if ptype == "DOUBLE":
+      number = float(value)
+      if not math.isfinite(number):
+        raise ValueError(value)
+      return number
+  except (TypeError, ValueError) as e:
+    raise config_lib.ConfigError(
+        f"runtime parameter {name} must be {'an integer' if ptype == 'INT' else 'a number'}, got {value!r}") from e
+  return str(value)
+
+
 def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
                  parameter_values: Optional[Dict[str, Any]] = None, job_id: Optional[str] = None,
                  credentials=None, api_endpoint: Optional[str] = None, api_transport: Optional[str] = None):
@@ -33,6 +61,30 @@ def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
   if unknown:
     raise config_lib.ConfigError(
         f"the pipeline has no runtime parameter {unknown}; it declares {sorted(declared) or 'none'}")
+  parameter_values = {name: typed_value(name, value, parameter_type(name, declared[name]))
+                      for name, value in parameter_values.items()}
+  from google.cloud import aiplatform
+
+  _init(cloud, credentials, api_endpoint, api_transport)
+  return aiplatform.PipelineJob(
+      display_name=cfg.pipeline_name,
+      template_path=template_path,
+      job_id=job_id,
+      pipeline_root=cfg.pipeline_root,
+      parameter_values=parameter_values,
+      enable_caching=cfg.enable_cache,
+      labels=dict(cloud.labels) or None,
+      encryption_spec_key_name=cloud.encryption_key or None,
+      project=cloud.project,
+      location=cloud.region,
+      credentials=credentials,
+  )
+
+
+_NEW_TYPES = {"STRING": "STRING", "NUMBER_INTEGER": "INT", "NUMBER_DOUBLE": "DOUBLE"}
+
+
+def _init(cloud, credentials=None, api_endpoint=None, api_transport=None) -> None:
   from google.cloud import aiplatform
 
   # Only what is given is set: aiplatform.init keeps earlier values for arguments passed as None.
@@ -44,18 +96,46 @@ def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
   if api_transport:
     init["api_transport"] = api_transport
   aiplatform.init(**init)
-  return aiplatform.PipelineJob(
-      display_name=cfg.pipeline_name,
-      template_path=template_path,
-      job_id=job_id,
-      pipeline_root=cfg.pipeline_root,
-      parameter_values=parameter_values,
-      enable_caching=cfg.enable_cache,
-      labels=dict(cloud.labels) or None,
-      project=cloud.project,
-      location=cloud.region,
-      credentials=credentials,
-  )
+
+
+SCHEDULE_ACTIONS = ("pause", "resume", "delete")
+
+
+def list_schedules(cfg: config_lib.PipelineConfig, **client) -> List[Dict[str, Any]]:
+  """The pipeline schedules of cloud.project in cloud.region, newest first."""
+  cloud = cloud_config.require(cfg)
+  _init(cloud, **client)
+  from google.cloud import aiplatform
+  found = aiplatform.PipelineJobSchedule.list(order_by="create_time desc", project=cloud.project,
+                                              location=cloud.region)
+  return [_schedule_summary(s) for s in found]
+
+
+def change_schedule(cfg: config_lib.PipelineConfig, schedule_id: str, action: str, **client) -> Dict[str, Any]:
+  """Pauses, resumes or deletes a schedule (its id or resource name); returns it as it was before deletion,
+  or as it is after a pause or resume.
+  """
+  if action not in SCHEDULE_ACTIONS:
+    raise ValueError(f"action must be one of {SCHEDULE_ACTIONS}, got {action!r}")
+  cloud = cloud_config.require(cfg)
+  _init(cloud, **client)
+  from google.cloud import aiplatform
+  schedule_ = aiplatform.PipelineJobSchedule.get(schedule_id, project=cloud.project, location=cloud.region)
+  if action == "delete":
+    summary = _schedule_summary(schedule_)
+    schedule_.delete()
+    return dict(summary, state="DELETED")
+  getattr(schedule_, action)()
+  schedule_ = aiplatform.PipelineJobSchedule.get(schedule_.resource_name)
+  return _schedule_summary(schedule_)
+
+
+def _schedule_summary(schedule_) -> Dict[str, Any]:
+  resource = schedule_.gca_resource
+  return {"name": resource.name, "display_name": resource.display_name, "state": resource.state.name,
+          "cron": resource.cron,
+          "next_run_time": resource.next_run_time.isoformat() if resource.next_run_time else None,
+          "started_runs": resource.started_run_count}
 
 
 def submit(job, cfg: config_lib.PipelineConfig, dry_run: bool = False) -> Dict[str, Any]:
@@ -65,9 +145,11 @@ def submit(job, cfg: config_lib.PipelineConfig, dry_run: bool = False) -> Dict[s
     # The same field PipelineJob.submit sets before it calls the API.
     if cloud.service_account:
       job._gca_resource.service_account = cloud.service_account
+    if cloud.network:
+      job._gca_resource.network = cloud.network
     return _request(cloud, "CreatePipelineJob", f"{job._parent}/pipelineJobs", {"pipelineJobId": job.job_id},
                     job._gca_resource)
-  job.submit(service_account=cloud.service_account or None)
+  job.submit(service_account=cloud.service_account or None, network=cloud.network or None)
   return {"name": job.resource_name, "console": job._dashboard_uri()}
 
 
@@ -88,9 +170,11 @@ def schedule(job, cfg: config_lib.PipelineConfig, cron: str, display_name: str,
     resource.max_concurrent_run_count = max_concurrent_runs
     if cloud.service_account:
       resource.create_pipeline_job_request.pipeline_job.service_account = cloud.service_account
+    if cloud.network:
+      resource.create_pipeline_job_request.pipeline_job.network = cloud.network
     return _request(cloud, "CreateSchedule", f"{schedule_._parent}/schedules", {}, resource)
   schedule_.create(cron=cron, max_concurrent_run_count=max_concurrent_runs,
-                   service_account=cloud.service_account or None)
+                   service_account=cloud.service_account or None, network=cloud.network or None)
   return {"name": schedule_.resource_name, "console": schedule_._dashboard_uri()}
 
 

@@ -151,7 +151,7 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: Optional[str],
   lines += ["Outputs:"]
   for e in executions:
     for a in outputs[e.id]:
-      # Custom types carry a namespace ("colorize.ColorizationReport"); the name is enough here.
+      # Custom types carry a namespace ("components.ColorizationReport"); the name is enough here.
       lines.append(f"  {steps[e.id]:<16} {kind(a).rsplit('.', 1)[-1]:<18} {a.uri}")
       lines += [f"  {'':<16} {'':<18} {line}" for line in _describe(kind(a), a)]
   lines.append(_push_line(executions, steps, inputs, outputs, kind, stopped))

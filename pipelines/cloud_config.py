@@ -45,6 +45,11 @@ _SERVING_IMAGE = "{registry}-docker.pkg.dev/vertex-ai/prediction/tf2-{device}.{v
 _SERVING_REGISTRY_BY_REGION_PREFIX = {"europe-": "europe", "asia-": "asia", "australia-": "asia"}
 # Vertex AI shows display names of up to 128 characters.
 _DISPLAY_NAME = re.compile(r"^[^\x00-\x1f]{1,128}$")
+_NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z][a-z0-9-]{0,62}$")
+_SUBNETWORK = re.compile(r"^(https://www\.googleapis\.com/compute/v1/projects/[a-z][a-z0-9-]+/)?"
+                         r"regions/[a-z]+-[a-z]+[0-9]+/subnetworks/[a-z][a-z0-9-]{0,62}$")
+_KMS_KEY = re.compile(r"^projects/[^/]+/locations/(?P<location>[^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+$")
+_TENSORBOARD = re.compile(r"^projects/[^/]+/locations/(?P<location>[^/]+)/tensorboards/[0-9]+$")
 
 RUNNERS = ("DataflowRunner", "DirectRunner")
 _check = config_fields.check
@@ -63,6 +68,10 @@ class DataflowConfig:
   embed_machine_type: str = setting("n1-standard-8", "The Embed step's worker machine type (train.global_features: precomputed).")
   embed_accelerator: str = setting("nvidia-tesla-t4", "The Embed step's Dataflow GPU type, e.g. nvidia-tesla-t4; '' = CPU workers of machine_type.")
   embed_accelerator_count: int = setting(1, "GPUs per Embed worker.")
+  subnetwork: str = setting(
+      "", "Subnetwork of the Dataflow workers: regions/REGION/subnetworks/NAME (or its full URL); '' = default")
+  use_public_ips: bool = setting(
+      True, "false: Dataflow workers get private IPs only (the subnetwork needs Private Google Access)")
 
 
 @dataclasses.dataclass
@@ -73,6 +82,13 @@ class TrainingConfig:
   accelerator_type: str = setting("NVIDIA_L4", "GPU type of each training machine: NVIDIA_L4, NVIDIA_TESLA_A100, ...; '' = CPU only.")
   accelerator_count: int = setting(1, "GPUs per training machine (MirroredStrategy uses them all).")
   replica_count: int = setting(1, "Training machines; > 1 = a chief and n-1 workers (MultiWorkerMirroredStrategy).")
+  timeout_hours: float = setting(
+      0.0, "Stop the training job after this many hours; 0 = Vertex AI's limit (7 days)")
+  restart_on_worker_restart: bool = setting(
+      False, "Restart every worker when one is restarted (multi-worker jobs resume from their checkpoint)")
+  tensorboard: str = setting(
+      "", "Vertex AI TensorBoard the training logs stream to: projects/P/locations/REGION/tensorboards/ID "
+          "(needs cloud.service_account)")
 
 
 @dataclasses.dataclass
@@ -104,6 +120,12 @@ class CloudConfig:
   image: str = setting("", "The project image (Dockerfile), e.g. us-central1-docker.pkg.dev/PROJECT/colorize/colorize:0.1.0.")
   service_account: str = setting("", "Service account email the pipeline, Dataflow and training run as; '' = the default one.")
   labels: Dict[str, str] = setting({}, "Labels on every job, KEY=VALUE.")
+  network: str = setting(
+      "", "VPC network the pipeline job and training job are peered with: projects/PROJECT_NUMBER/global/"
+          "networks/NAME; '' = none")
+  encryption_key: str = setting(
+      "", "Cloud KMS key (CMEK) for the pipeline job, Dataflow jobs and training job: projects/P/locations/"
+          "REGION/keyRings/R/cryptoKeys/K; '' = Google-managed keys")
   dataflow: DataflowConfig = dataclasses.field(default_factory=DataflowConfig)
   training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
   deploy: DeployConfig = dataclasses.field(default_factory=DeployConfig)
@@ -122,7 +144,25 @@ class CloudConfig:
              f"cloud.labels: key {key!r} must start with a lowercase letter and hold only a-z 0-9 _ - (max 63)")
       _check(bool(_LABEL_VALUE.match(str(value))),
              f"cloud.labels: value {value!r} of {key!r} may hold only a-z 0-9 _ - (max 63)")
+    _check(not self.network or bool(_NETWORK.match(self.network)),
+           f"cloud.network must be projects/PROJECT_NUMBER/global/networks/NAME, got {self.network!r}")
+    key = _KMS_KEY.match(self.encryption_key)
+    _check(not self.encryption_key or bool(key),
+           f"cloud.encryption_key must be projects/P/locations/L/keyRings/R/cryptoKeys/K, got {self.encryption_key!r}")
+    _check(not key or key.group("location") == self.region,
+           f"cloud.encryption_key must be a key in cloud.region {self.region} (Vertex AI uses keys of its own "
+           f"region), got one in {key and key.group('location')}")
     d, t = self.dataflow, self.training
+    _check(not d.subnetwork or bool(_SUBNETWORK.match(d.subnetwork)),
+           f"cloud.dataflow.subnetwork must be regions/REGION/subnetworks/NAME, got {d.subnetwork!r}")
+    _check(t.timeout_hours >= 0, f"cloud.training.timeout_hours must be >= 0, got {t.timeout_hours}")
+    board = _TENSORBOARD.match(t.tensorboard)
+    _check(not t.tensorboard or bool(board),
+           f"cloud.training.tensorboard must be projects/P/locations/L/tensorboards/ID, got {t.tensorboard!r}")
+    _check(not board or board.group("location") == self.region,
+           f"cloud.training.tensorboard must be in cloud.region {self.region}, got {t.tensorboard!r}")
+    _check(not t.tensorboard or bool(self.service_account),
+           "cloud.training.tensorboard needs cloud.service_account (Vertex AI writes to TensorBoard as that account)")
     _check(d.runner in RUNNERS,
            f"cloud.dataflow.runner must be DataflowRunner or DirectRunner, got {d.runner!r}")
     _check(not d.region or bool(_REGION.match(d.region)),
@@ -249,6 +289,12 @@ def dataflow_args(cloud: CloudConfig, output_root: str) -> List[str]:
   ]
   if d.disk_size_gb:
     args.append(f"--disk_size_gb={d.disk_size_gb}")
+  if d.subnetwork:
+    args.append(f"--subnetwork={d.subnetwork}")
+  if not d.use_public_ips:
+    args.append("--no_use_public_ips")
+  if cloud.encryption_key:
+    args.append(f"--dataflow_kms_key={cloud.encryption_key}")
   if cloud.service_account:
     args.append(f"--service_account_email={cloud.service_account}")
   args += [f"--labels={k}={v}" for k, v in sorted(cloud.labels.items())]
@@ -291,7 +337,22 @@ def vertex_training_args(cfg) -> Optional[Dict[str, Any]]:
   job_spec: Dict[str, Any] = {"worker_pool_specs": pools}
   if cloud.service_account:
     job_spec["service_account"] = cloud.service_account
-  job = {"project": cloud.project, "job_spec": job_spec}
+  if cloud.network:
+    job_spec["network"] = cloud.network
+  scheduling = {}
+  if t.timeout_hours:
+    scheduling["timeout"] = f"{round(t.timeout_hours * 3600)}s"
+  if t.restart_on_worker_restart:
+    scheduling["restart_job_on_worker_restart"] = True
+  if scheduling:
+    job_spec["scheduling"] = scheduling
+  if t.tensorboard:
+    # Vertex AI streams the job's logs from <base_output_directory>/logs to the TensorBoard.
+    job_spec["tensorboard"] = t.tensorboard
+    job_spec["base_output_directory"] = {"output_uri_prefix": cfg.output_root.rstrip("/") + "/training"}
+  job: Dict[str, Any] = {"project": cloud.project, "job_spec": job_spec}
+  if cloud.encryption_key:
+    job["encryption_spec"] = {"kms_key_name": cloud.encryption_key}
   if cloud.labels:
     job["labels"] = dict(cloud.labels)
   return _on_vertex(cloud, {tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: job})

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
+from components import run_parameters
 from components.embed.component import Embed
 from components.ingest import spans
 from components.ingest.component import CocoIngest
@@ -31,6 +32,8 @@ from schemas import gates
 from trainer import settings
 
 ENDPOINT_PUSHER = "EndpointPusher"
+# Runtime parameters of a compiled template (`submit --param`, schedules, `rehearse --param`).
+RUNTIME_PARAMETERS = ("data_root", *run_parameters.TYPES)
 
 
 def create_pipeline(
@@ -51,6 +54,7 @@ def create_pipeline(
     vertex_training_args: Optional[Dict[str, Any]] = None,
     embed_beam_pipeline_args: Sequence[str] = (),
     vertex_serving_args: Optional[Dict[str, Any]] = None,
+    runtime_parameters: bool = False,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline up to and including `last_stage` (one of config_lib.STAGES).
 
@@ -61,11 +65,16 @@ def create_pipeline(
   workers: pipelines/cloud_config.py).
   vertex_serving_args: custom_config (pipelines/cloud_config.py) of TFX's Vertex Pusher, which
   then also deploys each blessed model to a Vertex AI Endpoint; None deploys nowhere.
+  runtime_parameters: what changes from run to run (RUNTIME_PARAMETERS) becomes a typed runtime
+  parameter of the compiled template, defaulting to the configured value (Vertex / Kubeflow v2 only).
   """
   if last_stage not in config_lib.STAGES:
     raise ValueError(f"last_stage must be one of {config_lib.STAGES}, got {last_stage!r}")
   stages = config_lib.STAGES[:config_lib.STAGES.index(last_stage) + 1]
 
+  run = run_parameters.parameters(train) if runtime_parameters else {}
+  if runtime_parameters:
+    data_root = tfx.dsl.experimental.RuntimeParameter(name="data_root", ptype=str, default=data_root)
   ingest_component = CocoIngest(
       input_base=data_root,
       snapshot_pattern=ingest.snapshot,
@@ -87,7 +96,7 @@ def create_pipeline(
 
   if "embed" in stages and train.global_features == settings.PRECOMPUTED:
     # Only the weights reach the Embed step: other training settings leave its cache key alone.
-    embed = Embed(examples=train_examples, weights=train.weights)
+    embed = Embed(examples=train_examples, weights=run.get("weights", train.weights))
     embed.add_upstream_node(gate_check)
     if embed_beam_pipeline_args:
       embed = embed.with_beam_pipeline_args(list(embed_beam_pipeline_args))
@@ -120,6 +129,8 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"train": dataclasses.asdict(train), **(vertex_training_args or {})},
     )
+    if run:
+      run_parameters.add(trainer, run)
     trainer.add_upstream_node(gate_check)  # an order, not an input: the Trainer's cache key is unchanged
     components.append(trainer)
 

@@ -23,8 +23,12 @@ class KfpMissingError(RuntimeError):
   pass
 
 
-def build_pipeline(cfg: config_lib.PipelineConfig):
-  """The one pipeline definition, configured for the cloud (Dataflow, Vertex Training, resources)."""
+def build_pipeline(cfg: config_lib.PipelineConfig, runtime_parameters: bool = True):
+  """The one pipeline definition, configured for the cloud (Dataflow, Vertex Training, resources).
+
+  runtime_parameters: not for Kubeflow Pipelines, whose SDK (kfp 2.5) cannot load the runtime
+  parameters of the PipelineSpec 2.0 that TFX writes.
+  """
   cloud = cloud_config.require(cfg)
   from kfp.pipeline_spec import pipeline_spec_pb2
   from tfx.dsl.components.base import base_component
@@ -39,6 +43,7 @@ def build_pipeline(cfg: config_lib.PipelineConfig):
       vertex_training_args=cloud_config.vertex_training_args(cfg),
       embed_beam_pipeline_args=cloud_config.embed_beam_pipeline_args(cfg),
       vertex_serving_args=cloud_config.vertex_serving_args(cfg),
+      runtime_parameters=runtime_parameters,
   )
   ids = {c.id for c in pipeline.components}
   unknown = sorted(set(cloud.step_resources) - ids)
@@ -55,24 +60,38 @@ def build_pipeline(cfg: config_lib.PipelineConfig):
   return pipeline
 
 
-def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str) -> Dict[str, Any]:
+def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str,
+                     allow_default_service_account: bool = False) -> Dict[str, Any]:
   """Writes the pipeline JSON for `target` to `output` and returns it.
+
+  Without cloud.service_account the job would run as the Compute Engine default service account,
+  which holds Editor on the whole project; that is refused unless allowed explicitly.
 
   vertex: a PipelineJob (what aiplatform.PipelineJob(template_path=...) reads).
   kubeflow: its pipelineSpec, the IR a Kubeflow Pipelines v2 backend runs.
   """
   if target not in TARGETS:
     raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+  from tfx.orchestration import data_types
   try:
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
   except ImportError as e:
     raise KfpMissingError(KFP_MISSING) from e
   cloud = cloud_config.require(cfg)
-  pipeline = build_pipeline(cfg)
+  if not cloud.service_account and not allow_default_service_account:
+    raise config_lib.ConfigError(
+        "cloud.service_account is not set: the pipeline, its Dataflow workers and training job would run as the "
+        "Compute Engine default service account (Editor on the whole project). Set --service-account (docs/"
+        "vertex.md step 1 creates one) or pass --allow-default-service-account")
+  pipeline = build_pipeline(cfg, runtime_parameters=target == "vertex")
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
           display_name=cfg.pipeline_name, default_image=cloud.image))
-  job = runner.run(pipeline, write_out=False)
+  # Each runtime parameter's default is the configured value (a parameter without one fails the job).
+  defaults = {value.name: value.default for component in pipeline.components
+              for value in getattr(component, "exec_properties", {}).values()
+              if isinstance(value, data_types.RuntimeParameter)}
+  job = runner.run(pipeline, parameter_values=defaults, write_out=False)
   _keep_example_gen_resources(job["pipelineSpec"], pipeline)
   job.setdefault("labels", {}).update(cloud.labels)
   document = job if target == "vertex" else job["pipelineSpec"]
@@ -101,5 +120,12 @@ def _to_image_paths(component) -> None:
   """
   for key, value in list(component.exec_properties.items()):
     if isinstance(value, str) and os.path.isabs(value) and cloud_config.in_project(value):
-      relative = os.path.relpath(os.path.abspath(value), cloud_config.LOCAL_PROJECT_ROOT).replace(os.sep, "/")
-      component.exec_properties[key] = f"{cloud_config.IMAGE_PROJECT_ROOT}/{relative}"
+      component.exec_properties[key] = _image_path(value)
+    elif (isinstance(getattr(value, "default", None), str) and os.path.isabs(value.default)
+          and cloud_config.in_project(value.default)):
+      value.default = _image_path(value.default)  # a runtime parameter's default
+
+
+def _image_path(path: str) -> str:
+  relative = os.path.relpath(os.path.abspath(path), cloud_config.LOCAL_PROJECT_ROOT).replace(os.sep, "/")
+  return f"{cloud_config.IMAGE_PROJECT_ROOT}/{relative}"

@@ -10,15 +10,22 @@ import urllib.parse
 REPO = pathlib.Path(__file__).resolve().parent.parent
 IMAGE = "us-central1-docker.pkg.dev/colorize-test/colorize/colorize:0.1.0"
 SERVICE_ACCOUNT = "pipelines@colorize-test.iam.gserviceaccount.com"
+NETWORK = "projects/123456789012/global/networks/colorize-vpc"
+KMS_KEY = "projects/colorize-test/locations/europe-west4/keyRings/colorize/cryptoKeys/pipelines"
+TENSORBOARD = "projects/colorize-test/locations/europe-west4/tensorboards/4242"
 CLOUD = {
     "project": "colorize-test",
     "region": "europe-west4",
     "image": IMAGE,
     "service_account": SERVICE_ACCOUNT,
     "labels": {"team": "vision", "env": "test"},
-    "dataflow": {"machine_type": "n2-standard-8", "max_workers": 17, "disk_size_gb": 80},
+    "network": NETWORK,
+    "encryption_key": KMS_KEY,
+    "dataflow": {"machine_type": "n2-standard-8", "max_workers": 17, "disk_size_gb": 80,
+                 "subnetwork": "regions/europe-west4/subnetworks/colorize-private", "use_public_ips": False},
     "training": {"machine_type": "a2-highgpu-4g", "accelerator_type": "NVIDIA_TESLA_A100",
-                 "accelerator_count": 4, "replica_count": 3},
+                 "accelerator_count": 4, "replica_count": 3, "timeout_hours": 6.5, "restart_on_worker_restart": True,
+                 "tensorboard": TENSORBOARD},
     "deploy": {"enabled": True, "endpoint_name": "colorize-nightly", "machine_type": "n1-standard-8",
                "accelerator_type": "NVIDIA_TESLA_T4", "max_replicas": 3, "traffic_percentage": 100},
     "resources": {"cpu": 2, "memory_gb": 7.5},

@@ -14,14 +14,20 @@ from apache_beam.options import pipeline_options
 from cloud_fixtures import CLOUD
 from cloud_fixtures import CONFIG
 from cloud_fixtures import IMAGE
+from cloud_fixtures import KMS_KEY
+from cloud_fixtures import NETWORK
 from cloud_fixtures import REPO
 from cloud_fixtures import SERVICE_ACCOUNT
+from cloud_fixtures import TENSORBOARD
 from cloud_fixtures import offline_command
 import pytest
+from tfx.components.trainer import executor as trainer_executor
 import yaml
 
+from components import run_parameters
 from pipelines import cloud_config
 from pipelines import config as config_lib
+from pipelines import pipeline as pipeline_lib
 from schemas import gates
 
 
@@ -76,7 +82,8 @@ def test_tasks_images_and_executor_classes(compiled):
   classes = {name: c["args"][c["args"].index("--executor_class_path") + 1] for name, c in executors.items()}
   assert classes["CocoIngest"] == "components.ingest.executor.Executor"
   assert classes["Embed"] == "components.embed.executor.Executor"
-  assert classes["Trainer"] == "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+  # TFX's Vertex Trainer executor, with the run parameters folded into custom_config first.
+  assert classes["Trainer"] == "components.run_parameters.VertexExecutor"
   assert classes["Evaluator"] == "tfx.components.evaluator.executor.Executor"
   assert classes["Pusher"] == "tfx.components.pusher.executor.Executor"
   # Dependencies: embedding waits for ingestion, training for the embedding and the schema,
@@ -150,20 +157,24 @@ def test_dataflow_args(compiled, cfg):
   # The Beam arguments parse as Dataflow options, as the step's launcher will parse them.
   from apache_beam.options import pipeline_options
   args = _executor(spec, "CocoIngest")["container"]["args"]
-  options = pipeline_options.PipelineOptions([a for a in args if a.startswith("--") and "=" in a])
+  options = pipeline_options.PipelineOptions(_beam_args(args))
   gcp = options.view_as(pipeline_options.GoogleCloudOptions)
   worker = options.view_as(pipeline_options.WorkerOptions)
   assert (gcp.project, gcp.region, gcp.temp_location) == ("colorize-test", "europe-west4",
                                                           "gs://colorize-bucket/runs/tmp/dataflow")
   assert (worker.machine_type, worker.max_num_workers, worker.sdk_container_image) == ("n2-standard-8", 17, IMAGE)
-  assert cloud_config.beam_pipeline_args(cfg) == [a for a in args if a.startswith("--") and "=" in a
-                                                 and not a.startswith("--executor_class_path")]
+  assert cloud_config.beam_pipeline_args(cfg) == _beam_args(args)
+
+
+def _beam_args(args):
+  """What follows the executor input placeholder: the Beam arguments."""
+  return args[args.index("{{$}}") + 1:]
 
 
 def test_embed_step_runs_on_dataflow_gpu_workers(compiled, cfg):
   spec = compiled["job"]["pipelineSpec"]
   args = _executor(spec, "Embed")["container"]["args"]
-  beam_args = [a for a in args if a.startswith("--") and "=" in a and not a.startswith("--executor_class_path")]
+  beam_args = _beam_args(args)
   assert beam_args == cloud_config.beam_pipeline_args(cfg) + cloud_config.embed_beam_pipeline_args(cfg)
   assert "--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver" in args
   options = pipeline_options.PipelineOptions(beam_args)
@@ -173,7 +184,6 @@ def test_embed_step_runs_on_dataflow_gpu_workers(compiled, cfg):
       "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"]
   # The other Beam steps keep CPU workers.
   assert not any("worker_accelerator" in a for a in _executor(spec, "CocoIngest")["container"]["args"])
-  assert _param(spec, "Embed", "weights") == cfg.train.weights
 
 
 def test_vertex_training_gpu_pools(compiled, cfg):
@@ -252,7 +262,7 @@ def test_parameters_match_config(compiled, cfg):
   assert job["displayName"] == "colorize-nightly"
   assert job["runtimeConfig"]["gcsOutputDirectory"] == cfg.pipeline_root == "gs://colorize-bucket/runs/pipeline/colorize-nightly"
   assert {"team": "vision", "env": "test"}.items() <= job["labels"].items()
-  assert _param(spec, "CocoIngest", "input_base") == "gs://colorize-bucket/coco"
+  assert _tasks(spec)["CocoIngest"]["inputs"]["parameters"]["input_base"] == {"componentInputParameter": "data_root"}
   assert _param(spec, "CocoIngest", "max_images") == "5000"
   assert _param(spec, "CocoIngest", "categories") == "dog,cat"
   assert _param(spec, "CocoIngest", "test_fraction") == 0.0321
@@ -293,7 +303,15 @@ def test_kubeflow_target_loads_with_kfp(compiled):
   assert result.exit_code == 0, result.output
   spec = json.loads(output.read_text())
   assert spec["pipelineInfo"]["name"] == "colorize-nightly"
-  assert spec["deploymentSpec"] == compiled["job"]["pipelineSpec"]["deploymentSpec"]
+  # The same steps, except the Trainer: kfp's loader cannot read PipelineSpec 2.0 runtime parameters, so
+  # this target has none, and its Trainer runs TFX's Vertex executor directly.
+  executors = spec["deploymentSpec"]["executors"]
+  vertex_executors = compiled["job"]["pipelineSpec"]["deploymentSpec"]["executors"]
+  assert {k: v for k, v in executors.items() if k != "Trainer_executor"} == \
+      {k: v for k, v in vertex_executors.items() if k != "Trainer_executor"}
+  args = executors["Trainer_executor"]["container"]["args"]
+  assert args[1] == "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+  assert "inputDefinitions" not in spec["root"]
   from kfp import components
   component = components.load_component_from_file(str(compiled["tmp"] / "kubeflow.json"))
   assert component.name == "colorize-nightly"
@@ -382,7 +400,8 @@ def test_training_inside_the_step_and_beam_inside_the_container(cfg):
       dataflow=dataclasses.replace(cfg.cloud.dataflow, runner="DirectRunner")))
   pipeline = vertex_runner.build_pipeline(local)
   trainer = next(c for c in pipeline.components if c.id == "Trainer")
-  assert trainer.executor_spec.executor_class.__module__ == "tfx.components.trainer.executor"
+  assert trainer.executor_spec.executor_class is run_parameters.Executor
+  assert issubclass(run_parameters.Executor, trainer_executor.GenericExecutor)
   assert "ai_platform_training_args" not in trainer.exec_properties["custom_config"]
   assert pipeline.beam_pipeline_args == ["--runner=DirectRunner", "--project=colorize-test"]
 
@@ -413,7 +432,8 @@ def _pre_cache_check(spec, input_base, workdir):
 
   invocation = pipeline_spec_pb2.ExecutorInput()
   for name, parameter in _tasks(spec)["CocoIngest"]["inputs"]["parameters"].items():
-    json_format.ParseDict(parameter["runtimeValue"]["constantValue"], invocation.inputs.parameters[name])
+    if "runtimeValue" in parameter:  # input_base is the data_root runtime parameter, set below
+      json_format.ParseDict(parameter["runtimeValue"]["constantValue"], invocation.inputs.parameters[name])
   invocation.inputs.parameters["input_base"].string_value = str(input_base)
   invocation.outputs.output_file = str(workdir / "executor_output.json")
   invocation.outputs.artifacts["examples"].artifacts.append(pipeline_spec_pb2.RuntimeArtifact(
@@ -486,3 +506,83 @@ def test_new_model_check_gates_evaluation_serving_gate_push_and_card(compiled):
                  for k, v in tasks["ModelCard"]["inputs"]["artifacts"].items()}
   assert card_inputs["pushed_model"] == "Pusher" and card_inputs["infra_blessing"] == "ServingGate"
   assert card_inputs["new_model"] == "NewModelCheck" and card_inputs["blessing"] == "Evaluator"
+
+
+def test_runtime_parameters_are_typed_and_default_to_the_config(compiled, cfg):
+  job = compiled["job"]
+  spec = job["pipelineSpec"]
+  declared = spec["root"]["inputDefinitions"]["parameters"]
+  assert declared == {"data_root": {"type": "STRING"}, "epochs": {"type": "INT"}, "batch_size": {"type": "INT"},
+                      "learning_rate": {"type": "DOUBLE"}, "weights": {"type": "STRING"}}
+  assert set(declared) == set(pipeline_lib.RUNTIME_PARAMETERS)
+  # Without a default a parameter fails the job; each defaults to the configured value.
+  assert job["runtimeConfig"]["parameters"] == {
+      "data_root": {"stringValue": "gs://colorize-bucket/coco"}, "epochs": {"intValue": "7"},
+      "batch_size": {"intValue": "16"}, "learning_rate": {"doubleValue": cfg.train.learning_rate},
+      "weights": {"stringValue": "imagenet"}}
+  trainer = _tasks(spec)["Trainer"]["inputs"]["parameters"]
+  for name in ("epochs", "batch_size", "learning_rate", "weights"):
+    assert trainer[name] == {"componentInputParameter": name}
+  # The Embed step builds Inception-ResNet-v2 with the Trainer's weights.
+  assert _tasks(spec)["Embed"]["inputs"]["parameters"]["weights"] == {"componentInputParameter": "weights"}
+
+
+def test_run_parameters_reach_the_training_settings():
+  folded = run_parameters.fold({"epochs": 3, "batch_size": 32, "learning_rate": 0.01, "run_fn": "trainer.task.run_fn",
+                                "custom_config": json.dumps({"train": {"epochs": 7, "seed": 5}, "other": 1})})
+  assert set(folded) == {"run_fn", "custom_config"}
+  assert json.loads(folded["custom_config"]) == {
+      "train": {"epochs": 3, "batch_size": 32, "learning_rate": 0.01, "seed": 5}, "other": 1}
+
+
+def test_production_profile_network_private_ips_and_cmek_on_dataflow(compiled):
+  spec = compiled["job"]["pipelineSpec"]
+  args = _executor(spec, "CocoIngest")["container"]["args"]
+  options = pipeline_options.PipelineOptions(_beam_args(args))
+  worker = options.view_as(pipeline_options.WorkerOptions)
+  assert worker.subnetwork == "regions/europe-west4/subnetworks/colorize-private"
+  assert worker.use_public_ips is False
+  assert options.view_as(pipeline_options.GoogleCloudOptions).dataflow_kms_key == KMS_KEY
+
+
+def test_production_profile_training_job(compiled):
+  from google.cloud import aiplatform_v1
+  spec = compiled["job"]["pipelineSpec"]
+  custom = json.loads(_param(spec, "Trainer", "custom_config"))
+  job = dict(custom["ai_platform_training_args"])
+  job_spec = job["job_spec"]
+  assert job_spec["network"] == NETWORK
+  assert job_spec["scheduling"] == {"timeout": "23400s", "restart_job_on_worker_restart": True}
+  assert job_spec["tensorboard"] == TENSORBOARD
+  assert job_spec["base_output_directory"] == {"output_uri_prefix": "gs://colorize-bucket/runs/training"}
+  assert job["encryption_spec"] == {"kms_key_name": KMS_KEY}
+  # The job TFX sends is the API's own CustomJob message (an unknown or misspelt field would not parse).
+  job.pop("project")
+  message = aiplatform_v1.CustomJob(display_name="t", **job)
+  assert message.job_spec.scheduling.timeout.total_seconds() == 6.5 * 3600
+
+
+def test_compile_refuses_the_default_service_account_unless_allowed(tmp_path):
+  config = json.loads(json.dumps(CONFIG))
+  del config["cloud"]["service_account"]
+  del config["cloud"]["training"]["tensorboard"]
+  (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+  from click.testing import CliRunner
+
+  from cli import main as cli
+  result = CliRunner().invoke(cli.main, ["compile", "--config", str(tmp_path / "config.yaml"),
+                                         "--output", str(tmp_path / "p.json")])
+  assert result.exit_code == 2, result.output
+  assert "Compute Engine default service account" in result.output
+  assert "--allow-default-service-account" in result.output
+  assert not (tmp_path / "p.json").exists()
+
+
+def test_the_production_profile_is_a_complete_cloud_config_for_coco_on_an_l4():
+  cfg = config_lib.load(str(REPO / "configs" / "vertex.yaml"))
+  cloud = cloud_config.require(cfg)
+  assert (cloud.training.machine_type, cloud.training.accelerator_type) == ("g2-standard-8", "NVIDIA_L4")
+  assert (cfg.train.batch_size, cfg.train.epochs, cfg.ingest.test_fraction) == (32, 20, 0.01)
+  assert cfg.train.weights == "imagenet"
+  assert cloud.service_account  # compile refuses the default account
+  assert cloud.training.timeout_hours == 24

@@ -11,6 +11,8 @@ import sys
 import threading
 
 from cloud_fixtures import CONFIG
+from cloud_fixtures import KMS_KEY
+from cloud_fixtures import NETWORK
 from cloud_fixtures import REPO
 from cloud_fixtures import SERVICE_ACCOUNT
 from cloud_fixtures import JsonApi
@@ -105,6 +107,9 @@ def test_submit_dry_run_needs_no_network_or_login(template, tmp_path, config_fil
   assert body["serviceAccount"] == SERVICE_ACCOUNT
   assert body["labels"] == {"team": "vision", "env": "test"}
   assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://colorize-bucket/runs/pipeline/colorize-nightly"
+  # Production profile: the job is peered with the VPC and encrypted with the customer key.
+  assert body["network"] == NETWORK
+  assert body["encryptionSpec"] == {"kmsKeyName": KMS_KEY}
   # The compiled pipeline goes out as it is, except that aiplatform applies the caching
   # setting (cfg.enable_cache) to every task, the resolvers included.
   tasks = body["pipelineSpec"]["root"]["dag"]["tasks"]
@@ -115,6 +120,21 @@ def test_submit_dry_run_needs_no_network_or_login(template, tmp_path, config_fil
   value = value["runtimeValue"].get("constant") or next(iter(value["runtimeValue"]["constantValue"].values()))
   serving_args = json.loads(value)["ai_platform_serving_args"]
   assert serving_args["endpoint_name"] == "colorize-nightly" and serving_args["traffic_percentage"] == 100
+
+
+def test_submit_sets_runtime_parameters_as_their_declared_types(template, tmp_path, config_file):
+  args, env = offline_command(
+      [sys.executable, "-c", "from cli.main import main; main()", "submit", "--config", str(config_file),
+       "--template", str(template), "--param", "epochs=3", "--param", "learning_rate=0.0005",
+       "--param", "data_root=gs://colorize-bucket/coco-2026", "--dry-run"])
+  env["HOME"] = str(tmp_path)
+  result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  parameters = json.loads(result.stdout)["body"]["runtimeConfig"]["parameters"]
+  assert parameters["epochs"] == {"intValue": "3"}
+  assert parameters["learning_rate"] == {"doubleValue": 0.0005}
+  assert parameters["data_root"] == {"stringValue": "gs://colorize-bucket/coco-2026"}
+  assert parameters["batch_size"] == {"intValue": "16"}  # the compiled default
 
 
 def _without_caching(spec):
@@ -173,7 +193,8 @@ def test_schedule_sends_what_the_dry_run_printed(template, loopback_api, config_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["submit", "--param", "epochs=3", "--dry-run"], "the pipeline has no runtime parameter ['epochs']"),
+    (["submit", "--param", "epoch=3", "--dry-run"], "the pipeline has no runtime parameter ['epoch']"),
+    (["submit", "--param", "epochs=three", "--dry-run"], "runtime parameter epochs must be an integer"),
     (["submit", "--param", "epochs", "--dry-run"], "must be NAME=VALUE"),
     (["schedule", "--cron", "0 3 * *", "--dry-run"], "--cron must have 5 fields"),
     (["schedule", "--cron", "0 3 * * 1", "--max-concurrent-runs", "0", "--dry-run"], "must be >= 1"),
@@ -198,3 +219,57 @@ def test_submit_without_login_says_how_to_log_in(template, tmp_path, config_file
   assert result.returncode == 1
   assert "no Google Cloud credentials" in result.stderr and "gcloud auth application-default login" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+class _Schedules(JsonApi, http.server.BaseHTTPRequestHandler):
+  """Answers like Vertex AI's ScheduleService (REST v1) for a project holding two schedules."""
+  schedules = None
+
+  def do_GET(self):
+    path = self._record()["path"][len("/v1/"):]
+    if path.endswith("/schedules"):
+      self._reply(200, {"schedules": list(self.schedules.values())})
+    elif path in self.schedules:
+      self._reply(200, self.schedules[path])
+    else:
+      self._reply(404, {"error": {"code": 404, "message": f"{path} not found", "status": "NOT_FOUND"}})
+
+  def do_POST(self):
+    path, _, verb = self._record()["path"][len("/v1/"):].partition(":")
+    self.schedules[path]["state"] = {"pause": "PAUSED", "resume": "ACTIVE"}[verb]
+    self._reply(200, {})
+
+  def do_DELETE(self):
+    path = self._record()["path"][len("/v1/"):]
+    del self.schedules[path]
+    self._reply(200, {"name": f"{path}/operations/1", "done": True,
+                      "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}})
+
+
+def test_schedules_are_listed_paused_resumed_and_deleted():
+  from google.auth import credentials
+  from google.cloud.aiplatform import initializer
+  parent = "projects/colorize-test/locations/europe-west4/schedules"
+  schedules = {f"{parent}/{i}": {"name": f"{parent}/{i}", "displayName": f"colorize-nightly-{i}", "cron": "0 3 * * 1",
+                                 "state": "ACTIVE", "nextRunTime": "2026-12-07T03:00:00Z", "startedRunCount": "4"}
+               for i in (11, 12)}
+  handler = type("Schedules", (_Schedules,), {"requests": [], "schedules": schedules})
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  client = {"credentials": credentials.AnonymousCredentials(), "api_endpoint": f"http://127.0.0.1:{server.server_port}",
+            "api_transport": "rest"}
+  try:
+    listed = vertex_jobs.list_schedules(_cfg(), **client)
+    assert [(s["name"], s["state"], s["cron"], s["started_runs"]) for s in listed] == [
+        (f"{parent}/11", "ACTIVE", "0 3 * * 1", 4), (f"{parent}/12", "ACTIVE", "0 3 * * 1", 4)]
+    assert vertex_jobs.change_schedule(_cfg(), "11", "pause", **client)["state"] == "PAUSED"
+    assert vertex_jobs.change_schedule(_cfg(), f"{parent}/11", "resume", **client)["state"] == "ACTIVE"
+    assert vertex_jobs.change_schedule(_cfg(), "12", "delete", **client)["state"] == "DELETED"
+    assert list(schedules) == [f"{parent}/11"]
+    verbs = [(r["method"], r["path"]) for r in handler.requests if r["method"] != "GET"]
+    assert verbs == [("POST", f"/v1/{parent}/11:pause"), ("POST", f"/v1/{parent}/11:resume"),
+                     ("DELETE", f"/v1/{parent}/12")]
+  finally:
+    server.shutdown()
+    server.server_close()
+    initializer.global_config.__init__()

@@ -56,6 +56,8 @@ from trainer import training_model
 
 SUMMARY_FILE = training_summary.SUMMARY_FILE
 TENSORBOARD_IMAGES = 3
+# Set by Vertex AI Training when the job has a TensorBoard: the folder it uploads from.
+VERTEX_TENSORBOARD_DIR = "AIP_TENSORBOARD_LOG_DIR"
 
 
 def run_fn(fn_args) -> None:
@@ -132,6 +134,9 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch, embedder) -> None:
       keras.callbacks.TensorBoard(log_dir, update_freq="epoch"),
       _Progress(manager, cfg.checkpoint_steps, log_dir, _triplet_inputs(fn_args.eval_files, precomputed)),
   ]
+  if chief and os.environ.get(VERTEX_TENSORBOARD_DIR):
+    # A Vertex AI Training job with a TensorBoard (cloud.training.tensorboard) streams this folder there.
+    callbacks.append(keras.callbacks.TensorBoard(os.environ[VERTEX_TENSORBOARD_DIR], update_freq="epoch"))
   # A run resumed mid-epoch first finishes that epoch, then runs the remaining ones.
   step = start_step
   while step < total_steps:

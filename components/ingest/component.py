@@ -83,7 +83,8 @@ class CocoIngest(example_gen_component.FileBasedExampleGen):
       eval_fraction: share of the remaining photos used for eval.
       keep_grayscale: keep black-and-white photos (in train/eval) instead of skipping them.
     """
-    problem = snapshot.check(input_base, snapshot_pattern, snapshot_files)
+    # A runtime parameter (compiled templates) is checked with its default here, its value by the driver.
+    problem = snapshot.check(getattr(input_base, "default", input_base), snapshot_pattern, snapshot_files)
     if problem:
       raise ValueError(problem)
     # FileBasedExampleGen.__init__ builds ExampleGen's own spec; this component has its own.

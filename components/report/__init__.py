@@ -5,7 +5,8 @@ colorfulness need L with the predicted ab, the mean-ab baseline needs the traini
 """
 # The artifact's type name and the custom properties `colorize run` and `colorize lineage`
 # read from ML Metadata (light module: no TFX import).
-# "namespace.Name": the Kubeflow v2 / Vertex compiler rejects custom types without a namespace.
-ARTIFACT_TYPE = "colorize.ColorizationReport"
+# "namespace.Name", the namespace a module holding the class: the Kubeflow v2 / Vertex compiler
+# rejects other names, and its entrypoint imports the type by this name (components/__init__.py).
+ARTIFACT_TYPE = "components.ColorizationReport"
 REPORT_FILE = "report.json"
 GRID_FILE = "grid.png"
