@@ -13,6 +13,7 @@ import tensorflow as tf
 import tfx
 from tfx import v1 as tfx_v1
 
+from components import new_model
 from components.new_model.component import NewModelCheck
 from components.new_model.component import fingerprint
 from components.serving_gate import component as gate_lib
@@ -114,7 +115,7 @@ def _prop(artifact, key):
 def test_a_copy_of_the_latest_blessed_model_stops_the_run_before_the_serving_gate(models, tmp_path):
   assert fingerprint(str(models["good"] / "Format-Serving")) == fingerprint(str(models["good_copy"] / "Format-Serving"))
   found, served, lines = _run(tmp_path, "copy", models["good_copy"], models["good"])
-  verdict = found["NewModelCheck"]["colorize.NewModelCheck"]
+  verdict = found["NewModelCheck"][new_model.ARTIFACT_TYPE]
   assert _prop(verdict, gates.PASSED) == 0
   assert "unchanged" in _prop(verdict, gates.VERDICT) and "the same bytes as Model #" in _prop(verdict, gates.VERDICT)
   assert "ServingGate" not in found and "Pusher" not in found and not served.exists()
@@ -124,7 +125,7 @@ def test_a_copy_of_the_latest_blessed_model_stops_the_run_before_the_serving_gat
 
 def test_a_model_whose_signature_fails_is_not_pushed_and_the_blessing_says_why(models, tmp_path):
   found, served, lines = _run(tmp_path, "broken", models["broken"], models["good"])
-  assert _prop(found["NewModelCheck"]["colorize.NewModelCheck"], gates.PASSED) == 1
+  assert _prop(found["NewModelCheck"][new_model.ARTIFACT_TYPE], gates.PASSED) == 1
   blessing = found["ServingGate"]["InfraBlessing"]
   assert _prop(blessing, "blessed") == 0 and _prop(blessing, gates.PASSED) == 0
   verdict = _prop(blessing, gates.VERDICT)

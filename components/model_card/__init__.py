@@ -1,5 +1,5 @@
 """The model card: what a pushed model is, what it was trained and judged on, and what it is for."""
-ARTIFACT_TYPE = "colorize.ModelCard"   # "namespace.Name", as the Vertex compiler requires
+ARTIFACT_TYPE = "components.ModelCardArtifact"  # importable by this name: components/__init__.py says why
 MARKDOWN_FILE = "model_card.md"
 HTML_FILE = "model_card.html"
 GRID_FILE = "grid.png"
