@@ -79,7 +79,7 @@ def test_three_weeks_of_a_schedule_with_one_template(template, coco128, tmp_path
 
   _span(coco128, bucket_coco, 1, 10)
   week1 = engine.rehearse(str(template), str(workdir), echo=lines.append)
-  assert {r.state for n, r in week1.tasks.items() if "resolver" not in n} == {"ran"}
+  assert {r.state for r in week1.tasks.values()} == {"ran", "resolved"}
   assert week1.tasks[RESOLVER].outputs["model"] == []  # nothing blessed before
   assert week1.tasks["Pusher"].outputs["pushed_model"][0]["metadata"]["pushed"] == 1
   # Every output is printed where it is.
@@ -105,10 +105,15 @@ def test_three_weeks_of_a_schedule_with_one_template(template, coco128, tmp_path
   for task in ("CocoIngest", "ImportSchemaGen", "Trainer"):
     assert week3.tasks[task].state == "cached", task
   assert _uri(week3, "Trainer", "model") == _uri(week2, "Trainer", "model")
-  # TODAY the cached model is compared with itself (it is the latest blessed one) and pushed again.
-  # After issue 17 (no self-baseline, no duplicate push) lands, this becomes: nothing new is pushed.
-  assert_unchanged_week_pushes_nothing_new = _uri(week3, RESOLVER, "model") == _uri(week3, "Trainer", "model")
-  assert assert_unchanged_week_pushes_nothing_new, "issue 17 landed: tighten this to `no new push in week 3`"
+  # The cached model is the latest blessed one: the new-model check stops the week, so it is neither
+  # evaluated against itself nor pushed again.
+  assert _uri(week3, RESOLVER, "model") == _uri(week3, "Trainer", "model")
+  assert week3.tasks["NewModelCheck"].outputs["verdict"][0]["metadata"]["gate_passed"] == 0
+  for task in ("Evaluator", "ServingGate", "Pusher", "ModelCard"):
+    assert week3.tasks[task].state == "skipped", task
+    assert not any(week3.tasks[task].outputs.values()), task
+  pushed = workdir / "gcs" / "rehearse-bucket" / "colorize" / "serving_model" / "colorize"
+  assert len(os.listdir(pushed)) == 2  # weeks 1 and 2
 
 
 def _only(template, tmp_path, keep, edit=None):

@@ -12,7 +12,7 @@ artifact earlier rehearsals in the same folder made (rehearsals.json): that reco
 ML Metadata, and its cache of finished executions plays Vertex's execution cache.
 
 What cannot run here is said, not skipped: a JSON feature the rehearsal does not evaluate
-(a condition, a loop, a sub-DAG, a filter term it cannot read) fails the rehearsal.
+(a loop, a sub-DAG, a condition or filter term it cannot read) fails the rehearsal.
 """
 import dataclasses
 import fcntl
@@ -72,7 +72,7 @@ class RehearsalError(RuntimeError):
 
 @dataclasses.dataclass
 class TaskResult:
-  state: str                                     # ran | cached | resolved | imported
+  state: str                                     # ran | cached | resolved | imported | skipped
   outputs: Dict[str, List[Dict[str, Any]]]       # output key -> runtime artifacts
   parameters: Dict[str, Any] = dataclasses.field(default_factory=dict)  # output parameters
   log: str = ""
@@ -186,9 +186,12 @@ class _Run:
   # --- one task ---
 
   def _task(self, name: str, task: Dict[str, Any]) -> TaskResult:
-    for unsupported in ("triggerPolicy", "iteratorPolicy", "parameterIterator", "artifactIterator"):
+    for unsupported in ("iteratorPolicy", "parameterIterator", "artifactIterator"):
       if unsupported in task:
         raise RehearsalError(f"task {name}: {unsupported} is not rehearsed (the rehearsal runs plain DAGs)")
+    trigger = task.get("triggerPolicy", {})
+    if set(trigger) - {"condition"}:
+      raise RehearsalError(f"task {name}: triggerPolicy {sorted(trigger)} is not rehearsed (only a condition)")
     component = self.spec["components"].get(task["componentRef"]["name"])
     if component is None:
       raise RehearsalError(f"task {name} refers to component {task['componentRef']['name']!r}, which the spec lacks")
@@ -199,6 +202,9 @@ class _Run:
       raise RehearsalError(f"task {name}: no executor {component.get('executorLabel')!r} in deploymentSpec")
     parameters = self._parameters(name, task, component)
     artifacts = self._input_artifacts(name, task)
+    if "condition" in trigger and not _condition_holds(name, trigger["condition"], parameters, artifacts):
+      # Vertex skips the task; what reads its outputs is skipped by the same condition.
+      return TaskResult("skipped", {key: [] for key in component.get("outputDefinitions", {}).get("artifacts", {})})
     if "resolver" in executor:
       return self._resolve(name, component, executor["resolver"], artifacts)
     if "importer" in executor:
@@ -373,6 +379,38 @@ def _refuse_what_is_not_rehearsed(spec: Dict[str, Any]) -> None:
 
 class _NothingToResolveError(Exception):
   """A query refers to an input that is empty (e.g. no blessed model yet): it finds nothing."""
+
+
+# The conditions TFX's Kubeflow v2 compiler writes for tfx.dsl.Cond: comparisons of input artifacts'
+# metadata and input parameters with literals, joined by && and ||, in parentheses.
+_CONDITION_OPERAND = re.compile(r"inputs\.artifacts\['([^']+)'\]\.artifacts\[0\]\.metadata\['([^']+)'\]"
+                                r"|inputs\.parameter_values\['([^']+)'\]")
+
+
+def _condition_holds(task: str, condition: str, parameters, artifacts) -> bool:
+  """Evaluates a task's triggerPolicy condition (CEL, in the subset the compiler writes)."""
+  import ast
+
+  def operand(m):
+    if m.group(3):
+      if m.group(3) not in parameters:
+        raise RehearsalError(f"task {task}: its condition reads parameter {m.group(3)!r}, which it has not")
+      return repr(parameters[m.group(3)])
+    listed = artifacts.get(m.group(1)) or []
+    if not listed:
+      raise RehearsalError(f"task {task}: its condition reads input {m.group(1)!r}, which holds no artifact")
+    return repr(listed[0]["metadata"].get(m.group(2)))
+
+  text = _CONDITION_OPERAND.sub(operand, condition).replace("&&", " and ").replace("||", " or ")
+  try:
+    tree = ast.parse(text, mode="eval")
+  except SyntaxError as e:
+    raise RehearsalError(f"task {task}: condition {condition!r} is not rehearsed ({e.msg})") from e
+  allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.Compare, ast.Constant, ast.Eq, ast.NotEq, ast.Lt,
+             ast.LtE, ast.Gt, ast.GtE, ast.UnaryOp, ast.Not, ast.USub)
+  if not all(isinstance(node, allowed) for node in ast.walk(tree)):
+    raise RehearsalError(f"task {task}: condition {condition!r} is not rehearsed")
+  return bool(eval(compile(tree, "<condition>", "eval"), {"__builtins__": {}}))  # literals and comparisons only
 
 
 def _input_placeholder(expression: str, inputs) -> str:
