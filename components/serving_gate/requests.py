@@ -61,7 +61,8 @@ def requests(max_pixels: int) -> List[Request]:
   large, (height, width) = large_photo(jpeg, max_pixels)
   arrays = [images.to_arrays(p) for p in (jpeg, png)]
   examples = [make_examples.example_bytes({}, {features.L_KEY: features.encode_l(a.l),
-                                               features.GRAY_KEY: features.encode_gray(a.gray)}) for a in arrays]
+                                               features.GRAY_KEY: features.encode_gray(a.gray)}, {})
+              for a in arrays]
   l_bytes = np.stack([np.frombuffer(features.encode_l(a.l), np.uint8).reshape(features.L_SHAPE) for a in arrays])
   photos = lambda *data: np.array(data, dtype=object)  # noqa: E731
   return [
