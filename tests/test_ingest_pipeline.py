@@ -191,8 +191,11 @@ def test_weekly_spans_newest_ingested_cached_until_a_photo_changes_with_a_fixed_
   (bucket / "span-old").mkdir()
   result = CliRunner().invoke(cli.main, ["ingest", "--data-root", str(bucket), "--snapshot", "span-{SPAN}",
                                          "--output-root", str(tmp_path / "runs")])
-  assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
-  assert f"Error: {bucket / 'span-old'} looks like a snapshot but does not match" in result.output
+  # The step lines (stderr, mixed in here) come before it; the error is the one last line, no traceback.
+  lines = result.output.splitlines()
+  assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+  assert lines[-1].startswith(f"Error: {bucket / 'span-old'} looks like a snapshot but does not match"), lines
+  assert sum(line.startswith("Error") for line in lines) == 1, lines
   store = summary.open_store(cfg.metadata_path)
   states = {e.last_known_state for e in store.get_executions()}
   assert metadata_store_pb2.Execution.RUNNING not in states and metadata_store_pb2.Execution.FAILED in states
