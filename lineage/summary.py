@@ -159,15 +159,16 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: Optional[str],
 
 
 def _step_state(execution, type_name: str) -> str:
-  if type_name.endswith(_RESOLVER) and execution.last_known_state in (_E.COMPLETE, _E.CACHED):
+  # TFX records a resolver that found nothing to resolve (a first run) as FAILED; the run went on.
+  if type_name.endswith(_RESOLVER) and execution.last_known_state in (_E.COMPLETE, _E.CACHED, _E.FAILED):
     return "resolved"
   return STEP_STATES.get(execution.last_known_state, "?")
 
 
 def _step_note(execution, type_name: str, outputs, kind) -> str:
   if type_name.endswith(_RESOLVER):
-    models = [f"Model #{a.id}" for a in outputs if kind(a) == "Model"]
-    return f"the latest blessed model: {', '.join(models)}" if models else "no blessed model yet"
+    found = ", ".join(f"{kind(a).rsplit('.', 1)[-1]} #{a.id}" for a in outputs)
+    return f"found {found}" if found else "nothing to find yet"
   made = ", ".join(f"{kind(a).rsplit('.', 1)[-1]} #{a.id}" for a in outputs)
   if execution.last_known_state == _E.CACHED:
     return f"{made}: unchanged inputs and settings, an earlier run's outputs reused"
