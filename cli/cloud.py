@@ -38,7 +38,7 @@ def _compile_to(cfg, target, output, allow_default_service_account=False):
 @click.option("--target", type=click.Choice(["vertex", "kubeflow"]), default="vertex", show_default=True,
               help="vertex: a PipelineJob for Vertex AI Pipelines; kubeflow: the pipeline spec for Kubeflow "
                    "Pipelines v2.")
-@click.option("--output", type=click.Path(dir_okay=False), default="pipeline.json", show_default=True,
+@click.option("--output", type=options.OutputPath(), default="pipeline.json", show_default=True,
               help="The JSON file to write.")
 @click.option("--allow-default-service-account", is_flag=True,
               help="Write the pipeline even without --service-account: it then runs as the Compute Engine default "
@@ -140,7 +140,7 @@ def schedule_command(ctx, config_path, template, params, dry_run, cron, schedule
 
 @click.command("rehearse")
 @click.argument("template", type=click.Path(exists=True, dir_okay=False))
-@click.option("--workdir", required=True, type=click.Path(file_okay=False),
+@click.option("--workdir", required=True, type=options.OutputPath(folder=True),
               help="Where runs, outputs, buckets (gs://B/P is WORKDIR/gcs/B/P) and the record of earlier "
                    "rehearsals (the baseline a resolver finds, the cache) live.")
 @click.option("--param", "params", multiple=True,
@@ -225,7 +225,8 @@ def upload_command(local_dir, destination, workers):
 @click.command("download-coco")
 @click.option("--split", type=click.Choice(["val2017", "train2017"]), default="val2017", show_default=True,
               help="val2017: 5k images (815 MB); train2017: 118k images (19 GB). Annotations come with either.")
-@click.option("--dest", required=True, type=click.Path(file_okay=False), help="The COCO root to create or complete.")
+@click.option("--dest", required=True, type=options.OutputPath(folder=True),
+              help="The COCO root to create or complete.")
 @click.option("--keep-zips/--delete-zips", default=False, show_default=True,
               help="Keep the downloaded zips after unpacking.")
 @click.option("--base-url", default=None, help="A mirror of cocodataset.org (same files, same checksums).")

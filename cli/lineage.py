@@ -9,6 +9,7 @@ import json
 
 import click
 
+from cli import options
 from pipelines import config as config_lib
 
 FORMATS = ("table", "json", "dot", "png")
@@ -29,7 +30,7 @@ _LIST_FORMATS = ("table", "json")
               help="Or set COLORIZE_MYSQL_PASSWORD.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="table (default), json, dot or png (png needs --output); runs and artifacts take table|json.")
-@click.option("--output", "output_path", type=click.Path(dir_okay=False),
+@click.option("--output", "output_path", type=options.OutputPath(),
               help="Write here instead of printing (required for png).")
 @click.pass_context
 def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_host, mysql_port, mysql_database,
@@ -136,7 +137,7 @@ def artifacts(obj: _Options, type_name, fmt):
 @lineage.command()
 @click.argument("artifact_id", type=int, required=False)
 @_format_option(FORMATS)
-@click.option("--output", "output_path", type=click.Path(dir_okay=False),
+@click.option("--output", "output_path", type=options.OutputPath(),
               help="Write here instead of printing (required for png).")
 @click.pass_obj
 def model(obj: _Options, artifact_id, fmt, output_path):

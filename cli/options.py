@@ -12,6 +12,8 @@ clearer names. A list key takes comma-separated values and may be repeated; a ma
 takes a YAML mapping.
 """
 import dataclasses
+import errno
+import os
 from typing import Any, Dict, Iterator, Tuple
 
 import click
@@ -156,6 +158,43 @@ def _mapping_value(ctx, param, value):
   if not isinstance(parsed, dict):
     raise click.BadParameter(f"must be a YAML mapping like '{{KEY: VALUE}}', got {value!r}", param=param)
   return parsed
+
+
+class OutputPath(click.Path):
+  """A file (`folder=False`) or folder a command writes, checked when the command line is parsed.
+
+  Every option naming where output goes takes this type, so a path that cannot be written is one
+  line (exit code 2) before any work, never a traceback after it: a file needs an existing,
+  writable folder (a mistyped folder is not created for it); a folder is created with its parents,
+  so the nearest one that exists must be a writable folder. gs:// paths are the command's to check.
+  """
+
+  def __init__(self, folder: bool = False):
+    super().__init__(file_okay=not folder, dir_okay=folder)
+    self.folder = folder
+
+  def convert(self, value, param, ctx):
+    value = super().convert(value, param, ctx)  # an existing path of the wrong kind fails here
+    path = os.fspath(value)
+    if path.startswith("gs://"):
+      return value
+    if os.path.lexists(path) and not os.path.exists(path):
+      self.fail(f"cannot write {path!r}: it is a broken link", param, ctx)
+    writable = path
+    if not os.path.exists(path):
+      writable = os.path.dirname(os.path.abspath(path))
+      if not self.folder and not os.path.isdir(writable):
+        what = "is not a folder" if os.path.exists(writable) else "does not exist: create it first"
+        self.fail(f"cannot write {path!r}: {writable} {what}", param, ctx)
+      while not os.path.exists(writable):
+        writable = os.path.dirname(writable)
+      if not os.path.isdir(writable):
+        self.fail(f"cannot create {path!r}: {writable} is not a folder", param, ctx)
+    if not os.access(writable, os.W_OK):
+      read_only = os.statvfs(writable).f_flag & os.ST_RDONLY
+      self.fail(f"cannot write into {writable}: {os.strerror(errno.EROFS if read_only else errno.EACCES)}",
+                param, ctx)
+    return value
 
 
 def load_config(config_path, overrides) -> config_lib.PipelineConfig:

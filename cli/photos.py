@@ -9,12 +9,13 @@ import sys
 
 import click
 
+from cli import options
 from serving import photo_settings
 
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output-dir", required=True,
+@click.option("-o", "--output-dir", required=True, type=options.OutputPath(folder=True),
               help="Where the colorized photos go (created if missing), under the inputs' relative paths; "
                    "gs://BUCKET/PREFIX with --runner.")
 @click.option("--model", "model_dir",

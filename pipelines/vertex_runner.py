@@ -95,7 +95,6 @@ def compile_pipeline(cfg: config_lib.PipelineConfig, target: str, output: str,
   _keep_example_gen_resources(job["pipelineSpec"], pipeline)
   job.setdefault("labels", {}).update(cloud.labels)
   document = job if target == "vertex" else job["pipelineSpec"]
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output, "w") as f:
     json.dump(document, f, indent=2, sort_keys=True)
   return document

@@ -154,3 +154,37 @@ def test_snapshot_specs_are_checked_as_tfx_checks_them(pattern):
   except ValueError:
     tfx_ok = False
   assert (snapshot.spec_problem(pattern) is None) == bool(tfx_ok), snapshot.spec_problem(pattern)
+
+
+def _output_options(command, path="colorize"):
+  """(command path, option) of every option naming where a command writes, in every command."""
+  for param in command.params:
+    writes = any(word in o for o in param.opts for word in ("--output", "--dest", "--workdir"))
+    # --output-root is a config key (where runs go), checked with the config.
+    if isinstance(param, click.Option) and writes and "--output-root" not in param.opts:
+      yield path, param
+  for name, sub in getattr(command, "commands", {}).items():
+    yield from _output_options(sub, f"{path} {name}")
+
+
+def test_every_output_option_is_checked_before_any_work(tmp_path):
+  found = list(_output_options(cli.main))
+  assert len(found) >= 6, found
+  for path, param in found:
+    assert isinstance(param.type, options.OutputPath), f"{path} {param.opts[0]}"
+  (tmp_path / "a_file").write_text("")
+  os.symlink("nowhere", tmp_path / "broken")
+  missing, under_file = str(tmp_path / "missing" / "x.json"), str(tmp_path / "a_file" / "x")
+  for args, message in [
+      (["lineage", "--output", missing], f"cannot write {missing!r}: {tmp_path / 'missing'} does not exist"),
+      (["lineage", "model", "--format", "json", "--output", missing], "does not exist: create it first"),
+      (["compile", "--output", under_file], f"{tmp_path / 'a_file'} is not a folder"),
+      (["download-coco", "--dest", str(tmp_path / "a_file" / "coco" / "x")], f"{tmp_path / 'a_file'} is not a folder"),
+      (["photos", str(tmp_path), "-o", str(tmp_path / "broken"), "--model", str(tmp_path)], "it is a broken link"),
+  ]:
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 2 and message in result.output.splitlines()[-1], (args, result.output)
+  assert not (tmp_path / "missing").exists()
+  written = CliRunner().invoke(cli.main, ["lineage", "--metadata-file", str(tmp_path / "none.db"), "--output",
+                                          str(tmp_path / "a_file")])  # an existing file: replaced, not refused
+  assert written.exit_code == 1 and "no ML Metadata store" in written.output, written.output
