@@ -122,10 +122,13 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: Optional[str],
     elif ev.artifact_id not in [a.id for a in outputs[ev.execution_id]]:
       outputs[ev.execution_id].append(artifacts[ev.artifact_id])
   kind = lambda a: types.get(a.type_id, "?")  # noqa: E731
+  execution_types = {t.id: t.name for t in store.get_execution_types()}
+  resolvers = {e.id for e in executions if execution_types.get(e.type_id, "?").endswith(_RESOLVER)}
 
   gate_lines, stopped = [], []
   for e in executions:
-    for a in outputs[e.id]:
+    # A resolver's output is an earlier run's artifact (the last data gate verdict): no decision of this run.
+    for a in [] if e.id in resolvers else outputs[e.id]:
       if gates.PASSED in a.custom_properties:
         passed = a.custom_properties[gates.PASSED].int_value == 1
         verdict = a.custom_properties[gates.VERDICT].string_value if gates.VERDICT in a.custom_properties else ""
@@ -133,7 +136,6 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: Optional[str],
         stopped += [] if passed else [(steps[e.id], verdict)]
 
   lines = [f"Pipeline run {run.name}  (ML Metadata: {where})", "Steps:"]
-  execution_types = {t.id: t.name for t in store.get_execution_types()}
   for e in executions:
     type_name = execution_types.get(e.type_id, "?")
     lines.append(f"  {steps[e.id]:<30} {_step_state(e, type_name):<9} {_step_note(e, type_name, outputs[e.id], kind)}"
@@ -149,11 +151,13 @@ def run_lines(store: metadata_store.MetadataStore, pipeline_name: Optional[str],
   if gate_lines:
     lines += ["Gates:", *gate_lines]
   lines += ["Outputs:"]
-  for e in executions:
-    for a in outputs[e.id]:
-      # Custom types carry a namespace ("components.ColorizationReport"); the name is enough here.
-      lines.append(f"  {steps[e.id]:<16} {kind(a).rsplit('.', 1)[-1]:<18} {a.uri}")
-      lines += [f"  {'':<16} {'':<18} {line}" for line in _describe(kind(a), a)]
+  # Custom types carry a namespace ("components.ColorizationReport"); the name is enough here.
+  rows = [(steps[e.id], kind(a).rsplit(".", 1)[-1], a) for e in executions for a in outputs[e.id]]
+  step_width = max([16] + [len(step) for step, _, _ in rows])
+  type_width = max([18] + [len(type_name) for _, type_name, _ in rows])
+  for step, type_name, a in rows:
+    lines.append(f"  {step:<{step_width}} {type_name:<{type_width}} {a.uri}")
+    lines += [f"  {'':<{step_width}} {'':<{type_width}} {line}" for line in _describe(kind(a), a)]
   lines.append(_push_line(executions, steps, inputs, outputs, kind, stopped))
   return lines
 
@@ -231,7 +235,8 @@ def _push_line(executions, steps, inputs, outputs, kind, stopped_gates) -> str:
 def _describe(type_name: Optional[str], artifact) -> List[str]:
   props = artifact.custom_properties
   if gates.VERDICT in props:
-    return [props[gates.VERDICT].string_value, f"report: {props[gates.REPORT].string_value}"]
+    report = props[gates.REPORT].string_value if gates.REPORT in props else ""
+    return [props[gates.VERDICT].string_value] + ([f"report: {report}"] if report else [])
   if type_name == "Examples" and "skip_counts" in props:
     counts = json.loads(props["skip_counts"].string_value or "{}")
     lines = [f"splits: {props['split_counts'].string_value}" if "split_counts" in props else ""]

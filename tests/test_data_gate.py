@@ -123,6 +123,14 @@ def _report(artifact):
     return json.load(f)
 
 
+def _section(output, title):
+  """The lines of one section of the printed run summary."""
+  lines = output.splitlines()
+  start = lines.index(title) + 1
+  end = next((i for i in range(start, len(lines)) if not lines[i].startswith("  ")), len(lines))
+  return lines[start:end]
+
+
 @pytest.fixture(scope="module")
 def spans(coco128, historical, tmp_path_factory):
   """Each span through `colorize run` in one store: (exit code, output, verdict artifact) per run."""
@@ -169,6 +177,14 @@ def test_ordinary_coco_spans_pass(spans):
   report = _report(verdict)
   assert report["passed"] and report["span"] == 2 and report["baseline_span"] == 1 and not report["findings"]
   assert "photo statistics against the last accepted span" in verdict.custom_properties[gates.VERDICT].string_value
+  # The run summary: the resolved last verdict (span 1's) is no gate of this run; the outputs of steps with long
+  # names (last_data_gate_verdict) line up with the others.
+  gate_lines = _section(output, "Gates:")
+  assert [line.split()[:2] for line in gate_lines] == [["DataGate", "passed"]], output
+  outputs = _section(output, "Outputs:")
+  assert any(line.split()[0] == "last_data_gate_verdict" for line in outputs), output
+  columns = {line.index(" /") + 1 if line[2] != " " else len(line) - len(line.lstrip()) for line in outputs}
+  assert len(columns) == 1, output  # every URI and description in one column
   # The first run's resolver found no verdict (TFX records that as FAILED): the run is still complete.
   runs = graph.pipeline_runs(summary.open_store(spans["cfg"].metadata_path))
   assert [r["status"] for r in runs] == ["complete", "complete"] + ["failed"] * 4 + ["complete"]
@@ -192,6 +208,9 @@ def test_changed_spans_are_stopped_before_training_with_one_line(spans, run, nam
   # The CLI ends with the verdict (after the run summary), with no traceback.
   assert f"Error: {line}" in output.splitlines()
   assert "Traceback" not in output
+  # The steps not run were skipped by this run's gate, not by the earlier verdict the resolver found.
+  assert [line.split()[:2] for line in _section(output, "Gates:")] == [["DataGate", "STOPPED"]], output
+  assert "last_data_gate_verdict stopped" not in output and "Nothing pushed: DataGate: " in output
   # Compared with span 2, the last span that passed: a stopped span never becomes the reference.
   assert _report(verdict)["baseline_span"] == 2
   store = summary.open_store(spans["cfg"].metadata_path)
