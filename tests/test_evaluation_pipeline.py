@@ -43,6 +43,7 @@ from components.report import grid
 from lineage import summary
 from pipelines import config as config_lib
 from pipelines import local_runner
+from schemas import artifact_files
 from schemas import features
 from schemas import gates
 from schemas import signatures
@@ -219,6 +220,12 @@ def test_first_run_blesses_and_pushes_a_versioned_copy(runs):
   assert os.path.dirname(destination) == first.cfg.serving_model_dir
   assert os.path.isfile(os.path.join(destination, "saved_model.pb"))
   assert "pushed to " + destination in first.summary
+  # The Trainer recorded its model's files; the pushed copy holds them (what restores a damaged baseline), beside
+  # the model card.
+  model = first.outputs["Model"]
+  recorded = artifact_files.check(model.uri, "the Model", artifact_files.model_files("Format-Serving"))
+  pushed = artifact_files.digests(destination, "**")
+  assert recorded and all(pushed[name[len("Format-Serving/"):]] == digest for name, digest in recorded.items())
 
 
 def test_evaluator_mse_and_baselines_equal_numpy_reference(runs):

@@ -14,12 +14,13 @@ import tfx
 from tfx import v1 as tfx_v1
 
 from components import new_model
+from components.new_model import component as check_lib
 from components.new_model.component import NewModelCheck
-from components.new_model.component import fingerprint
 from components.serving_gate import component as gate_lib
 from components.serving_gate.component import ServingGate
 from lineage import summary
 from pipelines import config as config_lib
+from schemas import artifact_files
 from schemas import features
 from schemas import gates
 from schemas import signatures
@@ -76,7 +77,10 @@ def models(tmp_path_factory):
   root = tmp_path_factory.mktemp("models")
   good = _save(root / "good", broken=False)
   shutil.copytree(good, root / "good_copy")  # a retraining that reproduced the same bytes
-  return {"good": good, "good_copy": root / "good_copy", "broken": _save(root / "broken", broken=True)}
+  shutil.copytree(good, root / "recorded")
+  artifact_files.record_model(str(root / "recorded" / "Format-Serving"))  # as the Trainer records its export
+  return {"good": good, "good_copy": root / "good_copy", "broken": _save(root / "broken", broken=True),
+          "recorded": root / "recorded"}
 
 
 def _run(root: pathlib.Path, name: str, candidate: pathlib.Path, baseline: pathlib.Path):
@@ -112,12 +116,24 @@ def _prop(artifact, key):
   return summary.value_of(artifact.custom_properties[key])
 
 
+def _model(path: pathlib.Path, artifact_id: int):
+  model = tfx_v1.types.standard_artifacts.Model()
+  model.uri, model.id = str(path), artifact_id
+  return model
+
+
 def test_a_copy_of_the_latest_blessed_model_stops_the_run_before_the_serving_gate(models, tmp_path):
-  assert fingerprint(str(models["good"] / "Format-Serving")) == fingerprint(str(models["good_copy"] / "Format-Serving"))
+  files = {name: check_lib.checked_files(_model(models[name], 1), "the candidate", "")[0]
+           for name in ("good", "good_copy", "recorded")}
+  assert check_lib.fingerprint(files["good"]) == check_lib.fingerprint(files["good_copy"])
+  assert files["recorded"] == files["good"]  # verified against its manifest, and read once for the fingerprint
   found, served, lines = _run(tmp_path, "copy", models["good_copy"], models["good"])
   verdict = found["NewModelCheck"][new_model.ARTIFACT_TYPE]
   assert _prop(verdict, gates.PASSED) == 0
   assert "unchanged" in _prop(verdict, gates.VERDICT) and "the same bytes as Model #" in _prop(verdict, gates.VERDICT)
+  # Models exported before the Trainer recorded manifests: accepted, and the verdict says they were not checked.
+  assert "has no file manifest (written before the Trainer recorded them)" in _prop(verdict, gates.VERDICT)
+  assert "report:" not in "\n".join(lines)  # the check writes no report: no empty line for one
   assert "ServingGate" not in found and "Pusher" not in found and not served.exists()
   assert any(l.split()[:2] == ["Pusher", "skipped"] for l in lines), lines
   assert lines[-1].startswith("Nothing pushed: NewModelCheck: unchanged"), lines
@@ -152,3 +168,29 @@ def test_a_model_over_the_memory_budget_is_stopped(models):
   # Everything else was fine, and the probe imported nothing of the project.
   assert len(report["problems"]) == 1 and all("seconds" in r for r in report["requests"])
 
+
+
+def test_a_model_damaged_after_it_was_written_is_named_before_anything_loads_it(models, tmp_path):
+  damaged = tmp_path / "damaged"
+  shutil.copytree(models["recorded"], damaged)
+  variables = next((damaged / "Format-Serving" / "variables").glob("variables.data-*"))
+  written = variables.read_bytes()
+  variables.write_bytes(written[:len(written) // 2])  # a copy cut short
+  relative = variables.relative_to(damaged)
+  with pytest.raises(artifact_files.DamagedArtifactError, match=(
+      rf"^the candidate Model #7 at {damaged} is damaged: {relative} holds {len(written) // 2} bytes, "
+      rf"{len(written)} were written; rebuild it with `colorize run --no-cache`")):
+    check_lib.checked_files(_model(damaged, 7), "the candidate", artifact_files.REBUILD)
+  variables.write_bytes(written)
+  (damaged / "Format-Serving" / "saved_model.pb").unlink()
+  # The baseline the resolver hands the check, through TFX: retraining would not replace it, restoring does.
+  with pytest.raises(artifact_files.DamagedArtifactError, match=(
+      rf"^the latest blessed Model #\d+ at {damaged} is damaged: Format-Serving/saved_model.pb is missing; "
+      r"restore its files from the copy the Pusher made")):
+    _run(tmp_path, "damaged", models["good"], damaged)
+  # Without a manifest, a SavedModel folder without its graph is still refused.
+  unrecorded = tmp_path / "unrecorded"
+  shutil.copytree(models["good"], unrecorded)
+  (unrecorded / "Format-Serving" / "saved_model.pb").unlink()
+  with pytest.raises(artifact_files.DamagedArtifactError, match="Format-Serving/ holds no saved_model.pb"):
+    check_lib.checked_files(_model(unrecorded, 3), "the latest blessed", check_lib.RESTORE_BASELINE)

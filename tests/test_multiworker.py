@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from schemas import artifact_files
 from schemas import signatures
 from trainer import task
 
@@ -170,6 +171,9 @@ def test_two_workers_train_in_lock_step_resume_after_kill_and_only_the_chief_wri
   assert _event_file_writers(model_run) == {second["chief"].pid}
   assert not _scratch(tmp_path, "worker") and not _scratch(tmp_path, "chief")
   assert not any(resume_root.iterdir()), "resume state is removed once the model is exported"
+  # The chief recorded the exported files for NewModelCheck (schemas/artifact_files.py): they check out.
+  recorded = artifact_files.check(str(model_dir.parent), "the Model", artifact_files.model_files(model_dir.name))
+  assert "Format-Serving/saved_model.pb" in recorded and any("variables/variables.index" in f for f in recorded)
 
   # The exported model colorizes a real photo at its own size, in colour.
   colorize = tf.saved_model.load(str(model_dir)).signatures[signatures.IMAGE_SIGNATURE]

@@ -161,6 +161,8 @@ def _train(fn_args, cfg, strategy, resume_dir, scratch, embedder) -> None:
     # strategy, which needs no other worker (TF's rule that every worker saves is for saves of
     # distributed variables, such as the checkpoints above).
     export.export(model.network, fn_args.serving_model_dir, embedder=embedder)
+    # Its files' sizes and SHA-256: NewModelCheck names a model damaged since, in the cache or as the baseline.
+    artifact_files.record_model(fn_args.serving_model_dir)
     lease.finish()  # removes the resume state
   # The other workers wait for the chief's export: the TFX Trainer checks in every process that
   # the model exists once run_fn returns.
