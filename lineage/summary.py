@@ -16,6 +16,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import embed
+from components import ingest
 from components import model_card
 from components import report as report_lib
 from pipelines import config as config_lib
@@ -208,10 +209,29 @@ def _data_lines(store, executions, steps, inputs, outputs, kind) -> List[str]:
       for a in outputs[e.id]:
         state = "ingested" if e.last_known_state == _E.COMPLETE else "reused (unchanged snapshot)"
         lines.append(f"  {state}: {_span_of(store, a, kind)} as Examples #{a.id}")
+        lines += _ignored_lines(a.custom_properties)
     if steps[e.id] == "Trainer":
       read = [f"Examples #{a.id} ({_span_of(store, a, kind)})" for a in inputs[e.id].get("examples", [])]
       lines.append(f"  the Trainer read: {', '.join(read) or '?'}")
   return ["Data:", *lines] if lines else []
+
+
+def _ignored_lines(props) -> List[str]:
+  """The entries of the data root the ingestion decided are no snapshot, each with why (the first few)."""
+  if ingest.IGNORED_PROPERTY not in props:
+    return []
+  shown = json.loads(props[ingest.IGNORED_PROPERTY].string_value)
+  lines = [f"  not ingested, no snapshot: {_printable(name)} ({reason})" for name, reason in shown.items()]
+  more = props[ingest.IGNORED_COUNT_PROPERTY].int_value - len(shown)
+  if more > 0:
+    report = props["skip_report"].string_value if "skip_report" in props else "the skip report"
+    lines.append(f"  \u2026 and {more} more, all in {report}")
+  return lines
+
+
+def _printable(name: str) -> str:
+  """A file name as one line of text: escaped if it holds line breaks, other controls or bytes that are not UTF-8."""
+  return name if name.isprintable() else ascii(name)[1:-1]
 
 
 def _push_line(executions, steps, inputs, outputs, kind, stopped_gates) -> str:

@@ -162,12 +162,27 @@ def test_weekly_spans_newest_ingested_cached_until_a_photo_changes_with_a_fixed_
     os.symlink("gone.jpg", folder / "broken.jpg")
     os.symlink(tmp_path / "secret.jpg", folder / "escape.jpg")
     os.mkfifo(folder / "pipe.jpg")
+  # Entries of the data root that are no span, hostile names among them: each gets a decision with its reason.
   (bucket / "notes").mkdir()
+  (bucket / "odd\nname").mkdir()
+  os.mkdir(os.fsencode(bucket) + b"/caf\xe9")  # not UTF-8
+  for i in range(10):
+    (bucket / f"zz-{i}").mkdir()
   second, stored = run()
   assert span(second) == 2 and len(stored) == 2
   report = json.loads(tf.io.gfile.GFile(second.custom_properties["skip_report"].string_value).read())
   assert report["snapshot"] == str(bucket / "span-2") and report["span"] == 2 and report["listed"] == 40
-  assert report["ignored_folders"] == ["notes"]
+  no_span = "its name does not match ingest.snapshot 'span-{SPAN}'"
+  assert report["ignored_folders"] == dict.fromkeys(
+      ("caf\udce9", "notes", "odd\nname", *(f"zz-{i}" for i in range(10))), no_span)
+  # The run summary (`colorize lineage run`, the end of `colorize run`) lists the first 10, one line each.
+  result = CliRunner().invoke(cli.main, ["lineage", "--metadata-file", cfg.metadata_path, "run"])
+  lines = result.output.splitlines()
+  assert result.exit_code == 0 and f"  ingested: span 2 as Examples #{second.id}" in lines, result.output
+  ignored = [line for line in lines if line.startswith("  not ingested, no snapshot: ")]
+  assert len(ignored) == 10 and ignored[:3] == [f"  not ingested, no snapshot: {name} ({no_span})"
+                                                for name in ("caf\\udce9", "notes", "odd\\nname")], result.output
+  assert f"  \u2026 and 3 more, all in {second.custom_properties['skip_report'].string_value}" in lines
   assert {s["file"]: s["reason"] for s in report["skipped"] if s["reason"] != "grayscale"} == {
       f"{folder}{name}": reason for folder in ("", "train2017/")
       for name, reason in (("loop.jpg", "broken_link"), ("broken.jpg", "broken_link"), ("escape.jpg", "outside_root"),

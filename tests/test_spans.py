@@ -119,8 +119,11 @@ def test_every_folder_of_the_data_root_gets_a_decision(coco128, tmp_path, folder
   photo = next((coco128 / "train2017").glob("*.jpg"))
   _layout(tmp_path, folders, photo)
   from components.ingest import snapshot
-  with pytest.raises(snapshot.SnapshotError, match=message):
+  with pytest.raises(snapshot.SnapshotError, match=message) as raised:
     _resolve(tmp_path, pattern, span=span)
+  # One line that names the folder and the pattern.
+  text = str(raised.value)
+  assert "\n" not in text and str(tmp_path) in text and f"ingest.snapshot {pattern!r}" in text, text
 
 
 def test_ignored_folders_links_and_an_empty_newest_span_are_decided(coco128, tmp_path):
@@ -130,7 +133,8 @@ def test_ignored_folders_links_and_an_empty_newest_span_are_decided(coco128, tmp
   (tmp_path / "README.txt").write_text("spans of COCO")
   (tmp_path / "tmp").mkdir()
   resolved, root = _resolve(tmp_path, "span-{SPAN}")
-  assert root.endswith("span-2") and json.loads(resolved[snapshot.IGNORED_KEY]) == ["README.txt", "tmp"]
+  assert root.endswith("span-2") and json.loads(resolved[snapshot.IGNORED_KEY]) == [
+      ["README.txt", "not a folder"], ["tmp", "its name does not match ingest.snapshot 'span-{SPAN}'"]]
   (tmp_path / "span-3").mkdir()  # the newest span, empty: never silently the older one
   with pytest.raises(snapshot.SnapshotError, match=r"no files under .*span-3 .*fill it, remove it, or pin ingest.span"):
     _resolve(tmp_path, "span-{SPAN}")

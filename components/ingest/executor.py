@@ -47,6 +47,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
+from components import ingest
 from components.ingest import commit
 from components.ingest import listing_files
 from components.ingest import make_examples
@@ -99,6 +100,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     split_uris = {name: artifact_utils.get_split_uri([examples], name) for name in features.SPLITS}
     report_path = posixpath.join(examples.uri, SKIP_REPORT_FILE)
 
+    ignored_folders = json.loads(exec_properties.get(snapshot.IGNORED_KEY) or "[]")
     listing = sources.list_photos(root, categories, int(exec_properties["max_images"]))
     logging.info("Ingesting %d photos from %s (%s layout)", len(listing.photos), root, listing.layout)
     settings = {
@@ -107,7 +109,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         "layout": listing.layout, "annotations": listing.annotations,
         "categories": categories, "max_images": int(exec_properties["max_images"]),
         "listed": len(listing.photos), "ignored": listing.ignored,
-        "ignored_folders": json.loads(exec_properties.get(snapshot.IGNORED_KEY) or "[]"),
+        "ignored_folders": dict(ignored_folders),
         "keep_grayscale": keep_grayscale,
         "test_fraction": test_fraction, "eval_fraction": eval_fraction,
         "split_rule": splits.RULE,
@@ -143,6 +145,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples.set_string_custom_property(SPLIT_COUNTS_PROPERTY, json.dumps(report["split_counts"]))
     examples.set_string_custom_property(SKIP_COUNTS_PROPERTY, json.dumps(report["skip_counts"]))
     examples.set_string_custom_property(SKIP_REPORT_PROPERTY, report_path)
+    if ignored_folders:
+      # ASCII JSON: a name that is not UTF-8 (a surrogate escape) can be stored, and printed escaped.
+      recorded = dict(ignored_folders[:ingest.IGNORED_RECORDED])
+      examples.set_string_custom_property(ingest.IGNORED_PROPERTY, json.dumps(recorded))
+      examples.set_int_custom_property(ingest.IGNORED_COUNT_PROPERTY, len(ignored_folders))
     _record_snapshot(examples, exec_properties)
     logging.info("Examples %s: splits %s, skipped %s", examples.uri, report["split_counts"], report["skip_counts"])
     if not sum(report["split_counts"].values()):

@@ -43,7 +43,8 @@ _VERSION = re.compile(r"\{VERSION\}|\{VERSION:(?P<width>.*?)\}")
 _DATE_SPECS = ("{YYYY}", "{MM}", "{DD}")
 _WIDTH = re.compile(r":[1-9][0-9]?")
 _EPOCH = datetime.date(1970, 1, 1)
-# The execution property (JSON list) by which the driver hands the executor the folders `resolve` ignored.
+# The execution property (a JSON list of [name, reason]) by which the driver hands the executor the entries
+# `resolve` ignored.
 IGNORED_KEY = "ignored_folders"
 
 
@@ -143,7 +144,8 @@ class Resolved:
   folder: str                   # the snapshot below input_base, '/'-separated; '' = input_base itself
   span: int
   version: Optional[int]
-  ignored: Tuple[str, ...] = ()  # folders of the data root whose names are no snapshot's (reported, not read)
+  # (entry, why it is no snapshot) of the data root's entries whose names are no snapshot's (reported, not read)
+  ignored: Tuple[Tuple[str, str], ...] = ()
 
 
 def resolve(input_base: str, snapshot: str, span: int = NEWEST) -> Resolved:
@@ -161,19 +163,19 @@ def resolve(input_base: str, snapshot: str, span: int = NEWEST) -> Resolved:
     return Resolved("", 0, None)
   input_base = roots.strip(input_base)
   found: List[Tuple[str, Dict[str, str]]] = [("", {})]
-  ignored: List[str] = []
+  ignored: List[Tuple[str, str]] = []
   for level in snapshot.split("/"):
     regex, prefix = _level_regex(level)
     deeper = []
     for folder, values in found:
-      for name, problem in _entries(input_base, folder):
+      for name, problem in _entries(input_base, folder, snapshot):
         relative = posixpath.join(folder, name)
         match = regex.fullmatch(name)
         if not match:
           if _looks_like(name, prefix):
             raise SnapshotError(f"{_join(input_base, relative)} looks like a snapshot but does not match "
                                 f"ingest.snapshot {snapshot!r}; rename or move it")
-          ignored.append(relative)
+          ignored.append((relative, problem or f"its name does not match ingest.snapshot {snapshot!r}"))
         elif problem:
           raise SnapshotError(f"{_join(input_base, relative)} matches ingest.snapshot {snapshot!r} but is {problem}")
         else:
@@ -233,7 +235,7 @@ def _span_and_version(values: Dict[str, str], path: str, snapshot: str) -> Tuple
   return (day - _EPOCH).days, version
 
 
-def _entries(input_base: str, folder: str) -> Iterator[Tuple[str, str]]:
+def _entries(input_base: str, folder: str, snapshot: str) -> Iterator[Tuple[str, str]]:
   """(name, what is wrong with it as a snapshot folder or '') for each entry of input_base/folder, by name."""
   if input_base.startswith("gs://"):
     yield from _gcs_entries(input_base, folder)
@@ -244,7 +246,7 @@ def _entries(input_base: str, folder: str) -> Iterator[Tuple[str, str]]:
     with os.scandir(os.path.join(root, folder)) as it:
       entries = sorted(it, key=lambda e: e.name)
   except OSError as e:
-    raise SnapshotError(f"cannot list {_join(input_base, folder)}: {e.strerror}") from e
+    raise SnapshotError(f"cannot list {_join(input_base, folder)} (ingest.snapshot {snapshot!r}): {e.strerror}") from e
   for entry in entries:
     try:
       real = os.path.realpath(entry.path, strict=True)
