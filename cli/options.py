@@ -176,6 +176,8 @@ class OutputPath(click.Path):
   def convert(self, value, param, ctx):
     value = super().convert(value, param, ctx)  # an existing path of the wrong kind fails here
     path = os.fspath(value)
+    if not path.strip():
+      self.fail("an empty path names nothing to write", param, ctx)
     if path.startswith("gs://"):
       return value
     if os.path.lexists(path) and not os.path.exists(path):

@@ -181,6 +181,7 @@ def test_every_output_option_is_checked_before_any_work(tmp_path):
       (["compile", "--output", under_file], f"{tmp_path / 'a_file'} is not a folder"),
       (["download-coco", "--dest", str(tmp_path / "a_file" / "coco" / "x")], f"{tmp_path / 'a_file'} is not a folder"),
       (["photos", str(tmp_path), "-o", str(tmp_path / "broken"), "--model", str(tmp_path)], "it is a broken link"),
+      (["lineage", "--output", ""], "an empty path names nothing to write"),
   ]:
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 2 and message in result.output.splitlines()[-1], (args, result.output)
