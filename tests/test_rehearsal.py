@@ -6,12 +6,12 @@ Tiny settings: a few real coco128 photos, random weights, one epoch of two steps
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 from cloud_fixtures import REPO
 from cloud_fixtures import offline_command
+import image_files
 import pytest
 import tensorflow as tf
 import yaml
@@ -44,21 +44,6 @@ def template(tmp_path_factory):
   return tmp / "pipeline.json"
 
 
-def _span(coco128, root, number, count):
-  """root/span-<number>: a COCO root with the first `count` coco128 photos (by image id)."""
-  annotations = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
-  keep = sorted(annotations["images"], key=lambda i: i["id"])[:count]
-  folder = root / f"span-{number}"
-  (folder / "train2017").mkdir(parents=True)
-  for image in keep:
-    shutil.copy(coco128 / "train2017" / image["file_name"], folder / "train2017" / image["file_name"])
-  ids = {i["id"] for i in keep}
-  annotations["images"] = keep
-  annotations["annotations"] = [a for a in annotations["annotations"] if a["image_id"] in ids]
-  (folder / "annotations").mkdir()
-  (folder / "annotations" / "instances_train2017.json").write_text(json.dumps(annotations))
-
-
 def _image_ids(examples_uri, split):
   files = tf.io.gfile.glob(f"{examples_uri}/Split-{split}/*")
   records = tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -77,7 +62,8 @@ def test_three_weeks_of_a_schedule_with_one_template(template, coco128, tmp_path
   bucket_coco = workdir / "gcs" / "rehearse-bucket" / "coco"  # gs://rehearse-bucket/coco
   lines = []
 
-  _span(coco128, bucket_coco, 1, 10)
+  ids = image_files.coco_ids(coco128)
+  image_files.coco_root(coco128, bucket_coco / "span-1", ids[:10])
   week1 = engine.rehearse(str(template), str(workdir), echo=lines.append)
   assert {r.state for r in week1.tasks.values()} == {"ran", "resolved"}
   assert week1.tasks[RESOLVER].outputs["model"] == []  # nothing blessed before
@@ -87,7 +73,7 @@ def test_three_weeks_of_a_schedule_with_one_template(template, coco128, tmp_path
     for artifacts in result.outputs.values():
       assert all(any(a["uri"] in line for line in lines) for a in artifacts)
 
-  _span(coco128, bucket_coco, 2, 14)  # week 1's photos and 4 new ones
+  image_files.coco_root(coco128, bucket_coco / "span-2", ids[:14])  # week 1's photos and 4 new ones
   week2 = engine.rehearse(str(template), str(workdir))
   assert week2.tasks["CocoIngest"].state == "ran"
   # TFX's entrypoint writes the span the driver set as a custom property under "custom:span".
