@@ -68,6 +68,10 @@ def test_three_weeks_of_a_schedule_with_one_template(template, coco128, tmp_path
   assert {r.state for r in week1.tasks.values()} == {"ran", "resolved"}
   assert week1.tasks[RESOLVER].outputs["model"] == []  # nothing blessed before
   assert week1.tasks["Pusher"].outputs["pushed_model"][0]["metadata"]["pushed"] == 1
+  # A task runs in the image tree: the schema file the JSON names inside the image (/pipeline/schemas/...)
+  # was read from the image copy.
+  assert (workdir / "image" / "schemas" / "schema.pbtxt").exists()
+  assert tf.io.gfile.exists(f"{_uri(week1, 'ImportSchemaGen', 'schema')}/schema.pbtxt")
   # Every output is printed where it is.
   for result in week1.tasks.values():
     for artifacts in result.outputs.values():
@@ -119,14 +123,6 @@ def _only(template, tmp_path, keep, edit=None):
 def _args(spec, task):
   label = spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]["executorLabel"]
   return spec["deploymentSpec"]["executors"][label]["container"]["args"]
-
-
-def test_a_task_runs_in_the_image_tree_with_the_entrypoint_of_the_json(template, tmp_path):
-  result = engine.rehearse(_only(template, tmp_path, {"ImportSchemaGen"}), str(tmp_path / "w"), echo=lambda _: None)
-  schema = _uri(result, "ImportSchemaGen", "schema")
-  # The schema file the JSON names inside the image (/pipeline/schemas/...) was read from the image copy.
-  assert (tmp_path / "w" / "image" / "schemas" / "schema.pbtxt").exists()
-  assert tf.io.gfile.exists(f"{schema}/schema.pbtxt")
 
 
 def test_a_wrong_executor_class_fails_as_on_vertex(template, tmp_path):
