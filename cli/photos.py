@@ -51,7 +51,6 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runne
   if runner:
     _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runner, beam_args, config_path)
     return
-  stderr = click.get_text_stream("stderr")
   try:
     if (model_dir is None) == (endpoint is None):
       raise photos_lib.UsageError("give either --model DIR or --endpoint URL|RESOURCE")
@@ -85,7 +84,7 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runne
   from tqdm import tqdm
   written, kept, failed = 0, len(planned.jobs) - len(todo), 0
   stopped = None
-  progress = tqdm(total=len(todo), unit="photo", dynamic_ncols=True, file=stderr, disable=not todo)
+  progress = tqdm(total=len(todo), unit="photo", dynamic_ncols=True, file=sys.stderr, disable=not todo)
   try:
     for index, (job, result) in enumerate(results):
       try:
@@ -100,7 +99,7 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runne
         break
       except (photos_lib.PhotoError, OSError) as e:
         failed += 1
-        tqdm.write(f"skipped {job.source}: {e}", file=stderr)
+        tqdm.write(f"skipped {job.source}: {e}", file=sys.stderr)
       progress.update()
   except endpoint_lib.EndpointError as e:  # the endpoint cannot be used: say how far it got
     raise click.ClickException(f"{e}\n{written} of {len(todo)} photo(s) were colorized into {output_dir} before") from e

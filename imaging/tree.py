@@ -1,20 +1,85 @@
-"""Listing the files of a folder a user gives, without ever leaving it (`colorize photos`, `colorize upload`).
+"""The tree rule: how a folder a user gives is walked without ever leaving it, stated once.
 
-The rule for what is not a plain file (README, "Links and special files"):
-- a symbolic link is followed when what it points to lies inside the given folder: a file
-  link is read under the link's own name, a folder link is walked like a folder;
-- a link that leads outside the given folder, a broken link and a link loop are passed
-  over, each with its reason;
-- anything that is neither a regular file nor a folder (FIFO, socket, device) is passed
-  over without being opened (opening a FIFO would block forever);
-- a folder that cannot be listed is passed over with the error.
-Nothing is silently left out: every entry is in `files` or in `passed_over`.
+Every entry below the folder is sorted by `classify` (README, "Links and special files"):
+- a symbolic link is followed when what it resolves to lies inside the folder: a file link
+  is a file, a folder link is a folder to walk;
+- a link that leads outside the folder (OUTSIDE), a broken link (BROKEN) and a link loop
+  (LOOP) are refused, each with its reason;
+- anything that is neither a regular file nor a folder (FIFO, socket, device: SPECIAL) is
+  refused without being opened (opening a FIFO would block forever);
+- an entry that cannot be examined (UNREADABLE), and a folder that cannot be listed, are refused
+  with the error.
+Nothing is silently left out: every entry is listed or refused with its reason.
+
+Two walks apply it. `walk` here (`colorize photos`, `colorize upload`) reads a file reached
+through a folder link under the link's own name, ends link cycles at a folder that contains
+itself and can leave out the output folder. The ingestion's walk (components/ingest/local_tree.py)
+adds what a data root needs on top of the same rule: hidden names are refused, and a real folder
+is walked once, so a photo reached by two paths makes one example.
 """
 import dataclasses
+import enum
 import errno
 import os
 import stat
 from typing import List, Optional, Set, Tuple
+
+
+class Kind(enum.Enum):
+  FILE = "file"
+  FOLDER = "folder"
+  OUTSIDE = "outside"        # a link whose target lies outside the folder
+  BROKEN = "broken"          # a link to nothing
+  LOOP = "loop"              # a link that resolves to itself
+  SPECIAL = "special"        # FIFO, socket, device: never opened
+  UNREADABLE = "unreadable"  # stat failed otherwise
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+  kind: Kind
+  is_link: bool
+  real: str = ""                          # the resolved path (the entry's own path when it is no link)
+  stat: Optional[os.stat_result] = None   # of `real`: FILE, FOLDER, SPECIAL
+  error: Optional[OSError] = None         # BROKEN, LOOP, UNREADABLE
+
+
+def inside(real: str, root_real: str) -> bool:
+  """Whether a resolved, absolute path is the resolved root or lies below it."""
+  return real == root_real or real.startswith(root_real.rstrip("/") + "/")
+
+
+def kind(mode: int) -> str:
+  """What a file of this st_mode that is not a regular one is, in words."""
+  for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                     (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                     (stat.S_ISDIR, "a folder")):
+    if test(mode):
+      return name
+  return "not a regular file"
+
+
+def classify(entry: os.DirEntry, root_real: str) -> Decision:
+  """The rule for one entry of a folder below root_real (a resolved path); never opens the entry."""
+  is_link = False
+  try:
+    is_link = entry.is_symlink()
+    real = os.path.realpath(entry.path, strict=True) if is_link else entry.path
+    st = os.stat(real, follow_symlinks=False)
+  except OSError as e:
+    return Decision({errno.ELOOP: Kind.LOOP, errno.ENOENT: Kind.BROKEN}.get(e.errno, Kind.UNREADABLE), is_link, error=e)
+  if is_link and not inside(real, root_real):
+    return Decision(Kind.OUTSIDE, is_link, real)
+  found = Kind.FOLDER if stat.S_ISDIR(st.st_mode) else Kind.FILE if stat.S_ISREG(st.st_mode) else Kind.SPECIAL
+  return Decision(found, is_link, real, st)
+
+
+def special_file_reason(mode: int) -> Optional[str]:
+  """Why a file of this st_mode is not read, or None for a regular file."""
+  if stat.S_ISREG(mode):
+    return None
+  name = kind(mode)
+  return name if name == "not a regular file" else f"not a regular file: {name}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,23 +92,6 @@ class Entry:
 class Listing:
   files: List[Entry] = dataclasses.field(default_factory=list)
   passed_over: List[Tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, reason)
-
-
-def inside(path: str, folder: str) -> bool:
-  """Whether the real (link-resolved) `path` is `folder` or lies under it; `folder` is real."""
-  return os.path.commonpath([os.path.realpath(path), folder]) == folder
-
-
-def special_file_reason(mode: int) -> Optional[str]:
-  """Why a file of this st_mode is not read, or None for a regular file."""
-  if stat.S_ISREG(mode):
-    return None
-  for test, kind in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
-                     (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                     (stat.S_ISDIR, "a folder")):
-    if test(mode):
-      return f"not a regular file: {kind}"
-  return "not a regular file"
 
 
 def walk(folder: str, exclude: Optional[str] = None) -> Listing:
@@ -69,32 +117,23 @@ def _walk(path: str, relative: str, root: str, ancestors: Set[Tuple[int, int]], 
     listing.passed_over.append((path, f"folder cannot be listed: {e.strerror}"))
     return
   for entry in entries:
-    entry_relative = f"{relative}{entry.name}"
-    is_link = entry.is_symlink()
-    try:
-      st = os.stat(entry.path)  # follows links; never opens the file
-    except OSError as e:
-      if e.errno == errno.ELOOP:
-        reason = "link loop"
-      elif is_link and e.errno == errno.ENOENT:
-        reason = f"broken link (to {os.readlink(entry.path)})"
-      else:
-        reason = f"cannot be read: {e.strerror}"
-      listing.passed_over.append((entry.path, reason))
-      continue
-    if is_link and not inside(entry.path, root):
-      listing.passed_over.append((entry.path, f"link leads outside {root} (to {os.path.realpath(entry.path)})"))
-      continue
-    if stat.S_ISDIR(st.st_mode):
-      if _identity(st) in ancestors:
+    decision = classify(entry, root)
+    if decision.kind is Kind.LOOP:
+      listing.passed_over.append((entry.path, "link loop"))
+    elif decision.kind is Kind.BROKEN and decision.is_link:
+      listing.passed_over.append((entry.path, f"broken link (to {os.readlink(entry.path)})"))
+    elif decision.error is not None:
+      listing.passed_over.append((entry.path, f"cannot be read: {decision.error.strerror}"))
+    elif decision.kind is Kind.OUTSIDE:
+      listing.passed_over.append((entry.path, f"link leads outside {root} (to {decision.real})"))
+    elif decision.kind is Kind.FOLDER:
+      if _identity(decision.stat) in ancestors:
         listing.passed_over.append((entry.path, "link loop (a folder that contains it)"))
       elif exclude is not None and os.path.realpath(entry.path) == exclude:
         listing.passed_over.append((entry.path, "the output folder"))
       else:
-        _walk(entry.path, entry_relative + "/", root, ancestors | {_identity(st)}, exclude, listing)
-      continue
-    reason = special_file_reason(st.st_mode)
-    if reason:
-      listing.passed_over.append((entry.path, reason))
+        _walk(entry.path, f"{relative}{entry.name}/", root, ancestors | {_identity(decision.stat)}, exclude, listing)
+    elif decision.kind is Kind.SPECIAL:
+      listing.passed_over.append((entry.path, special_file_reason(decision.stat.st_mode)))
     else:
-      listing.files.append(Entry(entry.path, entry_relative))
+      listing.files.append(Entry(entry.path, f"{relative}{entry.name}"))

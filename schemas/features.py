@@ -40,6 +40,7 @@ to the original size before merging it with the original full-resolution L.
 TensorFlow is imported on first use by the functions that need it: the model definition
 (trainer/model.py) reads the constants here and must import without TensorFlow.
 """
+import hashlib
 import os
 from typing import Dict, List, Sequence
 
@@ -178,6 +179,18 @@ def feature_spec():
       **{key: tf.io.FixedLenFeature([], tf.float32) for key in PHOTO_FLOAT_STATS},
       **{key: tf.io.FixedLenFeature([], tf.int64) for key in PHOTO_INT_STATS},
   }
+
+
+def spec_fingerprint() -> str:
+  """What a stored example is (feature_spec, and the stored shapes and encodings above) as a short hash.
+
+  The ingestion's cache key carries it (CocoIngest's `feature_spec`), so Examples cached under
+  another spec are made again by the next run, and an unchanged spec keeps the cache.
+  """
+  spec = sorted((key, f.dtype.name, list(f.shape), f.default_value) for key, f in feature_spec().items())
+  stored = (L_SHAPE, AB_SHAPE, GRAY_SHAPE, EMBEDDING_SHAPE, EMBEDDING_DTYPE, L_BYTES_PER_UNIT, AB_OFFSET,
+            RECORD_COMPRESSION)
+  return hashlib.sha256(repr((spec, stored)).encode()).hexdigest()[:16]
 
 
 def _decode_raw(data, shape):

@@ -1,5 +1,8 @@
-"""Builds the awkward image files ingestion must handle, from a real photo (shared by the ingestion tests)."""
+"""Builds the awkward image files ingestion must handle, from a real photo, and COCO roots cut from coco128
+(shared by the ingestion tests)."""
 import io
+import json
+import shutil
 import struct
 import zlib
 
@@ -100,3 +103,34 @@ def with_hidden_colour(photo: Image.Image) -> bytes:
   rgba[:, :third, 3] = 0
   rgba[:, third:2 * third, 3] = 128
   return encode(Image.fromarray(rgba, "RGBA"), "PNG")
+
+
+COCO_ANNOTATIONS = "annotations/instances_train2017.json"  # below a COCO root
+
+
+def coco_ids(coco128) -> list:
+  """The image ids of coco128's annotations, smallest first."""
+  return sorted(i["id"] for i in json.loads((coco128 / COCO_ANNOTATIONS).read_text())["images"])
+
+
+def coco_annotations(coco128, image_ids) -> dict:
+  """coco128's annotations cut down to the images with these ids (in this order) and their objects."""
+  full = json.loads((coco128 / COCO_ANNOTATIONS).read_text())
+  by_id = {i["id"]: i for i in full["images"]}
+  ids = list(image_ids)
+  kept = set(ids)
+  return dict(full, images=[by_id[i] for i in ids],
+              annotations=[a for a in full["annotations"] if a["image_id"] in kept])
+
+
+def coco_root(coco128, folder, image_ids, missing=()) -> dict:
+  """folder: a COCO root holding the coco128 photos with these ids and their annotations, and annotating
+  the `missing` ones (last) without their photos. Returns the annotations written."""
+  image_ids = list(image_ids)
+  annotations = coco_annotations(coco128, [*image_ids, *missing])
+  (folder / "train2017").mkdir(parents=True)
+  for image in annotations["images"][:len(image_ids)]:
+    shutil.copy(coco128 / "train2017" / image["file_name"], folder / "train2017" / image["file_name"])
+  (folder / "annotations").mkdir()
+  (folder / COCO_ANNOTATIONS).write_text(json.dumps(annotations))
+  return annotations

@@ -18,6 +18,7 @@ from components.ingest import spans
 from components.report import component as report_component
 from pipelines import config as config_lib
 from pipelines import pipeline as pipeline_lib
+from schemas import features
 
 _GATE = ["ImportSchemaGen", "StatisticsGen", "ExampleValidator", "last_data_gate_verdict", "DataGate",
          "DataGateCheck"]
@@ -144,7 +145,7 @@ def test_coco_ingest_is_a_file_based_example_gen_over_one_snapshot():
   assert json.loads(properties.pop("input_config")) == {"splits": [{"name": "photos", "pattern": "span-{SPAN}/*/*"}]}
   assert json.loads(properties.pop("range_config")) == {"static_range": {"start_span_number": 4, "end_span_number": 4}}
   assert properties == {"input_base": "/data/coco", "max_images": 7, "categories": "dog,cat", "test_fraction": 0.2,
-                        "eval_fraction": 0.1, "keep_grayscale": 1}
+                        "eval_fraction": 0.1, "keep_grayscale": 1, "feature_spec": features.spec_fingerprint()}
   assert ingest.outputs["examples"].type == standard_artifacts.Examples
   assert ingest.inputs == {}
   assert ingest.executor_spec.executor_class is ingest_executor.Executor
@@ -157,6 +158,33 @@ def test_coco_ingest_is_a_file_based_example_gen_over_one_snapshot():
     ingest_component.CocoIngest(
         input_base="/data/coco", snapshot_pattern="weekly", snapshot_files="*/*", span=-1, max_images=0,
         categories="", test_fraction=0.2, eval_fraction=0.1, keep_grayscale=False)
+
+
+def test_the_ingestion_cache_key_follows_the_feature_spec(monkeypatch, tmp_path):
+  """After an upgrade that changes what an example holds, cached Examples are not reused; else they are."""
+  import tensorflow as tf
+  from tfx.orchestration import metadata
+  from tfx.orchestration.portable import cache_utils
+  from tfx.proto.orchestration import pipeline_pb2
+
+  store = metadata.Metadata(metadata.sqlite_metadata_connection_config(str(tmp_path / "mlmd.sqlite")))
+
+  def cache_key():  # TFX's own (local orchestrators); Vertex's also covers every parameter
+    ingest = ingest_component.CocoIngest(
+        input_base="/data/coco", snapshot_pattern="", snapshot_files="*/*", span=-1, max_images=0, categories="",
+        test_fraction=0.2, eval_fraction=0.1, keep_grayscale=False)
+    return cache_utils.get_cache_context(store, pipeline_pb2.PipelineNode(), pipeline_pb2.PipelineInfo(id="p"),
+                                         parameters=ingest.exec_properties).name
+
+  with store:
+    keys = [cache_key(), cache_key()]
+    spec = features.feature_spec
+    monkeypatch.setattr(features, "feature_spec", lambda: {**spec(), "noise": tf.io.FixedLenFeature([], tf.float32)})
+    keys.append(cache_key())
+    monkeypatch.undo()
+    monkeypatch.setattr(features, "AB_OFFSET", 127.0)  # an encoding, same keys
+    keys.append(cache_key())
+  assert keys[0] == keys[1] and len(set(keys)) == 3
 
 
 def test_trainer_reads_the_latest_spans_and_the_evaluator_this_run_s_test_split(tmp_path):

@@ -13,6 +13,7 @@ import threading
 import zipfile
 
 from click.testing import CliRunner
+import image_files
 import pytest
 
 from cli import main as cli
@@ -71,17 +72,14 @@ def server():
 @pytest.fixture(scope="module")
 def coco_zips(coco128):
   """val2017.zip (8 real photos) and an annotations zip holding their real annotations."""
-  names = sorted(os.listdir(coco128 / "train2017"))[:8]
+  subset = image_files.coco_annotations(coco128, image_files.coco_ids(coco128)[:8])
+  names = [i["file_name"] for i in subset["images"]]
   images = io.BytesIO()
   with zipfile.ZipFile(images, "w") as z:
     z.writestr("val2017/", "")
     for name in names:
       z.write(coco128 / "train2017" / name, f"val2017/{name}")
   annotations = io.BytesIO()
-  full = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
-  ids = {img["id"] for img in full["images"] if img["file_name"] in names}
-  subset = dict(full, images=[i for i in full["images"] if i["id"] in ids],
-                annotations=[a for a in full["annotations"] if a["image_id"] in ids])
   with zipfile.ZipFile(annotations, "w", zipfile.ZIP_DEFLATED) as z:
     z.writestr("annotations/instances_val2017.json", json.dumps(subset))
   return {"val2017.zip": images.getvalue(), "annotations_trainval2017.zip": annotations.getvalue(), "names": names}

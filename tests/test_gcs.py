@@ -18,6 +18,7 @@ from gcs_fixtures import free_port
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 import google_crc32c
+import image_files
 import pytest
 
 from cli import main as cli
@@ -176,18 +177,9 @@ def test_ingestion_reads_a_coco_root_from_gs(anonymous_beam_gcs, client, coco128
   """Listing, annotations and photos from gs://; the same Examples split counts as from the local copy."""
   from components.ingest import sources
   root = tmp_path / "coco"
-  annotations = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
   # 11 real colour photos, black-and-white 86 (a skip), and one annotated photo missing (another).
-  by_id = sorted(annotations["images"], key=lambda i: i["id"])
-  uploaded = by_id[:11] + [i for i in by_id if i["id"] == 86]
-  annotations["images"] = uploaded + [by_id[11]]
-  ids = {i["id"] for i in annotations["images"]}
-  annotations["annotations"] = [a for a in annotations["annotations"] if a["image_id"] in ids]
-  (root / "train2017").mkdir(parents=True)
-  (root / "annotations").mkdir()
-  (root / "annotations" / "instances_train2017.json").write_text(json.dumps(annotations))
-  for image in uploaded:
-    shutil.copy(coco128 / "train2017" / image["file_name"], root / "train2017" / image["file_name"])
+  ids = image_files.coco_ids(coco128)
+  annotations = image_files.coco_root(coco128, root, ids[:11] + [86], missing=ids[11:12])
   bucket = client.bucket(BUCKET)
   for path in sorted(p for p in root.rglob("*") if p.is_file()):
     bucket.blob(f"small_coco/{path.relative_to(root).as_posix()}").upload_from_filename(str(path))

@@ -211,17 +211,8 @@ def test_keep_grayscale_keeps_black_and_white_out_of_test(mixed_folder, mixed_ru
 def small_coco(coco128, tmp_path_factory):
   """A COCO root: 30 coco128 photos, their annotations, plus one annotated photo missing on disk."""
   root = tmp_path_factory.mktemp("small_coco")
-  annotations = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
-  keep = sorted(annotations["images"], key=lambda i: i["id"])[:31]
-  (root / "train2017").mkdir()
-  for image in keep[:30]:
-    shutil.copy(coco128 / "train2017" / image["file_name"], root / "train2017" / image["file_name"])
-  ids = {i["id"] for i in keep}
-  annotations["images"] = keep
-  annotations["annotations"] = [a for a in annotations["annotations"] if a["image_id"] in ids]
-  (root / "annotations").mkdir()
-  (root / "annotations" / "instances_train2017.json").write_text(json.dumps(annotations))
-  return root, annotations
+  ids = image_files.coco_ids(coco128)
+  return root, image_files.coco_root(coco128, root, ids[:30], missing=ids[30:31])
 
 
 def test_coco_root_uses_annotations_licences_and_reports_missing_files(small_coco, tmp_path):

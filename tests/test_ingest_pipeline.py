@@ -4,6 +4,7 @@ import os
 import shutil
 
 from click.testing import CliRunner
+import image_files
 from ml_metadata.proto import metadata_store_pb2
 import numpy as np
 import pytest
@@ -114,18 +115,6 @@ def test_cache_reuses_examples_only_while_the_photos_are_unchanged(coco128, tmp_
   assert sum(json.loads(changed.custom_properties["split_counts"].string_value).values()) == 6
 
 
-def _coco_snapshot(coco128, folder, image_ids):
-  """A COCO root holding the coco128 photos with these ids and their annotations."""
-  annotations = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
-  annotations["images"] = [i for i in annotations["images"] if i["id"] in image_ids]
-  annotations["annotations"] = [a for a in annotations["annotations"] if a["image_id"] in image_ids]
-  (folder / "train2017").mkdir(parents=True)
-  (folder / "annotations").mkdir()
-  (folder / "annotations" / "instances_train2017.json").write_text(json.dumps(annotations))
-  for image in annotations["images"]:
-    shutil.copy(coco128 / "train2017" / image["file_name"], folder / "train2017" / image["file_name"])
-
-
 def _split_ids(examples):
   ids = {}
   for split in features.SPLITS:
@@ -139,9 +128,9 @@ def _split_ids(examples):
 @pytest.mark.slow
 def test_weekly_spans_newest_ingested_cached_until_a_photo_changes_with_a_fixed_test_set(coco128, tmp_path):
   """Snapshots span-1, then span-2 (more photos) in one bucket-like folder, through the local pipeline."""
-  ids = sorted(int(p.stem) for p in (coco128 / "train2017").glob("*.jpg"))
+  ids = image_files.coco_ids(coco128)
   bucket = tmp_path / "coco"
-  _coco_snapshot(coco128, bucket / "span-1", set(ids[:24]))
+  image_files.coco_root(coco128, bucket / "span-1", ids[:24])
   cfg = config.from_dict({"output_root": str(tmp_path / "runs"),
                           "ingest": {"data_root": str(bucket), "snapshot": "span-{SPAN}"}})
 
@@ -154,7 +143,7 @@ def test_weekly_spans_newest_ingested_cached_until_a_photo_changes_with_a_fixed_
 
   first, stored = run()
   assert span(first) == 1 and len(stored) == 1
-  _coco_snapshot(coco128, bucket / "span-2", set(ids[:40]))
+  image_files.coco_root(coco128, bucket / "span-2", ids[:40])
   # The tree rule at depth 1 and 2, where TFX's own driver globs and stats ("*/*"), and a folder that is no span.
   (tmp_path / "secret.jpg").write_bytes(b"SECRET")
   for folder in (bucket / "span-2", bucket / "span-2" / "train2017"):

@@ -6,12 +6,12 @@ Tiny settings: a few real coco128 photos, random weights, one epoch of two steps
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 from cloud_fixtures import REPO
 from cloud_fixtures import offline_command
+import image_files
 import pytest
 import tensorflow as tf
 import yaml
@@ -44,21 +44,6 @@ def template(tmp_path_factory):
   return tmp / "pipeline.json"
 
 
-def _span(coco128, root, number, count):
-  """root/span-<number>: a COCO root with the first `count` coco128 photos (by image id)."""
-  annotations = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
-  keep = sorted(annotations["images"], key=lambda i: i["id"])[:count]
-  folder = root / f"span-{number}"
-  (folder / "train2017").mkdir(parents=True)
-  for image in keep:
-    shutil.copy(coco128 / "train2017" / image["file_name"], folder / "train2017" / image["file_name"])
-  ids = {i["id"] for i in keep}
-  annotations["images"] = keep
-  annotations["annotations"] = [a for a in annotations["annotations"] if a["image_id"] in ids]
-  (folder / "annotations").mkdir()
-  (folder / "annotations" / "instances_train2017.json").write_text(json.dumps(annotations))
-
-
 def _image_ids(examples_uri, split):
   files = tf.io.gfile.glob(f"{examples_uri}/Split-{split}/*")
   records = tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -77,17 +62,22 @@ def test_three_weeks_of_a_schedule_with_one_template(template, coco128, tmp_path
   bucket_coco = workdir / "gcs" / "rehearse-bucket" / "coco"  # gs://rehearse-bucket/coco
   lines = []
 
-  _span(coco128, bucket_coco, 1, 10)
+  ids = image_files.coco_ids(coco128)
+  image_files.coco_root(coco128, bucket_coco / "span-1", ids[:10])
   week1 = engine.rehearse(str(template), str(workdir), echo=lines.append)
   assert {r.state for r in week1.tasks.values()} == {"ran", "resolved"}
   assert week1.tasks[RESOLVER].outputs["model"] == []  # nothing blessed before
   assert week1.tasks["Pusher"].outputs["pushed_model"][0]["metadata"]["pushed"] == 1
+  # A task runs in the image tree: the schema file the JSON names inside the image (/pipeline/schemas/...)
+  # was read from the image copy.
+  assert (workdir / "image" / "schemas" / "schema.pbtxt").exists()
+  assert tf.io.gfile.exists(f"{_uri(week1, 'ImportSchemaGen', 'schema')}/schema.pbtxt")
   # Every output is printed where it is.
   for result in week1.tasks.values():
     for artifacts in result.outputs.values():
       assert all(any(a["uri"] in line for line in lines) for a in artifacts)
 
-  _span(coco128, bucket_coco, 2, 14)  # week 1's photos and 4 new ones
+  image_files.coco_root(coco128, bucket_coco / "span-2", ids[:14])  # week 1's photos and 4 new ones
   week2 = engine.rehearse(str(template), str(workdir))
   assert week2.tasks["CocoIngest"].state == "ran"
   # TFX's entrypoint writes the span the driver set as a custom property under "custom:span".
@@ -133,14 +123,6 @@ def _only(template, tmp_path, keep, edit=None):
 def _args(spec, task):
   label = spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]["executorLabel"]
   return spec["deploymentSpec"]["executors"][label]["container"]["args"]
-
-
-def test_a_task_runs_in_the_image_tree_with_the_entrypoint_of_the_json(template, tmp_path):
-  result = engine.rehearse(_only(template, tmp_path, {"ImportSchemaGen"}), str(tmp_path / "w"), echo=lambda _: None)
-  schema = _uri(result, "ImportSchemaGen", "schema")
-  # The schema file the JSON names inside the image (/pipeline/schemas/...) was read from the image copy.
-  assert (tmp_path / "w" / "image" / "schemas" / "schema.pbtxt").exists()
-  assert tf.io.gfile.exists(f"{schema}/schema.pbtxt")
 
 
 def test_a_wrong_executor_class_fails_as_on_vertex(template, tmp_path):

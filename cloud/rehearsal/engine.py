@@ -343,8 +343,10 @@ class _Run:
     argv = ["--runner=DirectRunner" if a == "--runner=DataflowRunner" else a for a in argv]
     if argv and argv[0] in ("python", "python3"):
       argv[0] = sys.executable
+    # No PYTHON* variable of this process either: PYTHONDONTWRITEBYTECODE would make every step compile
+    # TensorFlow, TFX and Beam from source again (~4 CPU s a step, dozens of steps a rehearsal).
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(PYTHONPATH=self.hooks, PYTHONDONTWRITEBYTECODE="1", COLORIZE_REHEARSAL_IMAGE=image,
+    env.update(PYTHONPATH=self.hooks, COLORIZE_REHEARSAL_IMAGE=image,
                COLORIZE_REHEARSAL_TASK_DIR=task_dir)
     log = os.path.join(task_dir, f"{what.replace(' ', '-')}.log")
     with open(log, "w") as out:

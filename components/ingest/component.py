@@ -12,6 +12,10 @@ custom properties), so the standard Trainer and Evaluator read it unchanged. It 
 carries ExampleGen's `span`, `version` and `input_fingerprint` and this project's
 `split_counts`, `skip_counts` and `skip_report` custom properties; the skip report (JSON,
 inside the artifact) lists every file left out and why.
+
+Its `feature_spec` parameter is schemas/features.py's spec_fingerprint: TFX's cache key (local
+and on Vertex) covers every parameter, so after an upgrade that changes what an example holds
+the next run ingests again, while Examples of an unchanged spec stay cached.
 """
 from tfx import types
 from tfx.components.example_gen import component as example_gen_component
@@ -27,8 +31,10 @@ from tfx.types.component_spec import ExecutionParameter
 from components.ingest import driver
 from components.ingest import executor
 from components.ingest import snapshot
+from schemas import features
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+FEATURE_SPEC_KEY = "feature_spec"
 
 
 class CocoIngestSpec(types.ComponentSpec):
@@ -43,6 +49,8 @@ class CocoIngestSpec(types.ComponentSpec):
       "test_fraction": ExecutionParameter(type=float),
       "eval_fraction": ExecutionParameter(type=float),
       "keep_grayscale": ExecutionParameter(type=int),
+      # The executor does not read it: it is in the cache key, so Examples of another spec are made again.
+      FEATURE_SPEC_KEY: ExecutionParameter(type=str),
   }
   INPUTS = {}
   OUTPUTS = {EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
@@ -98,4 +106,5 @@ class CocoIngest(example_gen_component.FileBasedExampleGen):
         eval_fraction=float(eval_fraction),
         # An int, not a bool: every orchestrator's IR carries ints.
         keep_grayscale=int(bool(keep_grayscale)),
+        feature_spec=features.spec_fingerprint(),
         examples=types.Channel(type=standard_artifacts.Examples)))

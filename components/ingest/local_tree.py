@@ -1,17 +1,17 @@
 """A local data root, walked and read so that nothing outside it is ever opened.
 
 The walk (os.scandir, never a glob: every character of a name is literal) sorts each
-entry of the root into a regular file (a candidate photo) or a refusal with a reason:
+entry of the root by the tree rule (imaging/tree.py: links followed only inside the root,
+special files never opened), into a regular file (a candidate photo) or a refusal with the
+skip reason the report gives:
 
-- hidden (a name starting with '.'): reported, not descended into;
-- a link is followed only when its target, fully resolved, lies inside the root; a link
-  out of the root is `outside_root`, a dangling link or a link loop is `broken_link`;
-- FIFOs, sockets and devices are `not_a_file` (opening a FIFO blocks forever);
-- a folder that cannot be listed is `unreadable`.
+- a link out of the root is `outside_root`, a dangling link or a link loop is `broken_link`;
+- FIFOs, sockets and devices are `not_a_file`; an entry or folder that cannot be read is `unreadable`.
 
-A real folder is walked once: a linked folder that leads back into an already-walked
-one is reported as `duplicate`, which also ends link cycles. Real folders are walked
-before linked ones, so a file keeps its own path rather than a link's.
+A data root adds two things to the rule. A hidden name (starting with '.') is `hidden`:
+reported, not descended into. A real folder is walked once: a linked folder that leads
+back into an already-walked one is reported as `duplicate`, which also ends link cycles.
+Real folders are walked before linked ones, so a file keeps its own path rather than a link's.
 
 `read_regular` opens without following a final link and without blocking
 (O_NOFOLLOW | O_NONBLOCK), then checks on the open descriptor that it is a regular
@@ -25,6 +25,7 @@ import stat
 from typing import List, Tuple
 
 from imaging import images
+from imaging import tree
 
 SkipReason = images.SkipReason
 
@@ -44,20 +45,6 @@ class Refusal:
   relative: str
   reason: SkipReason
   detail: str
-
-
-def inside(root_real: str, path: str) -> bool:
-  """Whether an absolute, normalised path is the root or below it."""
-  return path == root_real or path.startswith(root_real.rstrip("/") + "/")
-
-
-def kind(mode: int) -> str:
-  for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
-                     (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                     (stat.S_ISDIR, "a folder")):
-    if test(mode):
-      return name
-  return "not a regular file"
 
 
 def walk(root_real: str) -> Tuple[List[File], List[Refusal]]:
@@ -88,27 +75,26 @@ def walk(root_real: str) -> Tuple[List[File], List[Refusal]]:
       if entry.name.startswith("."):
         refused.append(Refusal(relative, SkipReason.HIDDEN, "hidden (name starts with '.'), not read"))
         continue
-      try:
-        is_link = entry.is_symlink()
-        real = os.path.realpath(entry.path, strict=True) if is_link else entry.path
-        st = os.stat(real, follow_symlinks=False)
-      except OSError as e:
-        reason = SkipReason.BROKEN_LINK if e.errno in (errno.ENOENT, errno.ELOOP) else SkipReason.UNREADABLE
-        refused.append(Refusal(relative, reason, "a link loop" if e.errno == errno.ELOOP else
-                               "a link to nothing" if e.errno == errno.ENOENT else e.strerror or str(e.errno)))
-        continue
-      if is_link and not inside(root_real, real):
+      decision = tree.classify(entry, root_real)
+      found, real, st = decision.kind, decision.real, decision.stat
+      if found is tree.Kind.LOOP:
+        refused.append(Refusal(relative, SkipReason.BROKEN_LINK, "a link loop"))
+      elif found is tree.Kind.BROKEN:
+        refused.append(Refusal(relative, SkipReason.BROKEN_LINK, "a link to nothing"))
+      elif found is tree.Kind.UNREADABLE:
+        refused.append(Refusal(relative, SkipReason.UNREADABLE, decision.error.strerror or str(decision.error.errno)))
+      elif found is tree.Kind.OUTSIDE:
         refused.append(Refusal(relative, SkipReason.OUTSIDE_ROOT, "a link to a path outside the data root, not read"))
-      elif stat.S_ISDIR(st.st_mode):
-        if is_link or via_link:
+      elif found is tree.Kind.FOLDER:
+        if decision.is_link or via_link:
           linked_folders.append((relative, real, _inode(st)))
         else:
           walked.add(_inode(st))
           real_folders.append((relative, real))
-      elif stat.S_ISREG(st.st_mode):
-        files.append(File(relative, real, st.st_size, st.st_mtime, _inode(st), is_link or via_link))
+      elif found is tree.Kind.FILE:
+        files.append(File(relative, real, st.st_size, st.st_mtime, _inode(st), decision.is_link or via_link))
       else:
-        refused.append(Refusal(relative, SkipReason.NOT_A_FILE, f"{kind(st.st_mode)}, not opened"))
+        refused.append(Refusal(relative, SkipReason.NOT_A_FILE, f"{tree.kind(st.st_mode)}, not opened"))
   return sorted(files, key=lambda f: f.relative), sorted(refused, key=lambda r: r.relative)
 
 
@@ -123,7 +109,7 @@ def read_regular(path: str) -> bytes:
   try:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
-      raise images.Skip(SkipReason.NOT_A_FILE, f"{kind(mode)}, not read")
+      raise images.Skip(SkipReason.NOT_A_FILE, f"{tree.kind(mode)}, not read")
     os.set_blocking(fd, True)
     with os.fdopen(fd, "rb", closefd=True) as f:
       fd = -1

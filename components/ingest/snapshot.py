@@ -29,6 +29,7 @@ import re
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from components.ingest import roots
+from imaging import tree
 
 SPLIT_NAME = "photos"
 NEWEST = -1
@@ -240,7 +241,6 @@ def _entries(input_base: str, folder: str, snapshot: str) -> Iterator[Tuple[str,
   if input_base.startswith("gs://"):
     yield from _gcs_entries(input_base, folder)
     return
-  from components.ingest import local_tree  # imports PIL: not for every command that loads a config
   root = roots.resolve_local(input_base)
   try:
     with os.scandir(os.path.join(root, folder)) as it:
@@ -253,7 +253,7 @@ def _entries(input_base: str, folder: str, snapshot: str) -> Iterator[Tuple[str,
     except OSError as e:
       yield entry.name, "a link loop" if e.errno == errno.ELOOP else "a broken link"
       continue
-    if not local_tree.inside(root, real):
+    if not tree.inside(real, root):
       yield entry.name, "a link out of the data root"
     elif not os.path.isdir(real):
       yield entry.name, "not a folder"
