@@ -317,26 +317,25 @@ def test_next_pushes_split_traffic_and_keep_only_the_newest_models(vertex_api, g
   assert _serving(state, PROBE) == {}
 
 
-@pytest.mark.parametrize("answer, why", [
-    ("junk", "000000000072.jpg: the endpoint answered something else than a JPEG"),
-    ("wrong_size", "000000000072.jpg: the endpoint answered a 213x320 image for a 427x640 photo"),
-    ("error", "answered HTTP 500: Internal error encountered"),
-])
-def test_a_new_model_that_answers_wrong_never_gets_traffic(vertex_api, gcs_folder, serving_model, tmp_path, answer,
-                                                           why):
+def test_a_new_model_that_answers_wrong_never_gets_traffic(vertex_api, gcs_folder, serving_model, tmp_path):
   state = vertex_api
   _push(_cfg(), serving_model, tmp_path)
-  state["answers"][f"{PARENT}/models/201"] = answer
-  state["requests"].clear()
-  message = _one_line_failure(_cfg(traffic_percentage=50), serving_model, tmp_path)
-  assert message.startswith(f"the new model {PARENT}/models/201 did not answer correctly on probe endpoint")
-  assert "it was undeployed and endpoint 'colorize-nightly''s traffic is unchanged" in message
-  assert why in message
-  # The old model keeps serving all requests; the new one is deployed nowhere.
-  assert _serving(state) == {"301": ("200@1", 100)}
-  assert _serving(state, PROBE) == {}
-  assert [path for path, _ in _posts(state)] == [
-      "models:upload", f"{PROBE}:deployModel", f"{PROBE}:predict", f"{PROBE}:undeployModel"]
+  # One push each (one session of the loopback API, models 201-203), cheaper than a fresh endpoint each.
+  wrong = {"junk": "000000000072.jpg: the endpoint answered something else than a JPEG",
+           "wrong_size": "000000000072.jpg: the endpoint answered a 213x320 image for a 427x640 photo",
+           "error": "answered HTTP 500: Internal error encountered"}
+  for number, (answer, why) in enumerate(wrong.items(), start=201):
+    state["answers"][f"{PARENT}/models/{number}"] = answer
+    state["requests"].clear()
+    message = _one_line_failure(_cfg(traffic_percentage=50), serving_model, tmp_path)
+    assert message.startswith(f"the new model {PARENT}/models/{number} did not answer correctly on probe endpoint")
+    assert "it was undeployed and endpoint 'colorize-nightly''s traffic is unchanged" in message
+    assert why in message, answer
+    # The old model keeps serving all requests; the new one is deployed nowhere.
+    assert _serving(state) == {"301": ("200@1", 100)}
+    assert _serving(state, PROBE) == {}
+    assert [path for path, _ in _posts(state)] == [
+        "models:upload", f"{PROBE}:deployModel", f"{PROBE}:predict", f"{PROBE}:undeployModel"]
 
 
 def test_a_failed_deploy_operation_and_an_unreachable_api_are_one_line(vertex_api, gcs_folder, serving_model,
@@ -364,7 +363,9 @@ def test_a_failed_deploy_operation_and_an_unreachable_api_are_one_line(vertex_ap
 
 
 def test_keep_models_counts_the_new_one():
+  from cli import options
   assert _cfg().cloud.deploy.keep_models == 2
+  assert "--deploy-keep-models" in {key.flag for key in options.keys()}
   with pytest.raises(config_lib.ConfigError, match=r"^cloud.deploy.keep_models must be >= 1 \(the new model "
                                                    r"counts\), got 0$"):
     _cfg(keep_models=0)
@@ -374,6 +375,20 @@ def test_an_unblessed_model_is_not_deployed(vertex_api, gcs_folder, serving_mode
   pushed = _push(_cfg(), serving_model, tmp_path, blessed=False)
   assert vertex_api["requests"] == []
   assert pushed.get_int_custom_property("pushed") == 0
+
+
+def test_the_rest_of_the_split_goes_to_the_kept_and_the_others_models_as_they_shared_it():
+  from components.endpoint_rollout import rollout
+  # 80 shared 2:1 is 53.3 and 26.7: whole percentages, the point lost to rounding to the larger remainder.
+  assert rollout.traffic_split(20, {"1": 50, "2": 25, "9": 25}, ["1", "2"], []) == {"0": 20, "1": 53, "2": 27}
+  # A model dropped from the kept ones (here "1") gets nothing; others' models ("9") keep their part.
+  assert rollout.traffic_split(10, {"1": 50, "2": 25, "9": 25}, ["2"], ["9"]) == {"0": 10, "2": 45, "9": 45}
+  # No kept model has traffic now (the last push took 100%): the newest kept one gets the rest.
+  assert rollout.traffic_split(20, {"3": 100}, ["1", "2"], []) == {"0": 20, "2": 80}
+  # Nothing else to serve (the first push, keep_models: 1): the new model gets all.
+  assert rollout.traffic_split(20, {"1": 100}, [], []) == {"0": 100}
+  assert rollout.traffic_split(0, {}, [], ["9"]) == {"0": 100}
+  assert rollout.traffic_split(100, {"1": 100}, ["1"], []) == {"0": 100}
 
 
 def test_cpu_serving_image_and_region_registry():
