@@ -104,7 +104,7 @@ class DeployConfig:
   accelerator_count: int = setting(1, "GPUs per serving machine.")
   min_replicas: int = setting(1, "Fewest serving machines.")
   max_replicas: int = setting(1, "Most serving machines; above min_replicas Vertex AI autoscales between them.")
-  traffic_percentage: int = setting(100, "The new model's share of requests (0-100); models deployed before share the rest.")
+  traffic_percentage: int = setting(100, "The new model's share of requests (0-100); the older models kept (keep_models) share the rest.")
   serving_image: str = setting("", "Serving container image; '' = Vertex AI's prebuilt TF 2.16 image (CPU or GPU) near the region.")
   keep_models: int = setting(
       2, "This pipeline's models that stay deployed on the endpoint, the new one included (the others to roll "
