@@ -1,9 +1,10 @@
-"""cloud.deploy: TFX's Vertex Pusher, configured by pipelines/cloud_config.py, deploys a blessed model.
+"""cloud.deploy: the EndpointPusher, configured by pipelines/cloud_config.py, rolls a blessed model out.
 
-The real Pusher executor (tfx.extensions.google_cloud_ai_platform) runs with the exact
-exec properties of the compiled pipeline's EndpointPusher, and aiplatform's REST transport
-talks to a loopback server that answers like the Vertex AI API (endpoints, models, deploy)
-and records every request. The model is copied to a gs:// destination as in the cloud; here
+The real executor (components/endpoint_rollout: TFX's Vertex Pusher executor with the rollout)
+runs with the exact exec properties of the compiled pipeline's EndpointPusher, and aiplatform's
+REST transport, and the probe's requests (serving/endpoint.py), talk to a loopback server that
+answers like the Vertex AI API (endpoints, models, deploy, undeploy, predict) and records every
+request. Each claim of docs/vertex.md's section 7b is checked here. The model is copied to a gs:// destination as in the cloud; here
 gs:// is a folder (a TFX filesystem plugin), as the pipeline root's bucket is not the subject.
 """
 import base64
