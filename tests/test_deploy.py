@@ -5,7 +5,8 @@ runs with the exact exec properties of the compiled pipeline's EndpointPusher, a
 REST transport, and the probe's requests (serving/endpoint.py), talk to a loopback server that
 answers like the Vertex AI API (endpoints, models, deploy, undeploy, predict) and records every
 request. Each claim of docs/vertex.md's section 7b is checked here. The model is copied to a
-gs:// destination as in the cloud; here gs:// is a folder (a TFX filesystem plugin), as the pipeline root's bucket is not the subject.
+gs:// destination as in the cloud; here gs:// is a folder (a TFX filesystem plugin), as the
+pipeline root's bucket is not the subject.
 """
 import base64
 import dataclasses
