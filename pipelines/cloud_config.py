@@ -15,6 +15,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional
 
+from components import endpoint_rollout
 from schemas import config_fields
 from schemas.config_fields import ConfigError
 
@@ -103,8 +104,11 @@ class DeployConfig:
   accelerator_count: int = setting(1, "GPUs per serving machine.")
   min_replicas: int = setting(1, "Fewest serving machines.")
   max_replicas: int = setting(1, "Most serving machines; above min_replicas Vertex AI autoscales between them.")
-  traffic_percentage: int = setting(100, "The new model's share of requests (0-100); models deployed before share the rest.")
+  traffic_percentage: int = setting(100, "The new model's share of requests (0-100); the older models kept (keep_models) share the rest.")
   serving_image: str = setting("", "Serving container image; '' = Vertex AI's prebuilt TF 2.16 image (CPU or GPU) near the region.")
+  keep_models: int = setting(
+      2, "This pipeline's models that stay deployed on the endpoint, the new one included (the others to roll "
+         "back to); older ones are undeployed after each push")
 
 
 @dataclasses.dataclass
@@ -196,6 +200,7 @@ class CloudConfig:
            f"cloud.deploy.max_replicas must be >= min_replicas ({p.min_replicas}), got {p.max_replicas}")
     _check(0 <= p.traffic_percentage <= 100,
            f"cloud.deploy.traffic_percentage must be 0-100, got {p.traffic_percentage}")
+    _check(p.keep_models >= 1, f"cloud.deploy.keep_models must be >= 1 (the new model counts), got {p.keep_models}")
     _check(not p.serving_image or "/" in p.serving_image,
            f"cloud.deploy.serving_image must be a container image URI, got {p.serving_image!r}")
     steps = [(f"step_resources.{k}", v) for k, v in self.step_resources.items()]
@@ -359,11 +364,13 @@ def vertex_training_args(cfg) -> Optional[Dict[str, Any]]:
 
 
 def vertex_serving_args(cfg) -> Optional[Dict[str, Any]]:
-  """custom_config of TFX's Vertex Pusher deploying to cloud.deploy's endpoint, or None (not enabled).
+  """custom_config of the EndpointPusher deploying to cloud.deploy's endpoint, or None (not enabled).
 
-  The Pusher finds the endpoint by display name (creating it the first time), uploads the
-  pushed SavedModel as a Model with the serving image, and deploys it with these arguments
-  of aiplatform's Model.deploy.
+  TFX's Vertex Pusher's entries, read by components/endpoint_rollout as TFX reads them: the
+  endpoint found by display name (created the first time), the pushed SavedModel uploaded as a
+  Model with the serving image and deployed with these arguments of aiplatform's Model.deploy;
+  and the rollout's own entry: how many of this pipeline's models stay deployed, and the label
+  value that marks them as this pipeline's.
   """
   cloud = require(cfg)
   p = cloud.deploy
@@ -386,7 +393,9 @@ def vertex_serving_args(cfg) -> Optional[Dict[str, Any]]:
   if cloud.labels:
     args["labels"] = dict(cloud.labels)
   ext = tfx.extensions.google_cloud_ai_platform
-  return _on_vertex(cloud, {ext.VERTEX_CONTAINER_IMAGE_URI_KEY: serving_image(cloud), ext.SERVING_ARGS_KEY: args})
+  rollout = {"keep_models": p.keep_models, "owner": _label_value(cfg.pipeline_name)}
+  return _on_vertex(cloud, {ext.VERTEX_CONTAINER_IMAGE_URI_KEY: serving_image(cloud), ext.SERVING_ARGS_KEY: args,
+                            endpoint_rollout.ROLLOUT_KEY: rollout})
 
 
 def _on_vertex(cloud: CloudConfig, entries: Dict[str, Any]) -> Dict[str, Any]:
@@ -432,6 +441,11 @@ def _check_gpu(section: str, machine_type: str, accelerator_type: str) -> None:
   _check(allowed is None or accelerator_type in allowed,
          f"{section}: {accelerator_type} cannot be attached to {machine_type}; "
          f"{family}-* machines take {', '.join(allowed or ())}")
+
+
+def _label_value(text: str) -> str:
+  """Text as a label value: lowercase, characters other than a-z 0-9 _ - as '-', at most 63."""
+  return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
 
 
 def _parse_labels(items) -> Dict[str, str]:

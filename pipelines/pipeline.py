@@ -18,6 +18,7 @@ from tfx import v1 as tfx
 
 from components import run_parameters
 from components.embed.component import Embed
+from components.endpoint_rollout.component import EndpointPusher
 from components.ingest import spans
 from components.ingest.component import CocoIngest
 from components.model_card.component import ModelCard
@@ -63,8 +64,9 @@ def create_pipeline(
   TFX's penguin example does; None trains inside the pipeline's own process/container.
   embed_beam_pipeline_args: Beam arguments added for the Embed step only (Dataflow GPU
   workers: pipelines/cloud_config.py).
-  vertex_serving_args: custom_config (pipelines/cloud_config.py) of TFX's Vertex Pusher, which
-  then also deploys each blessed model to a Vertex AI Endpoint; None deploys nowhere.
+  vertex_serving_args: custom_config (pipelines/cloud_config.py) of the EndpointPusher (TFX's Vertex
+  Pusher with components/endpoint_rollout's rollout), which then also deploys each blessed model to a
+  Vertex AI Endpoint once it answered there; None deploys nowhere.
   runtime_parameters: what changes from run to run (RUNTIME_PARAMETERS) becomes a typed runtime
   parameter of the compiled template, defaulting to the configured value (Vertex / Kubeflow v2 only).
   """
@@ -209,7 +211,7 @@ def _evaluate_and_push(stages, ingest_component, train_examples, schema_importer
   )
   steps = [evaluator, report, gate, pusher, card]
   if vertex_serving_args:
-    steps.append(tfx.extensions.google_cloud_ai_platform.Pusher(
+    steps.append(EndpointPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=gate.outputs["blessing"],

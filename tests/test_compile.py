@@ -129,8 +129,8 @@ def test_data_gate_steps_are_wired_and_hold_back_embedding_and_training(compiled
 def test_blessed_models_are_also_deployed_to_a_vertex_endpoint(compiled):
   spec = compiled["job"]["pipelineSpec"]
   args = _executor(spec, "EndpointPusher")["container"]["args"]
-  assert args[args.index("--executor_class_path") + 1] == \
-      "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+  # TFX's Vertex Pusher executor with the rollout (components/endpoint_rollout), from the project image.
+  assert args[args.index("--executor_class_path") + 1] == "components.endpoint_rollout.executor.Executor"
   assert "Evaluator" in _tasks(spec)["EndpointPusher"]["dependentTasks"]
   custom = json.loads(_param(spec, "EndpointPusher", "custom_config"))
   assert custom["ai_platform_enable_vertex"] is True
@@ -142,6 +142,7 @@ def test_blessed_models_are_also_deployed_to_a_vertex_endpoint(compiled):
       "project": "colorize-test", "endpoint_name": "colorize-nightly", "machine_type": "n1-standard-8",
       "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 1, "min_replica_count": 1, "max_replica_count": 3,
       "traffic_percentage": 100, "service_account": SERVICE_ACCOUNT, "labels": {"team": "vision", "env": "test"}}
+  assert custom["colorize_rollout"] == {"keep_models": 2, "owner": "colorize-nightly"}
 
 
 def test_dataflow_args(compiled, cfg):

@@ -1,16 +1,22 @@
-"""cloud.deploy: TFX's Vertex Pusher, configured by pipelines/cloud_config.py, deploys a blessed model.
+"""cloud.deploy: the EndpointPusher, configured by pipelines/cloud_config.py, rolls a blessed model out.
 
-The real Pusher executor (tfx.extensions.google_cloud_ai_platform) runs with the exact
-exec properties of the compiled pipeline's EndpointPusher, and aiplatform's REST transport
-talks to a loopback server that answers like the Vertex AI API (endpoints, models, deploy)
-and records every request. The model is copied to a gs:// destination as in the cloud; here
-gs:// is a folder (a TFX filesystem plugin), as the pipeline root's bucket is not the subject.
+The real executor (components/endpoint_rollout: TFX's Vertex Pusher executor with the rollout)
+runs with the exact exec properties of the compiled pipeline's EndpointPusher, and aiplatform's
+REST transport, and the probe's requests (serving/endpoint.py), talk to a loopback server that
+answers like the Vertex AI API (endpoints, models, deploy, undeploy, predict) and records every
+request. Each claim of docs/vertex.md's section 7b is checked here. The model is copied to a
+gs:// destination as in the cloud; here gs:// is a folder (a TFX filesystem plugin), as the
+pipeline root's bucket is not the subject.
 """
+import base64
 import dataclasses
 import http.server
 import importlib.metadata
+import io
 import json
 import pathlib
+import shutil
+import socket
 import threading
 
 from cloud_fixtures import CONFIG
@@ -25,17 +31,47 @@ pytest_plugins = ("trainer_fixtures",)
 
 PROJECT, REGION = "colorize-test", "europe-west4"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
+ENDPOINT, PROBE = "endpoints/100", "endpoints/101"
 PUSHED_URI = "gs://colorize-bucket/runs/pipeline/colorize-nightly/EndpointPusher/pushed_model/7"
 
 
+def _error(code, status, message):
+  return {"error": {"code": code, "message": message, "status": status}}
+
+
+def _colorized(instance, answer):
+  """What the served model's default signature answers for one photo: a JPEG of its size, or a fault."""
+  from PIL import Image
+  photo = Image.open(io.BytesIO(base64.b64decode(instance["b64"]))).convert("RGB")
+  if answer == "junk":
+    return {"b64": base64.b64encode(b"GIF89a not a colorized photo").decode()}
+  if answer == "wrong_size":
+    photo = photo.resize((photo.width // 2, photo.height // 2))
+  out = io.BytesIO()
+  photo.save(out, format="JPEG")
+  return {"b64": base64.b64encode(out.getvalue()).decode()}
+
+
 class _VertexApi(JsonApi, http.server.BaseHTTPRequestHandler):
-  """Endpoints, models and deployments of one project, kept in memory; long operations finish at once."""
+  """Endpoints, models and deployments of one project, kept in memory, as the Vertex AI v1 REST API
+  documents them; long operations finish at once (or fail, with state["fail"][method] as their error).
+
+  endpoints.deployModel and undeployModel keep the endpoint's trafficSplit as documented: deployModel
+  overwrites it when given one ("0" is the new model) and leaves it otherwise; a model with traffic is
+  undeployed only when the request's split takes it away or it is the last one. endpoints.predict
+  routes by the split (to the largest share) and answers as the served model's default signature does,
+  or as state["answers"][model] says ("junk", "wrong_size", "error").
+  """
   state = None
 
-  def _operation(self, type_name, response):
+  def _operation(self, type_name, response, method=None):
     self.state["operations"] += 1
-    return {"name": f"{PARENT}/operations/{self.state['operations']}", "done": True,
-            "response": {"@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{type_name}", **response}}
+    operation = {"name": f"{PARENT}/operations/{self.state['operations']}", "done": True}
+    failure = self.state["fail"].get(method)
+    if failure:
+      return dict(operation, error={"code": 8, "message": failure})
+    return dict(operation, response={"@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{type_name}",
+                                     **response})
 
   def do_GET(self):
     request = self._record()
@@ -48,30 +84,63 @@ class _VertexApi(JsonApi, http.server.BaseHTTPRequestHandler):
       return self._reply(200, endpoints[path])
     if path.split("@")[0] in models:
       return self._reply(200, models[path.split("@")[0]])
-    return self._reply(404, {"error": {"code": 404, "message": f"{path} not found", "status": "NOT_FOUND"}})
+    return self._reply(404, _error(404, "NOT_FOUND", f"{path} not found"))
 
   def do_POST(self):
     request = self._record()
     path, body = request["path"][len("/v1/"):], request["body"]
+    target, _, method = path.rpartition(":")
+    endpoint = self.state["endpoints"].get(target)
     if path == f"{PARENT}/endpoints":
       name = f"{PARENT}/endpoints/{100 + len(self.state['endpoints'])}"
-      self.state["endpoints"][name] = dict(body, name=name)
+      self.state["endpoints"][name] = dict(body, name=name, trafficSplit={}, deployedModels=[])
       return self._reply(200, self._operation("Endpoint", self.state["endpoints"][name]))
     if path == f"{PARENT}/models:upload":
-      name = f"{PARENT}/models/{200 + len(self.state['models'])}"
+      name = f"{PARENT}/models/{200 + sum(m.get('versionId') == '1' for m in self.state['models'].values())}"
       # As Vertex AI answers for a model on a prebuilt serving image: it needs its own machines.
       self.state["models"][name] = dict(body["model"], name=name, versionId="1",
                                         supportedDeploymentResourcesTypes=["DEDICATED_RESOURCES"])
       return self._reply(200, self._operation("UploadModelResponse", {"model": name, "modelVersionId": "1"}))
-    if path.endswith(":deployModel") and path[:-len(":deployModel")] in self.state["endpoints"]:
-      endpoint = self.state["endpoints"][path[:-len(":deployModel")]]
-      deployed = dict(body["deployedModel"], id=str(300 + len(endpoint.get("deployedModels", []))))
-      endpoint.setdefault("deployedModels", []).append(deployed)
-      split = {k: v for k, v in body.get("trafficSplit", {}).items() if k != "0"}
-      split[deployed["id"]] = body.get("trafficSplit", {}).get("0", 0)
-      endpoint["trafficSplit"] = split
-      return self._reply(200, self._operation("DeployModelResponse", {"deployedModel": deployed}))
-    return self._reply(404, {"error": {"code": 404, "message": f"no route {path}", "status": "NOT_FOUND"}})
+    if endpoint is None:
+      return self._reply(404, _error(404, "NOT_FOUND", f"no route {path}"))
+    split = {k: int(v) for k, v in (body or {}).get("trafficSplit", {}).items()}
+    if split and sum(split.values()) != 100:
+      return self._reply(400, _error(400, "INVALID_ARGUMENT", f"traffic split {split} does not add up to 100"))
+    if method == "deployModel":
+      self.state["deployed"] += 1
+      deployed = dict(body["deployedModel"], id=str(299 + self.state["deployed"]),
+                      createTime=f"2026-01-01T00:00:{self.state['deployed']:02d}Z")
+      operation = self._operation("DeployModelResponse", {"deployedModel": deployed}, method)
+      if "error" not in operation:
+        endpoint["deployedModels"].append(deployed)
+        if split:
+          endpoint["trafficSplit"] = {(deployed["id"] if k == "0" else k): v for k, v in split.items()}
+      return self._reply(200, operation)
+    if method == "undeployModel":
+      ids = [d["id"] for d in endpoint["deployedModels"]]
+      if body["deployedModelId"] not in ids:
+        return self._reply(404, _error(404, "NOT_FOUND", f"deployed model {body['deployedModelId']} not found"))
+      after = split or endpoint["trafficSplit"]
+      if after.get(body["deployedModelId"]) and len(ids) > 1:
+        return self._reply(400, _error(400, "FAILED_PRECONDITION", f"deployed model {body['deployedModelId']} "
+                                       "has traffic: the request's traffic split must take it away"))
+      operation = self._operation("UndeployModelResponse", {}, method)
+      if "error" not in operation:
+        endpoint["deployedModels"] = [d for d in endpoint["deployedModels"] if d["id"] != body["deployedModelId"]]
+        left = {k: v for k, v in after.items() if k != body["deployedModelId"]}
+        endpoint["trafficSplit"] = left if endpoint["deployedModels"] else {}
+      return self._reply(200, operation)
+    if method == "predict":
+      if not endpoint["trafficSplit"]:
+        return self._reply(400, _error(400, "FAILED_PRECONDITION", f"endpoint {target} has no traffic split"))
+      served_id = max(endpoint["trafficSplit"], key=endpoint["trafficSplit"].get)
+      served = next(d for d in endpoint["deployedModels"] if d["id"] == served_id)
+      answer = self.state["answers"].get(served["model"].split("@")[0], "colorize")
+      if answer == "error":
+        return self._reply(500, _error(500, "INTERNAL", "Internal error encountered."))
+      return self._reply(200, {"predictions": [_colorized(i, answer) for i in body["instances"]],
+                               "deployedModelId": served_id, "model": served["model"].split("@")[0]})
+    return self._reply(404, _error(404, "NOT_FOUND", f"no route {path}"))
 
 
 @pytest.fixture
@@ -88,9 +157,10 @@ def vertex_api():
   # database, which otherwise makes a second Python class for the type; aiplatform then drops
   # every Endpoint of that class when listing. Over gRPC, the Pusher's transport in the cloud,
   # results are unpacked with aiplatform's own classes, as registering them here makes REST do.
-  for message in (endpoint.Endpoint, model_service.UploadModelResponse, endpoint_service.DeployModelResponse):
+  for message in (endpoint.Endpoint, model_service.UploadModelResponse, endpoint_service.DeployModelResponse,
+                  endpoint_service.UndeployModelResponse):
     symbol_database.Default().RegisterMessage(message.pb())
-  state = {"requests": [], "endpoints": {}, "models": {}, "operations": 0}
+  state = {"requests": [], "endpoints": {}, "models": {}, "operations": 0, "deployed": 0, "answers": {}, "fail": {}}
   handler = type("Api", (_VertexApi,), {"state": state, "requests": state["requests"]})
   server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
   threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -131,6 +201,16 @@ def _cfg(**deploy):
   return config_lib.from_dict(values)
 
 
+@pytest.fixture(scope="module")
+def graph_only_model(serving_model, tmp_path_factory):
+  """The serving model without its 240 MB of variables: what the rollout tests push (the rollout never
+  reads the model, the loopback API serves it), so each push copies 7 MB instead of 250."""
+  folder = tmp_path_factory.mktemp("graph_only") / "model"
+  folder.mkdir()
+  shutil.copy(serving_model[1] / "saved_model.pb", folder)
+  return None, folder
+
+
 def _push(cfg, serving_model, tmp_path, blessed=True):
   """Runs the compiled pipeline's EndpointPusher executor on a Model and a ModelBlessing."""
   from tfx.types import standard_artifacts
@@ -154,27 +234,55 @@ def _push(cfg, serving_model, tmp_path, blessed=True):
   return pushed
 
 
-def _calls(state):
-  return [(r["method"], r["path"].split("/")[-1]) for r in state["requests"]]
+def _posts(state):
+  return [(r["path"][len(f"/v1/{PARENT}/"):], r["body"]) for r in state["requests"] if r["method"] == "POST"]
 
 
-def test_first_push_creates_the_endpoint_uploads_and_deploys(vertex_api, gcs_folder, serving_model, tmp_path):
+def _serving(state, endpoint=ENDPOINT):
+  """{deployed model id: (its Model, its share of the traffic)} of an endpoint now."""
+  found = state["endpoints"][f"{PARENT}/{endpoint}"]
+  return {d["id"]: (d["model"].split("/")[-1], found["trafficSplit"].get(d["id"], 0)) for d in found["deployedModels"]}
+
+
+def _one_line_failure(cfg, serving_model, tmp_path):
+  from components.endpoint_rollout import rollout
+  with pytest.raises(rollout.RolloutError) as failure:
+    _push(cfg, serving_model, tmp_path)
+  message = str(failure.value)
+  assert "\n" not in message and len(message) < 1500, message
+  return message
+
+
+def test_first_push_probes_the_model_alone_then_deploys_it(vertex_api, gcs_folder, serving_model, tmp_path):
   state = vertex_api
   pushed = _push(_cfg(), serving_model, tmp_path)
-  posts = [r for r in state["requests"] if r["method"] == "POST"]
-  assert [r["path"] for r in posts] == [f"/v1/{PARENT}/endpoints", f"/v1/{PARENT}/models:upload",
-                                        f"/v1/{PARENT}/endpoints/100:deployModel"]
-  create, upload, deploy = (r["body"] for r in posts)
-  # The endpoint is looked up by its display name first, and created because it is missing.
+  posts = _posts(state)
+  assert [path for path, _ in posts] == [
+      "endpoints", "endpoints", "models:upload", f"{PROBE}:deployModel", f"{PROBE}:predict",
+      f"{PROBE}:undeployModel", f"{ENDPOINT}:deployModel"]
+  (_, create), (_, create_probe), (_, upload), (_, probe_deploy), (_, predict), _, (_, deploy) = posts
+  # The endpoint is looked up by its display name first, and created because it is missing; so is the
+  # probe endpoint beside it.
   lookups = [r for r in state["requests"] if r["method"] == "GET" and r["path"] == f"/v1/{PARENT}/endpoints"]
-  assert lookups[0]["query"]["filter"] == ['display_name="colorize-nightly"']
-  assert create["displayName"] == "colorize-nightly"
+  assert [r["query"]["filter"] for r in lookups[:2]] == [['display_name="colorize-nightly"'],
+                                                         ['display_name="colorize-nightly-probe"']]
+  assert (create["displayName"], create_probe["displayName"]) == ("colorize-nightly", "colorize-nightly-probe")
   assert {"team": "vision", "env": "test"}.items() <= create["labels"].items()
-  # The model uploaded is the pushed copy in the pipeline root, served by TF 2.16's GPU image.
+  # The model uploaded is the pushed copy in the pipeline root, served by TF 2.16's GPU image, and
+  # labelled as this pipeline's.
   model = upload["model"]
   assert model["artifactUri"] == PUSHED_URI
   assert model["containerSpec"]["imageUri"] == "europe-docker.pkg.dev/vertex-ai/prediction/tf2-gpu.2-16:latest"
+  assert model["labels"] == {"colorize-pipeline": "colorize-nightly"}
   assert (gcs_folder / PUSHED_URI[len("gs://"):] / "saved_model.pb").is_file()
+  # On the probe endpoint it is alone, with all of its traffic, on the machines it will serve on.
+  assert probe_deploy["trafficSplit"] == {"0": 100}
+  assert probe_deploy["deployedModel"]["dedicatedResources"] == deploy["deployedModel"]["dedicatedResources"]
+  # It is asked what `colorize photos --endpoint` asks: the serving gate's JPEG and PNG with alpha.
+  from components import serving_gate
+  sent = [base64.b64decode(i["b64"]) for i in predict["instances"]]
+  assert sent == [(pathlib.Path(serving_gate.PHOTOS_DIR) / p).read_bytes()
+                  for p in (serving_gate.JPEG_PHOTO, serving_gate.ALPHA_PHOTO)]
   deployed = deploy["deployedModel"]
   assert deployed["model"] == f"{PARENT}/models/200@1"
   from google.cloud.aiplatform_v1.types import accelerator_type
@@ -186,26 +294,114 @@ def test_first_push_creates_the_endpoint_uploads_and_deploys(vertex_api, gcs_fol
   assert (resources["minReplicaCount"], resources["maxReplicaCount"]) == (1, 3)
   assert deployed["serviceAccount"] == "pipelines@colorize-test.iam.gserviceaccount.com"
   assert deploy["trafficSplit"] == {"0": 100}
+  assert _serving(state) == {"301": ("200@1", 100)}
+  assert _serving(state, PROBE) == {}
   assert pushed.get_int_custom_property("pushed") == 1
   assert pushed.get_string_custom_property("pushed_destination") == f"{PARENT}/models/200"
 
 
-def test_next_push_reuses_the_endpoint_and_splits_traffic(vertex_api, gcs_folder, serving_model, tmp_path):
+def test_next_pushes_split_traffic_and_keep_only_the_newest_models(vertex_api, gcs_folder, graph_only_model, tmp_path):
   state = vertex_api
-  _push(_cfg(), serving_model, tmp_path)
+  _push(_cfg(), graph_only_model, tmp_path)
   state["requests"].clear()
-  _push(_cfg(traffic_percentage=20), serving_model, tmp_path)
-  posts = [r for r in state["requests"] if r["method"] == "POST"]
-  assert [r["path"] for r in posts] == [f"/v1/{PARENT}/models:upload", f"/v1/{PARENT}/endpoints/100:deployModel"]
-  # 20% to the new model, the rest stays with the model deployed before.
-  assert posts[1]["body"]["trafficSplit"] == {"0": 20, "300": 80}
-  assert posts[1]["body"]["deployedModel"]["model"] == f"{PARENT}/models/201@1"
+  _push(_cfg(traffic_percentage=20), graph_only_model, tmp_path)
+  # 20% to the new model, the rest stays with the model deployed before; keep_models: 2 keeps both.
+  assert [path for path, _ in _posts(state)][-1] == f"{ENDPOINT}:deployModel"
+  assert _posts(state)[-1][1]["trafficSplit"] == {"0": 20, "301": 80}
+  assert _serving(state) == {"301": ("200@1", 80), "303": ("201@1", 20)}
+  # A model someone else deployed (no label of this pipeline) takes some of the traffic.
+  endpoint = state["endpoints"][f"{PARENT}/{ENDPOINT}"]
+  state["models"][f"{PARENT}/models/999"] = {"name": f"{PARENT}/models/999", "displayName": "theirs"}
+  endpoint["deployedModels"].insert(0, {"id": "299", "model": f"{PARENT}/models/999@1",
+                                        "createTime": "2025-01-01T00:00:00Z"})
+  endpoint["trafficSplit"] = {"301": 60, "303": 20, "299": 20}
+  state["requests"].clear()
+  _push(_cfg(traffic_percentage=20), graph_only_model, tmp_path)
+  posts = _posts(state)
+  # The third: 20% to it, the rest shared by the one it keeps and the other's model as they shared it;
+  # then the oldest of this pipeline's models, out of the split already, is undeployed. Theirs stays.
+  assert [path for path, _ in posts][-2:] == [f"{ENDPOINT}:deployModel", f"{ENDPOINT}:undeployModel"]
+  assert posts[-2][1]["trafficSplit"] == {"0": 20, "303": 40, "299": 40}
+  assert posts[-1][1]["deployedModelId"] == "301"
+  assert _serving(state) == {"299": ("999@1", 40), "303": ("201@1", 40), "305": ("202@1", 20)}
+  # keep_models: 1 keeps the new model only; the other's model keeps the rest of the split.
+  _push(_cfg(keep_models=1, traffic_percentage=60), graph_only_model, tmp_path)
+  assert _serving(state) == {"299": ("999@1", 40), "307": ("203@1", 60)}
+  assert _serving(state, PROBE) == {}
+
+
+def test_a_new_model_that_answers_wrong_never_gets_traffic(vertex_api, gcs_folder, graph_only_model, tmp_path):
+  state = vertex_api
+  _push(_cfg(), graph_only_model, tmp_path)
+  # One push each (one session of the loopback API, models 201-203), cheaper than a fresh endpoint each.
+  wrong = {"junk": "000000000072.jpg: the endpoint answered something else than a JPEG",
+           "wrong_size": "000000000072.jpg: the endpoint answered a 213x320 image for a 427x640 photo",
+           "error": "answered HTTP 500: Internal error encountered"}
+  for number, (answer, why) in enumerate(wrong.items(), start=201):
+    state["answers"][f"{PARENT}/models/{number}"] = answer
+    state["requests"].clear()
+    message = _one_line_failure(_cfg(traffic_percentage=50), graph_only_model, tmp_path)
+    assert message.startswith(f"the new model {PARENT}/models/{number} did not answer correctly on probe endpoint")
+    assert "it was undeployed and endpoint 'colorize-nightly''s traffic is unchanged" in message
+    assert why in message, answer
+    # The old model keeps serving all requests; the new one is deployed nowhere.
+    assert _serving(state) == {"301": ("200@1", 100)}
+    assert _serving(state, PROBE) == {}
+    assert [path for path, _ in _posts(state)] == [
+        "models:upload", f"{PROBE}:deployModel", f"{PROBE}:predict", f"{PROBE}:undeployModel"]
+
+
+def test_a_failed_deploy_operation_and_an_unreachable_api_are_one_line(vertex_api, gcs_folder, graph_only_model,
+                                                                         tmp_path):
+  state = vertex_api
+  _push(_cfg(), graph_only_model, tmp_path)
+  state["fail"]["deployModel"] = "The following quota metrics exceed quota limits: custom_model_serving_nvidia_t4_gpus"
+  message = _one_line_failure(_cfg(), graph_only_model, tmp_path)
+  assert message.startswith(f"Vertex AI: deploying {PARENT}/models/201 to probe endpoint {PARENT}/{PROBE} failed")
+  assert "quota limits" in message and message.endswith("endpoint 'colorize-nightly''s traffic is unchanged")
+  assert _serving(state) == {"301": ("200@1", 100)}
+  # A leftover on the probe endpoint (a push killed while probing) is cleared by the next push.
+  del state["fail"]["deployModel"]
+  state["endpoints"][f"{PARENT}/{PROBE}"]["deployedModels"].append({"id": "298", "model": f"{PARENT}/models/200@1"})
+  state["endpoints"][f"{PARENT}/{PROBE}"]["trafficSplit"] = {"298": 100}
+  _push(_cfg(), graph_only_model, tmp_path)
+  assert _serving(state, PROBE) == {}
+  from google.cloud import aiplatform
+  with socket.socket() as closed:
+    closed.bind(("127.0.0.1", 0))
+    aiplatform.init(api_endpoint=f"http://127.0.0.1:{closed.getsockname()[1]}")
+    message = _one_line_failure(_cfg(), graph_only_model, tmp_path)
+  assert message.startswith("Vertex AI: finding or creating endpoint 'colorize-nightly' and 'colorize-nightly-probe' "
+                            "failed (ConnectionError: "), message
+
+
+def test_keep_models_counts_the_new_one():
+  from cli import options
+  assert _cfg().cloud.deploy.keep_models == 2
+  assert "--deploy-keep-models" in {key.flag for key in options.keys()}
+  with pytest.raises(config_lib.ConfigError, match=r"^cloud.deploy.keep_models must be >= 1 \(the new model "
+                                                   r"counts\), got 0$"):
+    _cfg(keep_models=0)
 
 
 def test_an_unblessed_model_is_not_deployed(vertex_api, gcs_folder, serving_model, tmp_path):
   pushed = _push(_cfg(), serving_model, tmp_path, blessed=False)
   assert vertex_api["requests"] == []
   assert pushed.get_int_custom_property("pushed") == 0
+
+
+def test_the_rest_of_the_split_goes_to_the_kept_and_the_others_models_as_they_shared_it():
+  from components.endpoint_rollout import rollout
+  # 80 shared 2:1 is 53.3 and 26.7: whole percentages, the point lost to rounding to the larger remainder.
+  assert rollout.traffic_split(20, {"1": 50, "2": 25, "9": 25}, ["1", "2"], []) == {"0": 20, "1": 53, "2": 27}
+  # A model dropped from the kept ones (here "1") gets nothing; others' models ("9") keep their part.
+  assert rollout.traffic_split(10, {"1": 50, "2": 25, "9": 25}, ["2"], ["9"]) == {"0": 10, "2": 45, "9": 45}
+  # No kept model has traffic now (the last push took 100%): the newest kept one gets the rest.
+  assert rollout.traffic_split(20, {"3": 100}, ["1", "2"], []) == {"0": 20, "2": 80}
+  # Nothing else to serve (the first push, keep_models: 1): the new model gets all.
+  assert rollout.traffic_split(20, {"1": 100}, [], []) == {"0": 100}
+  assert rollout.traffic_split(0, {}, [], ["9"]) == {"0": 100}
+  assert rollout.traffic_split(100, {"1": 100}, ["1"], []) == {"0": 100}
 
 
 def test_cpu_serving_image_and_region_registry():

@@ -162,10 +162,12 @@ def test_filters_and_placeholders_the_rehearsal_cannot_read_fail(template, tmp_p
     engine.rehearse(cut, str(tmp_path / "w"), echo=lambda _: None)
 
 
-def test_a_template_that_deploys_to_an_endpoint_is_refused_before_anything_runs(template, tmp_path):
+@pytest.mark.parametrize("executor", ["components.endpoint_rollout.executor.Executor",
+                                      "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"])
+def test_a_template_that_deploys_to_an_endpoint_is_refused_before_anything_runs(template, tmp_path, executor):
   def edit(spec):
     args = _args(spec, "ImportSchemaGen")
-    args[args.index("--executor_class_path") + 1] = "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+    args[args.index("--executor_class_path") + 1] = executor
   with pytest.raises(engine.RehearsalError, match="Vertex AI Endpoint.*--no-deploy"):
     engine.rehearse(_only(template, tmp_path, {"ImportSchemaGen"}, edit), str(tmp_path / "w"), echo=lambda _: None)
   assert not (tmp_path / "w").exists()

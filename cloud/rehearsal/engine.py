@@ -52,9 +52,11 @@ _spec.loader.exec_module(_module)
 _module.install()
 """
 # Executors that call a Vertex AI API the rehearsal does not stand in for (the prefix of their class path).
+_NOT_DEPLOYED_HERE = ("deploys to a Vertex AI Endpoint, which is not rehearsed; "
+                      "rehearse a template compiled with --no-deploy")
 _NOT_REHEARSED_EXECUTORS = {
-    "tfx.extensions.google_cloud_ai_platform.pusher.": "deploys to a Vertex AI Endpoint, which is not rehearsed; "
-                                                       "rehearse a template compiled with --no-deploy",
+    "components.endpoint_rollout.": _NOT_DEPLOYED_HERE,  # the EndpointPusher this project compiles
+    "tfx.extensions.google_cloud_ai_platform.pusher.": _NOT_DEPLOYED_HERE,  # TFX's own, in older templates
 }
 
 NOT_REHEARSED = (
