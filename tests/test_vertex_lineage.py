@@ -176,15 +176,21 @@ def test_no_credentials_says_how_to_log_in(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == f"Error: {vertex.LOGIN}"
 
 
-def test_the_docs_command_reads_a_jobs_lineage(api):
+def test_the_docs_commands_read_a_jobs_lineage(api, tmp_path, monkeypatch):
   """docs/vertex.md, "Lineage of a Vertex run": its commands, run against the loopback API."""
   expected, _ = api
+  job_id = expected["executions"][-1]["run"]
+  (tmp_path / "cloud.yaml").write_text(f"pipeline_name: colorize\ncloud:\n  project: {vertex_metadata.PROJECT}\n"
+                                       f"  region: {vertex_metadata.REGION}\n")
+  monkeypatch.chdir(tmp_path)
   text = (REPO / "docs" / "vertex.md").read_text()
   section = text.split("### Lineage of a Vertex run", 1)[1].split("\n#", 1)[0]
   commands = re.findall(r"^colorize (lineage .*?)(?:\s+#.*)?$", section.split("```sh", 1)[1].split("```")[0],
                         re.MULTILINE)
-  assert len(commands) >= 3, section
-  job = _job(expected["executions"][-1]["run"])
-  for command in commands:
-    args = command.replace("projects/$PROJECT/locations/$REGION/pipelineJobs/JOB_ID", job).split()[1:]
-    _lineage(*args)
+  assert len(commands) == 4, section
+  outputs = [_lineage(*command.replace("$PROJECT", vertex_metadata.PROJECT).replace("$REGION", vertex_metadata.REGION)
+                      .replace("JOB_ID", job_id).split()[1:]) for command in commands]
+  assert outputs[0].rstrip("\n") == graph_lib.render_table(expected, expected["start"])
+  assert outputs[1] == "Wrote lineage.png\n" and Image.open(tmp_path / "lineage.png").format == "PNG"
+  assert json.loads(outputs[2]) == json.loads(json.dumps(expected))
+  assert [line.split()[3] for line in outputs[3].splitlines()] == [EARLIER_JOB, job_id, "colorize-running"]
