@@ -52,6 +52,8 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
   named = cfg.pipeline_name if pipeline_name or config_path else None
   ctx.obj = _Options(cfg.metadata_path, mysql, fmt, output_path, named)
   if vertex_job:
+    if metadata_file or mysql_host:
+      raise click.UsageError("--vertex-job reads Vertex ML Metadata: leave out --metadata-file and --mysql-host")
     from lineage import vertex
     ctx.obj.vertex = vertex.Client(_read(lambda: vertex.job_name(vertex_job, getattr(cfg, "cloud", None))))
   if ctx.invoked_subcommand is None:

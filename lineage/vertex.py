@@ -10,6 +10,7 @@ lineage.graph builds from a local store, so the same renderers draw it:
   events carry no key, so the keys come from the tasks of the jobs that ran each execution:
   this job's, then the same pipeline's other jobs, newest first, until every execution is placed.
 """
+import contextlib
 import datetime
 import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -79,13 +80,16 @@ class Client:
 
   def pages(self, path: str, field: str, **query) -> Iterator[Dict[str, Any]]:
     """The items of a list call, page after page (nextPageToken)."""
-    token = None
+    token, seen = None, set()
     while True:
       answer = self.get(path, pageToken=token, **query)
       yield from answer.get(field, [])
       token = answer.get("nextPageToken")
       if not token:
         return
+      if token in seen:
+        raise graph_lib.LineageError(f"Vertex AI gave the same page of {path} twice (nextPageToken {token!r})")
+      seen.add(token)
 
   def session(self):
     if self._session is None:
@@ -109,6 +113,11 @@ def _message(answer) -> str:
 
 def model_lineage(client: Client, artifact_id: Optional[int]) -> Tuple[Any, Dict[str, Any]]:
   """(start id, graph): the lineage of `artifact_id`, or else of the model the job pushed."""
+  with _documented_shapes():
+    return _model_lineage(client, artifact_id)
+
+
+def _model_lineage(client: Client, artifact_id: Optional[int]) -> Tuple[Any, Dict[str, Any]]:
   job = client.get(client.job)
   state = job.get("state", "")
   if state in UNFINISHED:
@@ -243,6 +252,11 @@ def artifact_dict(a: Dict[str, Any]) -> Dict[str, Any]:
 
 def runs(client: Client) -> List[Dict[str, Any]]:
   """The jobs of the job's pipeline, oldest first, as lineage.graph.pipeline_runs gives local runs."""
+  with _documented_shapes():
+    return _runs(client)
+
+
+def _runs(client: Client) -> List[Dict[str, Any]]:
   job = client.get(client.job)
   pipeline = job.get("pipelineSpec", {}).get("pipelineInfo", {}).get("name")
   rows = []
@@ -258,6 +272,16 @@ def runs(client: Client) -> List[Dict[str, Any]]:
         "steps": {s: states.count(s) for s in sorted(set(states))},
     })
   return rows
+
+
+@contextlib.contextmanager
+def _documented_shapes():
+  """An answer that is not shaped as the API reference documents it is one line, not a traceback."""
+  try:
+    yield
+  except (KeyError, TypeError, AttributeError) as e:
+    raise graph_lib.LineageError(f"Vertex AI answered in a shape this command does not know "
+                                 f"({type(e).__name__}: {e})") from e
 
 
 def _jobs(client: Client, pipeline: str, order: str) -> Iterator[Dict[str, Any]]:

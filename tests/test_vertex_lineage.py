@@ -194,3 +194,18 @@ def test_the_docs_commands_read_a_jobs_lineage(api, tmp_path, monkeypatch):
   assert outputs[1] == "Wrote lineage.png\n" and Image.open(tmp_path / "lineage.png").format == "PNG"
   assert json.loads(outputs[2]) == json.loads(json.dumps(expected))
   assert [line.split()[3] for line in outputs[3].splitlines()] == [EARLIER_JOB, job_id, "colorize-running"]
+
+
+def test_answers_not_shaped_as_documented_are_one_line(api):
+  _, server = api
+  odd = f"{PARENT}/pipelineJobs/colorize-odd"
+  server.state["jobs"][odd] = {"name": odd, "state": "PIPELINE_STATE_SUCCEEDED", "createTime": "2026-12-04T08:00:00Z",
+                               "jobDetail": {"taskDetails": [{"taskName": "Pusher", "outputs": {
+                                   "pushed_model": {"artifacts": [{"schemaTitle": "tfx.PushedModel"}]}}}]}}
+  try:
+    out = _lineage("--vertex-job", odd, code=1)
+    assert out == "Error: Vertex AI answered in a shape this command does not know (KeyError: 'name')\n"
+    out = _lineage("--vertex-job", odd, "--metadata-file", "x.db", code=2)
+    assert "--vertex-job reads Vertex ML Metadata: leave out --metadata-file and --mysql-host" in out
+  finally:
+    del server.state["jobs"][odd]
