@@ -57,6 +57,22 @@ def lineage():
                  createTime="2026-12-03T08:00:00Z", state="PIPELINE_STATE_RUNNING")
   running["jobDetail"]["taskDetails"] = []
   jobs[running["name"]] = running
+  # What Vertex holds beside the lineage, connected to it but not upstream of the pushed model: the
+  # Trainer's other output, and a later job's evaluation taking the model as its baseline.
+  later = jobs[_job(vertex_metadata.job_id(graph["executions"][-1]["run"]))]
+  trainer = next(t for t in later["jobDetail"]["taskDetails"] if t["taskName"] == "Trainer")
+  model_run = vertex_metadata.artifact(60, "tfx.ModelRun", "gs://colorize-bucket/runs/Trainer/model_run/5",
+                                       trainer["createTime"], {})
+  trainer["outputs"]["model_run"] = {"artifacts": [model_run]}
+  events.append({"artifact": model_run["name"], "execution": trainer["execution"]["name"],
+                 "eventTime": trainer["createTime"], "type": "OUTPUT"})
+  [model] = trainer["outputs"]["model"]["artifacts"]
+  vertex_metadata.add(running, events, 70, "Evaluator", {
+      "displayName": "Evaluator", "schemaTitle": "system.ContainerExecution", "state": "RUNNING",
+      "createTime": running["createTime"], "metadata": {"input:example_splits": "null"}},
+      {"baseline_model": [model]}, {"blessing": [vertex_metadata.artifact(
+          71, "tfx.ModelBlessing", "gs://colorize-bucket/runs/Evaluator/blessing/70", running["createTime"], {},
+          state="PENDING")]})
   server = vertex_metadata.Server(jobs, events, page_size=1)
   expected = copy.deepcopy(graph)
   expected["reports"] = {int(k): r for k, r in graph["reports"].items()}  # as upstream_graph gives them
@@ -122,7 +138,7 @@ def test_runs_lists_the_pipelines_jobs_oldest_first(api):
   assert [(r["run"], r["status"]) for r in rows] == [
       (EARLIER_JOB, "complete"), (expected["executions"][-1]["run"], "complete"), ("colorize-running", "running")]
   assert rows[0]["steps"] == {"COMPLETE": 4}  # the three reused steps and the pipeline's own DAG execution
-  assert rows[1]["steps"] == {"CACHED": 3, "COMPLETE": 5}
+  assert rows[1]["steps"] == {"CACHED": 3, "COMPLETE": 5} and rows[2]["steps"] == {"RUNNING": 1}
 
 
 def test_a_running_job_a_missing_one_and_a_forbidden_one_are_one_line_each(api):

@@ -44,12 +44,11 @@ def _standard_titles():
 def translate(graph, state="PIPELINE_STATE_SUCCEEDED", report_task="EvaluationReport"):
   """{job name: PipelineJob} and the events, for a local lineage graph."""
   standard = _standard_titles()
-  artifacts = {a["id"]: {
-      "name": f"{STORE}/artifacts/{a['id']}", "displayName": str(a["id"]), "uri": a["uri"],
-      "schemaTitle": f"tfx.{a['type']}" if a["type"] in standard else a["type"], "schemaVersion": "0.0.1",
-      "state": a["state"], "createTime": _stamp(a["created"]), "updateTime": _stamp(a["created"]),
-      "metadata": dict(a["properties"], name=f"{a['id']}", producer_component="?", tfx_version="1.16.0"),
-      "etag": "1"} for a in [*graph["artifacts"], *graph["reports"].values()]}
+  artifacts = {a["id"]: artifact(a["id"], f"tfx.{a['type']}" if a["type"] in standard else a["type"], a["uri"],
+                                 _stamp(a["created"]), dict(a["properties"], name=f"{a['id']}",
+                                                            producer_component="?", tfx_version="1.16.0"),
+                                 a["state"])
+               for a in [*graph["artifacts"], *graph["reports"].values()]}
   jobs, events = {}, []
 
   def job_of(run, created):
@@ -70,18 +69,9 @@ def translate(graph, state="PIPELINE_STATE_SUCCEEDED", report_task="EvaluationRe
     return jobs[name]
 
   def add_task(run, created, number, component, execution, inputs, outputs):
-    job = job_of(run, created)
-    name = f"{STORE}/executions/{number}"
-    execution = dict(execution, name=name)
-    job["jobDetail"]["taskDetails"].append({
-        "taskId": str(1000 + number), "parentTaskId": "1", "taskName": component,
-        "state": "SKIPPED" if execution["state"] == "CACHED" else "SUCCEEDED",
-        "createTime": execution["createTime"], "execution": execution,
-        "inputs": {k: {"artifacts": [artifacts[i] for i in ids]} for k, ids in inputs.items()},
-        "outputs": {k: {"artifacts": [artifacts[i] for i in ids]} for k, ids in outputs.items()}})
-    for direction, ends in (("INPUT", inputs), ("OUTPUT", outputs)):
-      events.extend({"artifact": artifacts[i]["name"], "execution": name, "eventTime": execution["createTime"],
-                     "type": direction} for ids in ends.values() for i in ids)
+    add(job_of(run, created), events, number, component, execution,
+        {k: [artifacts[i] for i in ids] for k, ids in inputs.items()},
+        {k: [artifacts[i] for i in ids] for k, ids in outputs.items()})
 
   for e in graph["executions"]:
     add_task(e["run"], e["created"], e["id"], e["component"],
@@ -97,6 +87,28 @@ def translate(graph, state="PIPELINE_STATE_SUCCEEDED", report_task="EvaluationRe
               "createTime": _stamp(report["created"]), "metadata": {}},
              {"blessing": [int(blessing)]}, {"report": [report["id"]]})
   return jobs, events
+
+
+def artifact(number, schema_title, uri, created, metadata, state="LIVE"):
+  """An artifact resource as Vertex ML Metadata gives it."""
+  return {"name": f"{STORE}/artifacts/{number}", "displayName": str(number), "uri": uri, "schemaTitle": schema_title,
+          "schemaVersion": "0.0.1", "state": state, "createTime": created, "updateTime": created,
+          "metadata": metadata, "etag": "1"}
+
+
+def add(job, events, number, component, execution, inputs, outputs):
+  """A task of `job` with execution `number` (its other fields given), and the events it leaves."""
+  name = f"{STORE}/executions/{number}"
+  execution = dict(execution, name=name)
+  job["jobDetail"]["taskDetails"].append({
+      "taskId": str(1000 + number), "parentTaskId": "1", "taskName": component,
+      "state": "SKIPPED" if execution["state"] == "CACHED" else "SUCCEEDED",
+      "createTime": execution["createTime"], "execution": execution,
+      "inputs": {k: {"artifacts": listed} for k, listed in inputs.items()},
+      "outputs": {k: {"artifacts": listed} for k, listed in outputs.items()}})
+  for direction, ends in (("INPUT", inputs), ("OUTPUT", outputs)):
+    events.extend({"artifact": a["name"], "execution": name, "eventTime": execution["createTime"], "type": direction}
+                  for listed in ends.values() for a in listed)
 
 
 class _MetadataApi(JsonApi, http.server.BaseHTTPRequestHandler):
