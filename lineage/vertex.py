@@ -133,9 +133,11 @@ def _model_lineage(client: Client, artifact_id: Optional[int]) -> Tuple[Any, Dic
               for a in ids.get("artifacts", []) if _type(a) == graph_lib.PUSHED_MODEL]
     if not pushed:
       raise graph_lib.LineageError(
-          f"job {client.job_id} ({state}) has no {graph_lib.PUSHED_MODEL}: it ended before its Pusher ran; "
-          "pass an artifact id (the number that ends an artifact's resource name)")
-    start = pushed[-1]["name"]
+          f"job {client.job_id} ({state}) made no {graph_lib.PUSHED_MODEL}: its Pusher failed, was skipped or "
+          "did not run; pass an artifact id (the number that ends an artifact's resource name), e.g. of its Model")
+    # As for a local store: the latest that was pushed (with cloud.deploy two pushers ran).
+    start = max(pushed, key=lambda a: (a.get("metadata", {}).get("pushed") == 1, a.get("createTime", ""),
+                                       _sort_key(_id(a["name"]))))["name"]
   sub = client.get(start + ":queryArtifactLineageSubgraph", maxHops=graph_lib.MAX_HOPS)
   artifacts = {a["name"]: a for a in sub.get("artifacts", [])}
   if start not in artifacts:

@@ -67,6 +67,12 @@ def lineage():
   events.append({"artifact": model_run["name"], "execution": trainer["execution"]["name"],
                  "eventTime": trainer["createTime"], "type": "OUTPUT"})
   [model] = trainer["outputs"]["model"]["artifacts"]
+  # With cloud.deploy a second pusher runs; this one pushed nothing, later: the model pushed is the start.
+  vertex_metadata.add(later, events, 80, "EndpointPusher", {
+      "displayName": "EndpointPusher", "schemaTitle": "system.ContainerExecution", "state": "COMPLETE",
+      "createTime": "2026-12-02T23:59:59Z", "metadata": {}}, {"model": [model]}, {"pushed_model": [
+          vertex_metadata.artifact(81, "tfx.PushedModel", "gs://colorize-bucket/runs/EndpointPusher/pushed_model/80",
+                                   "2026-12-02T23:59:59Z", {"pushed": 0})]})
   vertex_metadata.add(running, events, 70, "Evaluator", {
       "displayName": "Evaluator", "schemaTitle": "system.ContainerExecution", "state": "RUNNING",
       "createTime": running["createTime"], "metadata": {"input:example_splits": "null"}},
@@ -138,7 +144,7 @@ def test_runs_lists_the_pipelines_jobs_oldest_first(api):
   assert [(r["run"], r["status"]) for r in rows] == [
       (EARLIER_JOB, "complete"), (expected["executions"][-1]["run"], "complete"), ("colorize-running", "running")]
   assert rows[0]["steps"] == {"COMPLETE": 4}  # the three reused steps and the pipeline's own DAG execution
-  assert rows[1]["steps"] == {"CACHED": 3, "COMPLETE": 5} and rows[2]["steps"] == {"RUNNING": 1}
+  assert rows[1]["steps"] == {"CACHED": 3, "COMPLETE": 6} and rows[2]["steps"] == {"RUNNING": 1}
 
 
 def test_a_running_job_a_missing_one_and_a_forbidden_one_are_one_line_each(api):
@@ -156,6 +162,10 @@ def test_a_running_job_a_missing_one_and_a_forbidden_one_are_one_line_each(api):
     server.state["forbidden"].clear()
   assert out.count("\n") == 1 and "(403 PERMISSION_DENIED: Permission 'aiplatform.pipelineJobs.get' denied" in out
   assert "roles/aiplatform.viewer" in out
+  out = _lineage("--vertex-job", _job(EARLIER_JOB), code=1)
+  assert out == (f"Error: job {EARLIER_JOB} (PIPELINE_STATE_SUCCEEDED) made no PushedModel: its Pusher failed, was "
+                 "skipped or did not run; pass an artifact id (the number that ends an artifact's resource name), "
+                 "e.g. of its Model\n")
   out = _lineage("--vertex-job", "Not A Job", code=2)
   assert out.count("\n") == 1 and "neither projects/P/locations/L/pipelineJobs/ID nor a job id" in out
 
