@@ -1,7 +1,8 @@
 """`colorize lineage`: where a model came from, read from ML Metadata.
 
 The store is the local runs' SQLite file by default (found through the config: --config,
---output-root, --pipeline-name or --metadata-file), or a shared MySQL store. `--format`
+--output-root, --pipeline-name or --metadata-file), a shared MySQL store, or, for a Vertex AI
+pipeline job (--vertex-job), Vertex ML Metadata (lineage/vertex.py). `--format`
 and `--output` work before or after the subcommand. ML Metadata and PIL are imported only
 when a store is read or a picture drawn, so `--help` answers at once.
 """
@@ -96,7 +97,9 @@ def _format_option(choices):
 @_format_option(_LIST_FORMATS)
 @click.pass_obj
 def runs(obj: _Options, fmt):
-  """List the pipeline runs in the store, newest last: complete, failed, running or interrupted."""
+  """List the pipeline runs in the store (the pipeline's jobs with --vertex-job), newest last: complete, failed,
+  running or interrupted.
+  """
   from lineage import graph as graph_lib
   if obj.vertex:
     from lineage import vertex
@@ -158,7 +161,9 @@ def artifacts(obj: _Options, type_name, fmt):
               help="Write here instead of printing (required for png).")
 @click.pass_obj
 def model(obj: _Options, artifact_id, fmt, output_path):
-  """Lineage of ARTIFACT_ID (default: the latest pushed model) back to the ingested data."""
+  """Lineage of ARTIFACT_ID (default: the latest pushed model; the job's with --vertex-job) back to the ingested
+  data.
+  """
   from lineage import graph as graph_lib
   fmt, output_path = obj.format(fmt), output_path or obj.output_path
   if fmt == "png" and not output_path:
