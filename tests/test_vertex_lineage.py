@@ -47,8 +47,8 @@ def _two_runs(graph):
 
 
 @pytest.fixture(scope="module")
-def lineage():
-  """(expected graph, server): the later job's lineage and the API holding both jobs and a running one."""
+def lineage(tmp_path_factory):
+  """(expected graph, server, key file): the later job's lineage, the API holding both jobs and a running one."""
   graph = _two_runs(json.loads((pathlib.Path(__file__).parent / "data" / "demo_lineage.json").read_text()))
   graph["reports"] = {k: dict(r, type=report_lib.ARTIFACT_TYPE) for k, r in graph["reports"].items()}
   jobs, events = vertex_metadata.translate(graph)
@@ -85,15 +85,16 @@ def lineage():
   for e in expected["executions"]:
     e["type"] = "system.ContainerExecution"  # what Vertex records of an execution (local: TFX's class)
     e["run"] = vertex_metadata.job_id(e["run"])  # a run is a job on Vertex
-  yield expected, server
+  key = server.credentials_file(tmp_path_factory.mktemp("key"))
+  yield expected, server, key
   server.close()
 
 
 @pytest.fixture
-def api(lineage, monkeypatch, tmp_path):
-  expected, server = lineage
+def api(lineage, monkeypatch):
+  expected, server, key = lineage
   monkeypatch.setattr(vertex, "API", server.url)
-  monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", server.credentials_file(tmp_path))
+  monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", key)
   del server.requests[:]
   return expected, server
 
