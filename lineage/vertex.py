@@ -66,7 +66,7 @@ class Client:
     except requests.RequestException as e:
       raise graph_lib.LineageError(f"cannot reach Vertex AI at {self.api}: {type(e).__name__}") from e
     if answer.status_code == 404:
-      raise graph_lib.UserError(f"Vertex AI has no {path} (404); check the job id, project and region")
+      raise graph_lib.UserError(f"Vertex AI has no {path.split(':')[0]} (404); check the id, project and region")
     if answer.status_code in (401, 403):
       raise graph_lib.LineageError(
           f"Vertex AI refused to show {path} ({answer.status_code} {_message(answer)}); "

@@ -137,6 +137,9 @@ def test_an_artifact_id_starts_the_lineage_there(api):
                               "--format", "json"))
   assert graph["start"] == model["id"]
   assert {e["component"] for e in graph["executions"]} == {"Trainer", "Embed", "ImportSchemaGen", "CocoIngest"}
+  out = _lineage("--vertex-job", _job(EARLIER_JOB), "model", "999", code=2)
+  assert out == (f"Error: Vertex AI has no {vertex_metadata.STORE}/artifacts/999 (404); "
+                 "check the id, project and region\n")
 
 
 def test_runs_lists_the_pipelines_jobs_oldest_first(api):
@@ -154,8 +157,7 @@ def test_a_running_job_a_missing_one_and_a_forbidden_one_are_one_line_each(api):
   assert out == ("Error: job colorize-running is still running (PIPELINE_STATE_RUNNING); its lineage is complete "
                  "once it ends (`colorize lineage --vertex-job ... runs` shows its state)\n")
   out = _lineage("--vertex-job", f"{PARENT}/pipelineJobs/no-such-job", code=2)
-  assert out == (f"Error: Vertex AI has no {PARENT}/pipelineJobs/no-such-job (404); "
-                 "check the job id, project and region\n")
+  assert out == f"Error: Vertex AI has no {PARENT}/pipelineJobs/no-such-job (404); check the id, project and region\n"
   server.state["forbidden"].add(f"{PARENT}/pipelineJobs/colorize-running")
   try:
     out = _lineage("--vertex-job", f"{PARENT}/pipelineJobs/colorize-running", code=1)

@@ -135,7 +135,7 @@ class _MetadataApi(JsonApi, http.server.BaseHTTPRequestHandler):
       return self._reply(200, jobs[path])
     if path.endswith(":queryArtifactLineageSubgraph") and path.split(":")[0] in self._artifacts():
       return self._reply(200, self._subgraph(path.split(":")[0], int(query.get("maxHops", ["-1"])[0])))
-    return self._error(404, "NOT_FOUND", f'The PipelineJob "{path}" does not exist.')
+    return self._error(404, "NOT_FOUND", f'The resource "{path.split(":")[0]}" does not exist.')
 
   def _error(self, code, status, message):
     self._reply(code, {"error": {"code": code, "message": message, "status": status}})
