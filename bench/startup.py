@@ -1,4 +1,4 @@
-"""How long the command line takes to answer: `--help`, a config error, a snapshot error, `compile`.
+"""How long the command line takes to answer: `--help`, `lineage --help`, a config error, a snapshot error, `compile`.
 
 Each case is the wall time of a fresh `colorize` process (start-up, imports, the answer),
 run several times; the table gives the median and the range. COLORIZE_BENCH_CLI names
@@ -24,6 +24,7 @@ def _cases(out: str):
   vertex = str(REPO / "configs" / "vertex.yaml")
   return [
       ("colorize --help", ["--help"], 0, RUNS),
+      ("colorize lineage --help", ["lineage", "--help"], 0, RUNS),
       ("config error (run --epochs 0)", ["run", "--epochs", "0"], 2, RUNS),
       ("snapshot error (run --snapshot 'x{SPAN}{SPAN}')", ["run", "--snapshot", "x{SPAN}{SPAN}"], 2, RUNS),
       ("compile (configs/vertex.yaml)", ["compile", "--config", vertex, "--output", os.path.join(out, "p.json")],

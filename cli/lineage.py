@@ -1,7 +1,8 @@
 """`colorize lineage`: where a model came from, read from ML Metadata.
 
 The store is the local runs' SQLite file by default (found through the config: --config,
---output-root, --pipeline-name or --metadata-file), or a shared MySQL store. `--format`
+--output-root, --pipeline-name or --metadata-file), a shared MySQL store, or, for a Vertex AI
+pipeline job (--vertex-job), Vertex ML Metadata (lineage/vertex.py). `--format`
 and `--output` work before or after the subcommand. ML Metadata and PIL are imported only
 when a store is read or a picture drawn, so `--help` answers at once.
 """
@@ -28,13 +29,15 @@ _LIST_FORMATS = ("table", "json")
 @click.option("--mysql-user", default="root", show_default=True, help="The MySQL user to read as.")
 @click.option("--mysql-password", envvar="COLORIZE_MYSQL_PASSWORD", default="",
               help="Or set COLORIZE_MYSQL_PASSWORD.")
+@click.option("--vertex-job", help="Read a Vertex AI pipeline job's lineage from Vertex ML Metadata instead: "
+              "projects/P/locations/L/pipelineJobs/ID, or the job id with --config's cloud project and region.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="table (default), json, dot or png (png needs --output); runs and artifacts take table|json.")
 @click.option("--output", "output_path", type=options.OutputPath(),
               help="Write here instead of printing (required for png).")
 @click.pass_context
 def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_host, mysql_port, mysql_database,
-            mysql_user, mysql_password, fmt, output_path):
+            mysql_user, mysql_password, vertex_job, fmt, output_path):
   """Show what produced a pushed model: Trainer run, Examples, input data, evaluation.
 
   Without a subcommand, shows the lineage of the latest pushed model.
@@ -50,6 +53,11 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
   # Named by --pipeline-name or the config; else `run` reads the store's newest run, of any pipeline.
   named = cfg.pipeline_name if pipeline_name or config_path else None
   ctx.obj = _Options(cfg.metadata_path, mysql, fmt, output_path, named)
+  if vertex_job:
+    if metadata_file or mysql_host:
+      raise click.UsageError("--vertex-job reads Vertex ML Metadata: leave out --metadata-file and --mysql-host")
+    from lineage import vertex
+    ctx.obj.vertex = vertex.Client(_read(lambda: vertex.job_name(vertex_job, getattr(cfg, "cloud", None))))
   if ctx.invoked_subcommand is None:
     ctx.invoke(model)
 
@@ -61,6 +69,11 @@ class _Options:
     self.metadata_path, self.mysql, self.fmt, self.output_path = metadata_path, mysql, fmt, output_path
     self.pipeline_name = pipeline_name
     self._store = None
+    self.vertex = None  # a lineage.vertex.Client with --vertex-job
+
+  def local_only(self, command: str) -> None:
+    if self.vertex:
+      raise click.UsageError(f"`lineage {command}` reads a local store; with --vertex-job use `model` or `runs`")
 
   @property
   def store(self):
@@ -85,9 +98,15 @@ def _format_option(choices):
 @_format_option(_LIST_FORMATS)
 @click.pass_obj
 def runs(obj: _Options, fmt):
-  """List the pipeline runs in the store, newest last: complete, failed, running or interrupted."""
+  """List the pipeline runs in the store (the pipeline's jobs with --vertex-job), newest last: complete, failed,
+  running or interrupted.
+  """
   from lineage import graph as graph_lib
-  rows = _read(lambda: graph_lib.pipeline_runs(obj.store.store, obj.store.may_be_running))
+  if obj.vertex:
+    from lineage import vertex
+    rows = _read(lambda: vertex.runs(obj.vertex))
+  else:
+    rows = _read(lambda: graph_lib.pipeline_runs(obj.store.store, obj.store.may_be_running))
   if obj.format(fmt, _LIST_FORMATS) == "json":
     click.echo(json.dumps(rows, indent=2))
     return
@@ -106,6 +125,7 @@ def run_summary(obj: _Options, run_id):
   verdicts, the outputs and what was pushed (the summary `colorize run` ends with).
   """
   from lineage import summary
+  obj.local_only("run")
   click.echo("\n".join(_read(lambda: summary.run_lines(obj.store.store, obj.pipeline_name, obj.store.where, run_id))))
 
 
@@ -117,6 +137,7 @@ def artifacts(obj: _Options, type_name, fmt):
   """List artifact types with counts, or the artifacts of TYPE_NAME (e.g. Model, PushedModel)."""
   from lineage import graph as graph_lib
   fmt = obj.format(fmt, _LIST_FORMATS)
+  obj.local_only("artifacts")
   if not type_name:
     counts = _read(lambda: graph_lib.artifact_counts(obj.store.store))
     if fmt == "json":
@@ -141,13 +162,18 @@ def artifacts(obj: _Options, type_name, fmt):
               help="Write here instead of printing (required for png).")
 @click.pass_obj
 def model(obj: _Options, artifact_id, fmt, output_path):
-  """Lineage of ARTIFACT_ID (default: the latest pushed model) back to the ingested data."""
+  """Lineage of ARTIFACT_ID (default: the latest pushed model; the job's with --vertex-job) back to the ingested
+  data.
+  """
   from lineage import graph as graph_lib
   fmt, output_path = obj.format(fmt), output_path or obj.output_path
   if fmt == "png" and not output_path:
     raise click.UsageError("--format png needs --output FILE.png")
 
   def read():
+    if obj.vertex:
+      from lineage import vertex
+      return vertex.model_lineage(obj.vertex, artifact_id)
     start = graph_lib.start_artifact(obj.store.store, artifact_id, obj.store.where)
     return start.id, graph_lib.upstream_graph(obj.store.store, start.id)
 
@@ -177,6 +203,13 @@ def _read(query):
     return query()
   except graph_lib.NotInStoreError as e:
     raise click.UsageError(str(e)) from e
+  except graph_lib.UserError as e:
+    raise _UserError(str(e)) from e
   except graph_lib.LineageError as e:
     raise click.ClickException(str(e)) from e
 
+
+
+class _UserError(click.ClickException):
+  """One line, exit 2: what the user must change (the job named, a login)."""
+  exit_code = 2

@@ -34,6 +34,10 @@ class LineageError(Exception):
   """The store cannot be read or holds no such artifact; the message says why."""
 
 
+class UserError(LineageError):
+  """What the user must change (the job named, a login): one line, exit 2."""
+
+
 class NotInStoreError(LineageError):
   """The artifact or artifact type asked for is not in the store."""
 
@@ -365,9 +369,15 @@ def artifact_dict(a: metadata_store_pb2.Artifact, type_name: str) -> Dict[str, A
       "uri": a.uri,
       "state": metadata_store_pb2.Artifact.State.Name(a.state),
       "created": format_time(a.create_time_since_epoch),
-      "properties": {k: summary.value_of(v) for k, v in sorted({**a.properties, **a.custom_properties}.items())
-                     if not k.startswith("__") and k not in ("name", "producer_component", "tfx_version")},
+      "properties": shown_properties({k: summary.value_of(v)
+                                      for k, v in {**a.properties, **a.custom_properties}.items()}),
   }
+
+
+def shown_properties(props: Dict[str, Any]) -> Dict[str, Any]:
+  """An artifact's properties as shown, sorted: without TFX's bookkeeping (its name, producer, version)."""
+  return {k: v for k, v in sorted(props.items())
+          if not k.startswith("__") and k not in ("name", "producer_component", "tfx_version")}
 
 
 def _prop(a: metadata_store_pb2.Artifact, key: str):
