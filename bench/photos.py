@@ -1,17 +1,25 @@
 """`colorize photos`: batched vs one photo at a time, Beam vs one process, and peak memory.
 
-Side by side in one run (the machine may be shared: only the ratios are meaningful), with
-an exported model of random weights (the network's cost does not depend on them):
-1. On 1-megapixel JPEGs made from the real photos: photos per CPU-second of today's batched
-   path (serving/colorizer.py) vs the image signature one photo at a time (the path before
-   it; what an endpoint still runs), in one process, the two alternated ROUNDS times; and
-   the batched path's CPU by stage (decode/resize for the network, network, full-resolution
-   decode, colour math, encode).
+Side by side in one run (the machine may be shared: only ratios mean anything, and the load
+average is printed beside them), with an exported model of random weights (the network's
+cost does not depend on them):
+1. On 1-megapixel JPEGs made from the real photos, CPU seconds a photo in one process:
+   - "before": the path of `colorize photos` before issue 21 (serving/photos.py at
+     af8ca21^): each photo made upright by PIL (decoded whole to check it), then the
+     SavedModel's image signature on its bytes (decode, resize, network at batch 1, colour
+     math, JPEG encode, all in TensorFlow). Not the new path at batch 1.
+   - "batched B": today's path (serving/colorizer.py: host-side decode and resize, the
+     network on batches of B, host-side recombination and encode), B in BATCH_SIZES;
+   alternated ROUNDS times, the median taken; and the batched path's CPU by stage.
+   The same in one more process per lever of LEVERS (environment settings TensorFlow and
+   oneDNN read at start-up), each against the first process's "before".
 2. `colorize photos` (one process, batched) vs `colorize photos --runner DirectRunner` with
    2 worker processes, on BEAM_PHOTOS small photos: CPU seconds of the whole command
-   (children included: start-up and model loads too), alternated.
-3. Peak resident memory of `colorize photos` on MEMORY_SCANS large scans, one of them at
-   the model's 100-megapixel limit, against the stated bound (serving/colorizer.py).
+   (children included: start-up and model loads too), alternated BEAM_ROUNDS times (A B A B),
+   the median ratio.
+3. Peak resident memory of `colorize photos` on MEMORY_SCANS large scans (one at the
+   model's 100-megapixel limit), in one process and per Beam worker, against the stated bound
+   (serving/colorizer.py).
 
 Usage: python -m bench.run bench.photos   (COLORIZE_BENCH_MODEL=DIR reuses an export)
 """
@@ -20,60 +28,87 @@ import json
 import os
 import pathlib
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+import numpy as np
 from PIL import Image
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 ROUNDS = 2
 ONE_MP = (1224, 816)
-NETWORK_PHOTOS = 16
-BATCH_SIZE = 8
+NETWORK_PHOTOS = 32
+BATCH_SIZES = (1, 4, 8, 16, 32)
+LEVER_BATCH_SIZES = (8,)
+LEVER_PHOTOS = 16
+# Settings read when TensorFlow or oneDNN start, so one process each.
+LEVERS = {
+    "one TF thread per pool (TF_NUM_INTRAOP_THREADS=1, TF_NUM_INTEROP_THREADS=1)":
+        {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"},
+    "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    "bfloat16 math in float32 ops (ONEDNN_DEFAULT_FPMATH_MODE=BF16)": {"ONEDNN_DEFAULT_FPMATH_MODE": "BF16"},
+}
 BEAM_PHOTOS = int(os.environ.get("COLORIZE_BENCH_BEAM_PHOTOS", "500"))
+BEAM_ROUNDS = 2
 BEAM_SIZE = (400, 300)
 MEMORY_SCANS = 100
-SCAN_SIZE = (2400, 1600)     # 3.84 megapixels: the largest photo, at the limit, sets the peak
+SCAN_SIZE = (6000, 4000)     # 24 megapixels: a large scan (99 of them, and one at the limit)
 LIMIT_SIZE = (12000, 8333)   # 99.996 megapixels, the largest photo the model takes
 
-_STAGES = """
-import io, json, resource, sys, time
+_PATHS = """
+import io, json, os, resource, sys
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 from serving import colorizer
-model_dir, rounds, batch_size, *paths = sys.argv[1:]
+from serving import photos as photos_lib
+model_dir, rounds, batch_sizes, ab_file, *paths = sys.argv[1:]
+batch_sizes = [int(b) for b in batch_sizes.split(",")]
 photos = [open(p, "rb").read() for p in paths]
 network = colorizer.Network(model_dir)
 single = network._loaded.signatures["colorize_image"]
 def cpu():
   r = resource.getrusage(resource.RUSAGE_SELF)
   return r.ru_utime + r.ru_stime
-def one_at_a_time():
+def before():
+  # serving/photos.py's colorize_photo before issue 21 (af8ca21^): each photo made upright (PIL
+  # decodes it whole to check it), then the image signature on its bytes, its JPEG kept.
   for data in photos:
-    single(image_bytes=tf.constant(data))["colorized_jpeg"].numpy()
+    single(image_bytes=tf.constant(photos_lib.upright(data, network.max_pixels)))["colorized_jpeg"].numpy()
 stages = dict.fromkeys(["decode and resize for the network", "network", "decode at full resolution",
                         "colour math (L + upsampled ab)", "encode JPEG"], 0.0)
-def batched():
-  for start in range(0, len(photos), int(batch_size)):
-    chunk = photos[start:start + int(batch_size)]
+def batched(batch_size, staged=False):
+  abs_ = []
+  for start in range(0, len(photos), batch_size):
+    chunk = photos[start:start + batch_size]
     t = cpu(); inputs = [colorizer.network_inputs(d, network.max_pixels) for d in chunk]
     stages["decode and resize for the network"] += cpu() - t
-    t = cpu(); abs_ = network.predict(inputs); stages["network"] += cpu() - t
-    for data, ab in zip(chunk, abs_):
+    t = cpu(); ab = network.predict(inputs); stages["network"] += cpu() - t
+    abs_ += ab
+    for data, one in zip(chunk, ab):
+      if not staged:
+        colorizer.recombine(data, one, "JPEG", network.max_pixels)
+        continue
       t = cpu(); rgb8 = np.array(colorizer._upright_rgb(data, network.max_pixels))
       stages["decode at full resolution"] += cpu() - t
-      t = cpu(); colorizer._with_ab(rgb8, ab); stages["colour math (L + upsampled ab)"] += cpu() - t
+      t = cpu(); colorizer._with_ab(rgb8, one); stages["colour math (L + upsampled ab)"] += cpu() - t
       t = cpu(); colorizer.encode(Image.fromarray(rgb8), "JPEG"); stages["encode JPEG"] += cpu() - t
-one_at_a_time(); batched()  # traces and warms both
+  return abs_
+arms = {"before": before, **{f"batched {b}": (lambda b=b: batched(b)) for b in batch_sizes}}
+for fn in arms.values():
+  fn()  # traces and warms every arm
+np.save(ab_file, np.stack(batched(8, staged=True)[:8]))
 for key in stages: stages[key] = 0.0
-totals = {"one at a time": 0.0, "batched": 0.0}
+per_photo = {name: [] for name in arms}
 for _ in range(int(rounds)):
-  for name, fn in (("one at a time", one_at_a_time), ("batched", batched)):
-    t = cpu(); fn(); totals[name] += cpu() - t
-print(json.dumps({"totals": totals, "stages": stages}))
+  for name, fn in arms.items():
+    t = cpu(); fn(); per_photo[name].append((cpu() - t) / len(photos))
+batched(8, staged=True)
+print(json.dumps({"per_photo": per_photo, "stages": stages}))
 """
 
 
@@ -101,8 +136,12 @@ def _children_cpu() -> float:
   return r.ru_utime + r.ru_stime
 
 
-def _command(args, env=None):
-  """-> (CPU seconds of the command and its children, wall seconds, peak RSS of the largest process)."""
+def _env(**extra) -> dict:
+  return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
+
+
+def _command(args, env):
+  """-> (CPU seconds of the command and its children, wall seconds, peak RSS of its largest process)."""
   before, start = _children_cpu(), time.perf_counter()
   with tempfile.TemporaryFile("w+") as out:
     process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "photos", *map(str, args)],
@@ -117,66 +156,97 @@ def _command(args, env=None):
   return _children_cpu() - before, wall, rusage.ru_maxrss * 1024
 
 
-def _batched_vs_one_at_a_time(model_dir: str, work: pathlib.Path) -> dict:
-  folder = _make(work / "one_mp", NETWORK_PHOTOS, ONE_MP)
-  result = subprocess.run([sys.executable, "-c", _STAGES, model_dir, str(ROUNDS), str(BATCH_SIZE),
-                           *map(str, sorted(folder.iterdir()))], capture_output=True, text=True, check=False)
+def _paths(model_dir: str, photos, work: pathlib.Path, name: str, env: dict, batch_sizes) -> dict:
+  ab_file = work / f"ab_{len(list(work.glob('ab_*')))}.npy"
+  result = subprocess.run([sys.executable, "-c", _PATHS, model_dir, str(ROUNDS), ",".join(map(str, batch_sizes)),
+                           str(ab_file), *map(str, photos)],
+                          capture_output=True, text=True, check=False, env=env)
   if result.returncode != 0:
-    raise RuntimeError(result.stderr[-3000:])
+    raise RuntimeError(f"{name}: {result.stderr[-3000:]}")
   measured = json.loads(result.stdout.strip().splitlines()[-1])
-  photos = NETWORK_PHOTOS * ROUNDS
-  rate = {name: photos / cpu for name, cpu in measured["totals"].items()}
-  staged = sum(measured["stages"].values())
+  measured["ab"] = np.load(ab_file)
+  measured["load"] = os.getloadavg()[0]
+  return measured
+
+
+def _batched_vs_before(model_dir: str, work: pathlib.Path) -> dict:
+  folder = _make(work / "one_mp", NETWORK_PHOTOS, ONE_MP)
+  photos = sorted(folder.iterdir())
+  shipped = _paths(model_dir, photos, work, "shipped", _env(), BATCH_SIZES)
+  before = statistics.median(shipped["per_photo"]["before"])
+  rows = []
+  levers = [(name, _paths(model_dir, photos[:LEVER_PHOTOS], work, name, _env(**env), LEVER_BATCH_SIZES))
+            for name, env in LEVERS.items()]
+  for lever, measured in [("as shipped", shipped)] + levers:
+    for arm, cpus in measured["per_photo"].items():
+      cpu = statistics.median(cpus)
+      rows.append({"settings": lever, "path": arm, "cpu_s_per_photo": cpu, "photos_per_cpu_s": 1 / cpu,
+                   "over_before_as_shipped": before / cpu, "load_avg": measured["load"],
+                   "max_ab_change": float(np.abs(measured["ab"] - shipped["ab"]).max())})
+  stages = shipped["stages"]
+  staged = sum(stages.values())
   return {
-      "paths": [{"path": name, "photos": photos, "cpu_s": measured["totals"][name], "photos_per_cpu_s": rate[name]}
-                for name in rate],
-      "batched_over_one_at_a_time": rate["batched"] / rate["one at a time"],
-      "stages of the batched path": [{"stage": k, "cpu_s": v, "share": v / staged}
-                                     for k, v in measured["stages"].items()],
+      "rows": rows,
+      "stages": [{"stage": k, "cpu_s_per_photo": v / NETWORK_PHOTOS, "share": v / staged} for k, v in stages.items()],
+      "network_per_photo": stages["network"] / NETWORK_PHOTOS,
+      "before_per_photo": before,
   }
 
 
 def _beam_vs_one_process(model_dir: str, work: pathlib.Path) -> dict:
   folder = _make(work / "beam_in", BEAM_PHOTOS, BEAM_SIZE)
-  env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
   cases = {"one process, batched": [],
            "Beam DirectRunner, 2 workers": ["--runner", "DirectRunner", "--beam-arg=--direct_num_workers=2",
                                             "--beam-arg=--direct_running_mode=multi_processing"]}
-  rows = []
-  for name, extra in cases.items():
-    out = work / f"out_{len(rows)}"
-    cpu, wall, _ = _command([folder, "-o", out, "--model", model_dir, "--batch-size", BATCH_SIZE, *extra], env)
-    rows.append({"path": name, "photos": BEAM_PHOTOS, "cpu_s": cpu, "wall_s": wall,
-                 "photos_per_cpu_s": BEAM_PHOTOS / cpu})
-  return {"paths": rows, "beam_over_one_process": rows[1]["photos_per_cpu_s"] / rows[0]["photos_per_cpu_s"]}
+  rows, ratios = [], []
+  for round_ in range(BEAM_ROUNDS):
+    rates = {}
+    for name, extra in cases.items():
+      out = work / f"beam_out_{len(rows)}"
+      cpu, wall, _ = _command([folder, "-o", out, "--model", model_dir, *extra], _env())
+      rates[name] = BEAM_PHOTOS / cpu
+      rows.append({"round": round_ + 1, "path": name, "photos": BEAM_PHOTOS, "cpu_s": cpu, "wall_s": wall,
+                   "photos_per_cpu_s": rates[name], "load_avg": os.getloadavg()[0]})
+    ratios.append(rates["Beam DirectRunner, 2 workers"] / rates["one process, batched"])
+  return {"rows": rows, "ratios": ratios, "median": statistics.median(ratios)}
 
 
 def _memory(model_dir: str, work: pathlib.Path) -> dict:
   folder = work / "scans"
   folder.mkdir()
   sources = _sources()
-  scan = _jpeg(sources[0], SCAN_SIZE)
+  scans = [_jpeg(sources[i], SCAN_SIZE) for i in range(4)]  # a few distinct scans, copied: making one takes seconds
   for i in range(MEMORY_SCANS - 1):
-    (folder / f"scan_{i:03d}.jpg").write_bytes(scan if i % 2 else _jpeg(sources[i % len(sources)], SCAN_SIZE))
+    (folder / f"scan_{i:03d}.jpg").write_bytes(scans[i % len(scans)])
   (folder / "scan_at_the_limit.jpg").write_bytes(_jpeg(sources[1], LIMIT_SIZE, quality=80))
-  env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
+  largest = LIMIT_SIZE[0] * LIMIT_SIZE[1] / 1e6
+  beam = ["--runner", "DirectRunner", "--beam-arg=--direct_num_workers=2",
+          "--beam-arg=--direct_running_mode=multi_processing"]
+  small = work / "small.jpg"
+  small.write_bytes(_jpeg(sources[0], BEAM_SIZE))
   rows = []
-  for count in (1, MEMORY_SCANS):
-    chosen = [folder / "scan_at_the_limit.jpg"] + sorted(folder.glob("scan_0*.jpg"))[:count - 1]
-    cpu, wall, peak = _command([*chosen, "-o", work / f"scans_out_{count}", "--model", model_dir,
-                                "--batch-size", BATCH_SIZE], env)
-    rows.append({"scans": count, "largest_megapixels": LIMIT_SIZE[0] * LIMIT_SIZE[1] / 1e6, "cpu_s": cpu,
-                 "peak_rss_gb": peak / 1e9})
-  return {"rows": rows, "bound": "model + batch x 140 kB + threads x (largest photo allowed x ~8 bytes per pixel)"}
+  for path, chosen, megapixels, extra in (
+      ("one process: the model alone (one small photo)", small, BEAM_SIZE[0] * BEAM_SIZE[1] / 1e6, []),
+      ("one process", folder / "scan_at_the_limit.jpg", largest, []),
+      ("one process", folder, largest, []),
+      ("Beam DirectRunner, 2 workers (largest worker)", folder, largest, beam)):
+    count = MEMORY_SCANS if chosen == folder else 1
+    cpu, wall, peak = _command([chosen, "-o", work / f"scans_out_{len(rows)}", "--model", model_dir, *extra], _env())
+    rows.append({"path": path, "photos": count, "largest_megapixels": megapixels, "cpu_s": cpu, "wall_s": wall,
+                 "peak_rss_gb": peak / 1e9, "load_avg": os.getloadavg()[0]})
+  return {"rows": rows, "bound": "the model alone (TensorFlow and the SavedModel, ~1.5 GB) + batch x 140 kB + "
+                                 "threads x (largest photo allowed x ~10 bytes per pixel: 1 GB at 100 megapixels)"}
 
 
 def _progress(part: dict) -> dict:
-  print(json.dumps(part), file=sys.stderr, flush=True)  # each part as it is measured: the whole takes long
+  print(json.dumps(part, default=str), file=sys.stderr, flush=True)  # each part as it is measured: the whole takes long
   return part
 
 
 def run() -> dict:
   model_dir = os.environ.get("COLORIZE_BENCH_MODEL")
+  parts = os.environ.get("COLORIZE_BENCH_PARTS", "network,beam,memory").split(",")
+  result = {"cores": os.cpu_count(), "load average at start": os.getloadavg()[0]}
   with tempfile.TemporaryDirectory() as tmp:
     work = pathlib.Path(tmp)
     if not model_dir:
@@ -189,15 +259,20 @@ def run() -> dict:
       keras.utils.set_random_seed(0)
       model_dir = str(work / "model")
       export.export(model_lib.build_model("none"), model_dir)
-    network = _progress(_batched_vs_one_at_a_time(model_dir, work))
-    beam = _progress(_beam_vs_one_process(model_dir, work))
-    memory = _progress(_memory(model_dir, work))
-  return {
-      "1 MP photos, per CPU-second (one process, alternated)": network["paths"],
-      "batched / one at a time": network["batched_over_one_at_a_time"],
-      "batched path, CPU by stage": network["stages of the batched path"],
-      f"{BEAM_PHOTOS} photos of {BEAM_SIZE[0]}x{BEAM_SIZE[1]}, whole command": beam["paths"],
-      "Beam 2 workers / one process": beam["beam_over_one_process"],
-      "peak memory, colorize photos": memory["rows"],
-      "stated bound": memory["bound"],
-  }
+    if "network" in parts:
+      network = _progress(_batched_vs_before(model_dir, work))
+      result["1 MP photos, CPU a photo (one process per settings, paths alternated, median)"] = network["rows"]
+      result["batched 8 as shipped, CPU by stage"] = network["stages"]
+      result["evidence: network alone at batch 8 / before, whole photo"] = (
+          f"{network['network_per_photo']:.3f} / {network['before_per_photo']:.3f} CPU-s: "
+          f"at most {network['before_per_photo'] / network['network_per_photo']:.2f}x with all host work gone")
+    if "beam" in parts:
+      beam = _progress(_beam_vs_one_process(model_dir, work))
+      result[f"{BEAM_PHOTOS} photos of {BEAM_SIZE[0]}x{BEAM_SIZE[1]}, whole command, alternated"] = beam["rows"]
+      result["Beam 2 workers / one process, per round"] = [round(r, 3) for r in beam["ratios"]]
+      result["Beam 2 workers / one process, median"] = beam["median"]
+    if "memory" in parts:
+      memory = _progress(_memory(model_dir, work))
+      result["peak memory, colorize photos (batch 8)"] = memory["rows"]
+      result["stated bound"] = memory["bound"]
+  return result

@@ -142,10 +142,7 @@ def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, run
   try:
     if endpoint is not None or model_dir is None:
       raise photos_lib.UsageError("--runner runs a --model DIR (a deployed --endpoint serves photos itself)")
-    if runner == "DataflowRunner":
-      beam_args = _dataflow_args(inputs, output_dir, model_dir, config_path) + list(beam_args)
-    else:
-      beam_args = ["--runner=DirectRunner", *beam_args]
+    beam_args = pipeline_args(runner, inputs, output_dir, model_dir, config_path, beam_args)
     if not archive.is_gcs(inputs[0]):
       _local_paths(inputs)
     if archive.is_gcs(model_dir):
@@ -180,6 +177,15 @@ def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, run
              f"file(s); the list: {output_dir.rstrip('/')}/{archive.MANIFEST}")
   if counts[archive.SKIPPED]:
     sys.exit(1)
+
+
+def pipeline_args(runner, inputs, output_dir, model_dir, config_path, beam_args):
+  """The Beam pipeline's arguments: the runner's (DataflowRunner: the config's cloud: section),
+  then the user's --beam-arg (which win over them, e.g. --max_num_workers).
+  """
+  if runner == "DataflowRunner":
+    return _dataflow_args(inputs, output_dir, model_dir, config_path) + list(beam_args)
+  return ["--runner=DirectRunner", *beam_args]
 
 
 def _dataflow_args(inputs, output_dir, model_dir, config_path):

@@ -24,6 +24,7 @@ Its rows are written by the workers under a temporary folder (the job's temp_loc
 Dataflow) and gathered by the launcher when the job has finished.
 """
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -153,21 +154,30 @@ def _read(path: str) -> bytes:
     return f.read()
 
 
-def _prepare(item, max_pixels: Optional[int]):
+@functools.cache
+def _max_pixels(saved_model: str) -> Optional[int]:
+  """The model's size limit, read once per worker process: there, not in the launcher, which
+  then needs no TensorFlow (the workers load it for the model anyway).
+  """
+  return colorizer.read_max_pixels(saved_model)
+
+
+def _prepare(item, saved_model: str):
   """(input, output) -> ((input, output), NetworkInputs), or a manifest row (tagged 'skipped')."""
   import apache_beam as beam
   source, target = item
   try:
-    yield item, colorizer.network_inputs(_read(source), max_pixels)
+    yield item, colorizer.network_inputs(_read(source), _max_pixels(saved_model))
   except (colorizer.PhotoError, OSError) as e:
     yield beam.pvalue.TaggedOutput(SKIPPED, json.dumps(row(source, target, SKIPPED, str(e))))
 
 
-def _finish(keyed, overwrite: bool, max_pixels: Optional[int]) -> str:
+def _finish(keyed, overwrite: bool, saved_model: str) -> str:
   """((input, output), a*b*) -> the output written (or kept); its manifest row."""
   (source, target), ab = keyed
   try:
-    data = colorizer.recombine(_read(source), ab, photos_lib.output_format(pathlib.PurePath(target)), max_pixels)
+    data = colorizer.recombine(_read(source), ab, photos_lib.output_format(pathlib.PurePath(target)),
+                               _max_pixels(saved_model))
     written = _write(target, data, overwrite)
   except (colorizer.PhotoError, OSError) as e:  # a full output folder too: the rerun finishes
     return json.dumps(row(source, target, SKIPPED, str(e)))
@@ -204,7 +214,6 @@ def run(plan_: ArchivePlan, saved_model: str, output: str, overwrite: bool, batc
   else:
     local_parts = tempfile.mkdtemp(prefix="colorize-manifest-")
     parts = local_parts
-  max_pixels = colorizer.read_max_pixels(saved_model)
   # The list goes to the workers as a file: in the job's graph, millions of names would exceed
   # Dataflow's request size.
   todo = posixpath.join(parts, "todo.jsonl")
@@ -215,10 +224,10 @@ def run(plan_: ArchivePlan, saved_model: str, output: str, overwrite: bool, batc
                   | "Photos" >> beam.io.ReadFromText(todo)
                   | "Parse" >> beam.Map(lambda line: tuple(json.loads(line)))
                   | "Spread" >> beam.Reshuffle()
-                  | "NetworkInputs" >> beam.FlatMap(_prepare, max_pixels).with_outputs(SKIPPED, main="ready"))
+                  | "NetworkInputs" >> beam.FlatMap(_prepare, saved_model).with_outputs(SKIPPED, main="ready"))
       done = (prepared.ready
               | "Network" >> inference.RunInference(handler(saved_model, batch_size))
-              | "RecombineAndWrite" >> beam.Map(_finish, overwrite, max_pixels))
+              | "RecombineAndWrite" >> beam.Map(_finish, overwrite, saved_model))
       _ = ((done, prepared[SKIPPED])
            | "Rows" >> beam.Flatten()
            | "Manifest" >> beam.io.WriteToText(posixpath.join(parts, _MANIFEST_PARTS)))

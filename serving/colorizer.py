@@ -18,9 +18,20 @@ signature derives grey from the 224 L, and only the examples signature takes bot
 
 Memory: a batch holds only its network inputs (~140 kB a photo); a photo is decoded at full
 resolution only in recombine, one at a time per thread, and recombined in strips of
-STRIP_PIXELS. So a worker's peak is ~ batch x 140 kB + threads x (the largest photo allowed
-x ~8 bytes per pixel: decoded pixels twice, once in PIL's own 4-byte layout, plus the encoded
-output), independent of how many photos there are (README, "Colorize an archive").
+STRIP_PIXELS. So a worker's peak is ~ the model + batch x 140 kB + threads x (the largest
+photo allowed x ~10 bytes per pixel: PIL's 4-byte pixels and the 3-byte array side by side,
+twice (decode, encode), plus the encoded input and output), independent of how many photos
+there are (README, "Colorize an archive", measured by bench/photos.py).
+
+Not the image signature's bytes (what an endpoint, or `colorize photos` before batching,
+returns), by choice: the signature shrinks the photo for the network with tf.image.resize
+from its full decode, this module with PIL's filter (ingestion's, which made the training
+photos) from libjpeg's reduced decode; and TF's JPEG header says 300 dpi, PIL's none (their
+pixels agree). The L channel, the photo's detail, is the photo's own in both; only the
+predicted chroma may differ slightly. Matching the signature byte for byte would take a
+full-resolution TF decode and resize per photo on the host, the cost batching removed. What
+must match, and is tested, is the local path and Beam (both call these functions).
+
 The photo is read twice rather than held between the two halves: a 100-megapixel TIFF is
 300 MB, a batch of them would be gigabytes.
 """

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from serving import photos
 
 pytest_plugins = ("trainer_fixtures",)
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXIF_ORIENTATION = 0x0112
 ROTATED_90_CW = 6  # EXIF: the stored pixels must be turned 90 degrees clockwise for display
 
@@ -435,13 +437,44 @@ def test_a_killed_beam_job_leaves_only_whole_photos_and_the_rerun_finishes(servi
   assert _files(out) == sorted([p.name for p in historical.iterdir()] + [archive.MANIFEST])
 
 
-def test_dataflow_runs_the_project_image_and_reads_only_cloud_storage(tmp_path):
+def _readme_command(runner):
+  """The README's `colorize photos ... --runner RUNNER` command (continuation lines joined), as arguments."""
+  text = (ROOT / "README.md").read_text().split("## Colorize an archive", 1)[1].replace("\\\n", " ")
+  line, = [line for line in text.splitlines() if line.startswith("colorize photos") and f"--runner {runner}" in line]
+  return shlex.split(line)[2:]
+
+
+def test_the_readme_dataflow_command_builds_dataflow_options_with_the_project_image(monkeypatch):
+  from apache_beam.options import pipeline_options
+
   from cli import photos as photos_command
-  vertex = str(pathlib.Path(__file__).resolve().parent.parent / "configs" / "vertex.yaml")
-  args = photos_command._dataflow_args(["gs://b/archive"], "gs://b/out", "gs://b/model/1", vertex)
-  assert "--runner=DataflowRunner" in args and "--sdk_location=container" in args
-  assert "--sdk_container_image=us-central1-docker.pkg.dev/my-project/colorize/colorize:abc1234" in args
-  assert "--temp_location=gs://my-project-colorize/runs/tmp/dataflow" in args
+  monkeypatch.chdir(ROOT)  # the README's --config path is relative to the repository
+  params = photos_command.photos.make_context("photos", _readme_command("DataflowRunner")).params
+  args = photos_command.pipeline_args(params["runner"], params["inputs"], params["output_dir"], params["model_dir"],
+                                      params["config_path"], params["beam_args"])
+  options = pipeline_options.PipelineOptions(args)
+  unknown = set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options())
+  assert not unknown, args  # every flag is one of Beam's
+  cloud = options.view_as(pipeline_options.GoogleCloudOptions)
+  worker = options.view_as(pipeline_options.WorkerOptions)
+  setup = options.view_as(pipeline_options.SetupOptions)
+  assert options.view_as(pipeline_options.StandardOptions).runner == "DataflowRunner"
+  assert (cloud.project, cloud.region, cloud.temp_location) == (
+      "my-project", "us-central1", "gs://my-project-colorize/runs/tmp/dataflow")
+  assert cloud.service_account_email == "colorize-pipelines@my-project.iam.gserviceaccount.com"
+  assert worker.sdk_container_image == "us-central1-docker.pkg.dev/my-project/colorize/colorize:abc1234"
+  assert setup.sdk_location == "container" and worker.machine_type == "n1-standard-4"
+  assert worker.max_num_workers == 50  # the README's --beam-arg wins over the config's 8
+  local = _readme_command("DirectRunner")
+  params = photos_command.photos.make_context("photos", local).params
+  options = pipeline_options.PipelineOptions(photos_command.pipeline_args(
+      params["runner"], params["inputs"], params["output_dir"], params["model_dir"], None, params["beam_args"]))
+  direct = options.view_as(pipeline_options.DirectOptions)
+  assert (direct.direct_num_workers, direct.direct_running_mode) == (2, "multi_processing")
+
+
+def test_dataflow_reads_only_cloud_storage(tmp_path):
+  vertex = str(ROOT / "configs" / "vertex.yaml")
   result = _invoke(tmp_path, "-o", "gs://b/out", "--model", "gs://b/model/1", "--runner", "DataflowRunner",
                    "--config", vertex)
   assert result.exit_code == 2 and "must be gs:// paths" in result.output, result.output
