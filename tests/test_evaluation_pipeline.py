@@ -419,3 +419,41 @@ def test_lineage_options_work_before_the_subcommand_too(runs, tmp_path):
   # One box or ellipse a node, in columns by depth: the picture holds them all.
   assert a.width >= 4 * 200 and a.height >= 46
   assert len(graph["artifacts"]) + len(graph["executions"]) > 8
+
+
+def test_the_same_lineage_read_from_vertex_ml_metadata_gives_the_same_output(runs, monkeypatch, tmp_path):
+  """These runs' store, as Vertex AI Pipelines would record them (tests/vertex_metadata.py): `lineage
+  --vertex-job` gives what the local store gives, in every format (a run is a job there)."""
+  import vertex_metadata
+
+  from lineage import graph as graph_lib
+  from lineage import vertex
+  _, second = runs
+  local = json.loads(_lineage(second.cfg, "--format", "json"))
+  local["reports"] = {int(k): r for k, r in local["reports"].items()}
+  jobs, events = vertex_metadata.translate(local)
+  server = vertex_metadata.Server(jobs, events)
+  monkeypatch.setattr(vertex, "API", server.url)
+  monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", server.credentials_file(tmp_path))
+  # The job that pushed the model (the third run's cache hits are upstream of it too).
+  pusher = next(e for e in local["executions"] if any(local["start"] in ids for ids in e["outputs"].values()))
+  job = f"{vertex_metadata.PARENT}/pipelineJobs/{vertex_metadata.job_id(pusher['run'])}"
+
+  def vertex_lineage(*args):
+    result = CliRunner().invoke(cli.main, ["lineage", "--vertex-job", job, *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+  try:
+    table, graph = vertex_lineage(), json.loads(vertex_lineage("--format", "json"))
+  finally:
+    server.close()
+  runs_seen = {e["run"] for e in local["executions"]}
+  expected = _lineage(second.cfg)
+  for run in runs_seen:
+    expected = expected.replace(f"run {run}", f"run {vertex_metadata.job_id(run)}")
+  assert table == expected
+  for e in local["executions"]:
+    e.update(type="system.ContainerExecution", run=vertex_metadata.job_id(e["run"]))
+  assert graph == json.loads(json.dumps(local))
+  assert graph_lib.render_dot(graph, graph["start"]) == graph_lib.render_dot(local, local["start"])
