@@ -10,10 +10,12 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = {
     "schemas": 0,
     "imaging": 1,
-    "components": 2, "trainer": 2,
-    "pipelines": 3,
-    "cloud": 4, "lineage": 4, "serving": 4,
-    "cli": 5,
+    # Below the components: the endpoint rollout probes a deployed model with the users' own client.
+    "serving": 2,
+    "components": 3, "trainer": 3,
+    "pipelines": 4,
+    "cloud": 5, "lineage": 5,
+    "cli": 6,
 }
 
 
