@@ -96,6 +96,8 @@ def test_installs_exactly_the_lock_then_the_project(stages):
   # uv itself (pinned), then `-r requirements.lock` and nothing else.
   assert pip_installs[0][:4] == ["python", "-m", "pip", "install"] and re.fullmatch(r"uv==[\d.]+", pip_installs[0][-1])
   assert pip_installs[1][:4] == ["python", "-m", "uv", "pip"] and pip_installs[1][-2:] == ["-r", "requirements.lock"]
+  # Every task is a new container: one without bytecode compiles TensorFlow, Beam and TFX before it starts.
+  assert "--compile-bytecode" in pip_installs[1]
   assert len(pip_installs) == 2
   project = shlex.split(install_project.split("&&")[0])
   assert project[:4] == ["python", "-m", "uv", "pip"] and "--no-deps" in project and project[-2:] == ["-e", "."]
