@@ -74,6 +74,48 @@ def classify(entry: os.DirEntry, root_real: str) -> Decision:
   return Decision(found, is_link, real, st)
 
 
+class RefusedFileError(OSError):
+  """What is at a listed path cannot be read as a photo; str() is the reason alone."""
+
+  def __str__(self) -> str:
+    return self.strerror
+
+
+def read_file(path: str, limit: Optional[int] = None) -> bytes:
+  """The bytes of the regular file at `path`, or RefusedFileError (other OSErrors pass through).
+
+  A listed file may be replaced before it is read: it is opened without blocking (opening a FIFO
+  would wait for a writer for ever) and refused unless it is still a regular file. One larger
+  than `limit` bytes is refused unread, so one stray file cannot exhaust memory.
+  """
+  with open_regular(path) as f:
+    if limit is not None and os.fstat(f.fileno()).st_size > limit:
+      raise _too_large(limit)
+    return read_bounded(f, limit)
+
+
+def open_regular(path: str):
+  """The regular file at `path` opened for binary reading, or RefusedFileError; see read_file."""
+  fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+  reason = special_file_reason(os.fstat(fd).st_mode)
+  if reason:
+    os.close(fd)
+    raise RefusedFileError(errno.EINVAL, reason)
+  return os.fdopen(fd, "rb")
+
+
+def read_bounded(f, limit: Optional[int]) -> bytes:
+  """All of an open binary file, or RefusedFileError once it has more than `limit` bytes."""
+  data = f.read() if limit is None else f.read(limit + 1)
+  if limit is not None and len(data) > limit:
+    raise _too_large(limit)
+  return data
+
+
+def _too_large(limit: int) -> RefusedFileError:
+  return RefusedFileError(errno.EFBIG, f"larger than the {limit / 1e6:.0f} MB a photo file can be")
+
+
 def special_file_reason(mode: int) -> Optional[str]:
   """Why a file of this st_mode is not read, or None for a regular file."""
   if stat.S_ISREG(mode):

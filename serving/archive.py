@@ -166,8 +166,9 @@ def _prepare(item, saved_model: str):
   """(input, output) -> ((input, output), NetworkInputs), or a manifest row (tagged 'skipped')."""
   import apache_beam as beam
   source, target = item
+  max_pixels = _max_pixels(saved_model)
   try:
-    yield item, colorizer.network_inputs(_read(source), _max_pixels(saved_model))
+    yield item, colorizer.network_inputs(colorizer.read_photo(source, max_pixels), max_pixels)
   except (colorizer.PhotoError, OSError) as e:
     yield beam.pvalue.TaggedOutput(SKIPPED, json.dumps(row(source, target, SKIPPED, str(e))))
 
@@ -175,9 +176,10 @@ def _prepare(item, saved_model: str):
 def _finish(keyed, overwrite: bool, saved_model: str) -> str:
   """((input, output), a*b*) -> the output written (or kept); its manifest row."""
   (source, target), ab = keyed
+  max_pixels = _max_pixels(saved_model)
   try:
-    data = colorizer.recombine(_read(source), ab, photos_lib.output_format(pathlib.PurePath(target)),
-                               _max_pixels(saved_model))
+    data = colorizer.recombine(colorizer.read_photo(source, max_pixels), ab,
+                               photos_lib.output_format(pathlib.PurePath(target)), max_pixels)
     written = _write(target, data, overwrite)
   except (colorizer.PhotoError, OSError) as e:  # a full output folder too: the rerun finishes
     return json.dumps(row(source, target, SKIPPED, str(e)))

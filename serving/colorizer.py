@@ -44,10 +44,16 @@ import numpy as np
 
 from imaging import color
 from imaging import images
+from imaging import tree
 from schemas import features
 from schemas import signatures
 
 JPEG_QUALITY = 95
+# No format the signature reads stores a pixel in more than 8 bytes (16-bit RGBA or CMYK,
+# uncompressed) and metadata (EXIF, ICC profiles, previews) adds tens of MB at most: a larger
+# file cannot hold a photo within the pixel limit, and is refused before it is read.
+MAX_BYTES_PER_PIXEL = 8
+METADATA_BYTES = 64_000_000
 # Pixels per strip of the full-resolution colour math (~50 bytes of float32 temporaries each).
 STRIP_PIXELS = 1 << 20
 _SAVE_OPTIONS = {"JPEG": {"quality": JPEG_QUALITY, "subsampling": 0}, "WEBP": {"quality": 95},
@@ -85,6 +91,20 @@ def open_image(data: bytes, max_pixels: Optional[int]):
     raise PhotoError(signatures.TOO_LARGE_MESSAGE.format(width, height, width * height // 1_000_000,
                                                          max_pixels // 1_000_000))
   return image
+
+
+def read_photo(path: str, max_pixels: Optional[int]) -> bytes:
+  """A listed photo's bytes, local or gs://, refused (imaging/tree.py: an OSError saying why) when
+  it is no longer a regular file or too large to hold a photo of at most `max_pixels`.
+  """
+  limit = None if max_pixels is None else max_pixels * MAX_BYTES_PER_PIXEL + METADATA_BYTES
+  if path.startswith("gs://"):
+    from apache_beam.io.filesystems import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    # Not decompressed by its name, as Beam would by default (photo.gz): a photo is read as stored.
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+      return tree.read_bounded(f, limit)
+  return tree.read_file(path, limit)
 
 
 def load(image) -> None:

@@ -40,6 +40,7 @@ import warnings
 
 from imaging import images
 from imaging import tree
+from schemas import signatures
 from serving import colorizer
 from serving import endpoint as endpoint_lib
 from serving.photo_settings import DEFAULT_BATCH_SIZE
@@ -57,12 +58,13 @@ _NATIVE = {("JPEG", "L"), ("JPEG", "RGB"),
            ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "I")}
 _EXIF_ORIENTATION = 0x0112
 _JPEG_MAGIC = b"\xff\xd8\xff"
-# Photos a local model colorizes at once (the network's batch).
 # Conservative output sizes for the free-space check: JPEG at quality 95 without chroma
 # subsampling stays under ~1 byte per pixel on photos (the historical set: 0.2-0.5);
 # PNG, BMP and TIFF hold up to 3 bytes per pixel plus headers.
 _BYTES_PER_PIXEL = {"JPEG": 1.0, "WEBP": 1.0, "GIF": 1.1, "PNG": 3.1, "BMP": 3.1, "TIFF": 3.1}
 _PER_FILE_BYTES = 64 * 1024
+# What is read of a photo for an endpoint: the deployed model's own limit is not known here.
+_ENDPOINT_MAX_PIXELS = int(signatures.MAX_MEGAPIXELS * 1_000_000)
 _WRITTEN = "the output of another photo of this run"
 TEMPORARY = "a temporary output"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
@@ -212,7 +214,7 @@ def estimated_output_bytes(job: Job) -> int:
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked later, from the header
-      with Image.open(job.source) as image:
+      with tree.open_regular(str(job.source)) as f, Image.open(f) as image:
         pixels = image.size[0] * image.size[1]
   except Exception:
     return _PER_FILE_BYTES
@@ -339,18 +341,20 @@ def local_results(network: colorizer.Network, jobs: Iterable[Job], batch_size: i
   running on `batch_size` photos at a time (serving/colorizer.py).
   """
   jobs = iter(jobs)
+  max_pixels = network.max_pixels
   while batch := list(itertools.islice(jobs, batch_size)):
     ready = []
     for job in batch:
       try:
-        ready.append((job, colorizer.network_inputs(job.source.read_bytes(), network.max_pixels)))
+        ready.append((job, colorizer.network_inputs(colorizer.read_photo(str(job.source), max_pixels), max_pixels)))
       except (PhotoError, OSError) as e:
         yield job, e
     if not ready:
       continue
     for (job, _), ab in zip(ready, network.predict([inputs for _, inputs in ready]), strict=True):
       try:
-        yield job, colorizer.recombine(job.source.read_bytes(), ab, output_format(job.target), network.max_pixels)
+        data = colorizer.read_photo(str(job.source), max_pixels)
+        yield job, colorizer.recombine(data, ab, output_format(job.target), max_pixels)
       except (PhotoError, OSError) as e:
         yield job, e
 
@@ -364,7 +368,7 @@ def endpoint_results(remote: endpoint_lib.Endpoint, jobs: Iterable[Job]):
   def readable():
     for job in jobs:
       try:
-        yield job, upright(job.source.read_bytes())
+        yield job, upright(colorizer.read_photo(str(job.source), _ENDPOINT_MAX_PIXELS))
       except (PhotoError, OSError) as e:
         unreadable.append((job, e))
 

@@ -244,6 +244,9 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
   (inputs / "huge.jpg").write_bytes(image_files.claiming_size(data, 12000, 10000))
   # Over twice PIL's own limit (179 megapixels): PIL refuses to open it.
   (inputs / "huger.jpg").write_bytes(image_files.claiming_size(data, 20000, 10000))
+  # A file no photo within the limit can fill (sparse: nothing is allocated): refused unread.
+  with open(inputs / "scan.tif", "wb") as f:
+    f.truncate(4 << 30)
   out = tmp_path / "out"
   with warnings.catch_warnings(record=True) as shown:
     warnings.simplefilter("always")  # as a user sees them (an "error" filter would be swallowed as a failure)
@@ -253,16 +256,38 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
   assert ("huge.jpg: image is 12000x10000 pixels (120 megapixels): over the limit of this model, 100 megapixels"
           in result.output)
   assert "huger.jpg: too large to open (Image size (200000000 pixels) exceeds limit" in result.output
+  assert "scan.tif: larger than the 864 MB a photo file can be" in result.output  # 100 megapixels x 8 bytes + 64 MB
   expected = {"again.jpg": "JPEG", "p.jpg": "JPEG", "p.gif": "GIF", "p.bmp": "BMP", "p.webp": "WEBP",
               "scans/p.tiff": "TIFF"}
   assert _files(out) == sorted(expected)
   assert f"Colorized {len(expected)} photo(s)" in result.output and "photo/s" in result.output  # progress rate
-  assert "skipped 2 (listed above)" in result.output
+  assert "skipped 3 (listed above)" in result.output
   for relative, fmt in expected.items():
     colorized = Image.open(out / relative)
     assert (colorized.format, colorized.size) == (fmt, photo.size), relative
   for name, reason in passed.items():
     assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
+
+
+def test_a_photo_replaced_by_a_fifo_after_the_listing_is_skipped_at_once(serving_model, historical, tmp_path):
+  # Between the listing and the read, a photo becomes a named pipe nobody writes into: opening it
+  # for reading would wait for ever, on every path that reads photos.
+  from serving import endpoint
+  photo = tmp_path / "photo.jpg"
+  os.mkfifo(photo)
+  job = photos.Job(photo, tmp_path / "out" / "photo.jpg")
+  network = photos.load_network(serving_model[1])
+  unused = endpoint.connect("http://127.0.0.1:9/v1/models/colorize:predict")  # never reached: nothing to send
+  signal.signal(signal.SIGALRM, lambda *_: pytest.fail("a read blocked on the FIFO"))
+  signal.alarm(30)
+  try:
+    answers = [*photos.local_results(network, [job]), *photos.endpoint_results(unused, [job])]
+    beam_rows = [json.loads(tagged.value) for tagged in archive._prepare((str(photo), str(job.target)),
+                                                                       str(serving_model[1]))]
+  finally:
+    signal.alarm(0)
+  reasons = [str(error) for _, error in answers] + [row["reason"] for row in beam_rows]
+  assert reasons == ["not a regular file: a named pipe (FIFO)"] * 3
 
 
 def _killed_after_two_outputs(*args):

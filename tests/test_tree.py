@@ -1,6 +1,11 @@
 """imaging/tree.py: a folder's files are listed without leaving it; every other entry is reported."""
+import contextlib
+import errno
 import os
 import shutil
+import signal
+
+import pytest
 
 from imaging import tree
 
@@ -44,3 +49,46 @@ def test_an_excluded_output_folder_inside_is_reported_not_walked(historical, tmp
   listing = tree.walk(str(tmp_path), exclude=str((tmp_path / "out").resolve()))
   assert [e.relative for e in listing.files] == ["a.jpg"]
   assert listing.passed_over == [(str(tmp_path / "out"), "the output folder")]
+
+
+@contextlib.contextmanager
+def _no_longer_than(seconds):
+  """Fails the test with TimeoutError where a read would otherwise block for ever."""
+  def stop(*_):
+    raise TimeoutError(f"still blocked after {seconds} s")
+  previous = signal.signal(signal.SIGALRM, stop)
+  signal.alarm(seconds)
+  try:
+    yield
+  finally:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_listed_file_replaced_by_a_fifo_is_refused_at_once(historical, tmp_path):
+  photo = tmp_path / "photo.jpg"
+  shutil.copy(sorted(historical.iterdir())[0], photo)
+  assert [e.relative for e in tree.walk(str(tmp_path)).files] == ["photo.jpg"]
+  photo.unlink()
+  os.mkfifo(photo)  # after the listing, before the read: nobody will ever write into it
+  with _no_longer_than(20):
+    for read in (tree.read_file, lambda path: tree.open_regular(path).close()):
+      with pytest.raises(tree.RefusedFileError) as refused:
+        read(str(photo))
+      assert str(refused.value) == "not a regular file: a named pipe (FIFO)"
+
+
+def test_a_file_over_the_limit_is_refused_unread(tmp_path):
+  path = tmp_path / "scan.tif"
+  path.write_bytes(b"x" * 1000)
+  assert tree.read_file(str(path), limit=1000) == b"x" * 1000
+  with pytest.raises(tree.RefusedFileError) as refused:
+    tree.read_file(str(path), limit=999)
+  assert refused.value.errno == errno.EFBIG and "larger than the 0 MB a photo file can be" in str(refused.value)
+  with open(path, "rb") as f, pytest.raises(tree.RefusedFileError):  # a stream whose size is not known
+    tree.read_bounded(f, 999)
+  sparse = tmp_path / "sparse.tif"
+  with open(sparse, "wb") as f:
+    f.truncate(50 << 30)  # 50 GiB that are never allocated: refused by its size, not read
+  with pytest.raises(tree.RefusedFileError):
+    tree.read_file(str(sparse), limit=1 << 30)
