@@ -15,6 +15,7 @@ import importlib.metadata
 import io
 import json
 import pathlib
+import re
 import shutil
 import socket
 import threading
@@ -78,7 +79,11 @@ class _VertexApi(JsonApi, http.server.BaseHTTPRequestHandler):
     path, endpoints, models = request["path"][len("/v1/"):], self.state["endpoints"], self.state["models"]
     if path == f"{PARENT}/endpoints":
       wanted = request["query"].get("filter", [""])[0]
-      found = [e for e in endpoints.values() if wanted in ("", f'display_name="{e["displayName"]}"')]
+      literal = re.fullmatch(r'display_name="((?:[^"\\]|\\.)*)"', wanted)
+      if wanted and not literal:  # as Vertex AI refuses a filter it cannot parse
+        return self._reply(400, _error(400, "INVALID_ARGUMENT", f"Invalid filter: {wanted}"))
+      name = literal and re.sub(r"\\(.)", r"\1", literal.group(1))
+      found = [e for e in endpoints.values() if not wanted or e["displayName"] == name]
       return self._reply(200, {"endpoints": found} if found else {})
     if path in endpoints:
       return self._reply(200, endpoints[path])
@@ -328,6 +333,17 @@ def test_next_pushes_split_traffic_and_keep_only_the_newest_models(vertex_api, g
   _push(_cfg(keep_models=1, traffic_percentage=60), graph_only_model, tmp_path)
   assert _serving(state) == {"299": ("999@1", 40), "307": ("203@1", 60)}
   assert _serving(state, PROBE) == {}
+
+
+def test_an_endpoint_name_with_quotes_and_backslashes_is_found_again(vertex_api, gcs_folder, graph_only_model,
+                                                                      tmp_path):
+  state = vertex_api
+  name = 'Tom\'s "best" \\ colorizer'
+  for _ in range(2):
+    _push(_cfg(endpoint_name=name), graph_only_model, tmp_path)
+  # One endpoint and one probe endpoint of that name, the second push found them (no third, no fourth).
+  assert sorted(e["displayName"] for e in state["endpoints"].values()) == [name, f"{name}-probe"]
+  assert len(_serving(state)) == 2
 
 
 def test_a_new_model_that_answers_wrong_never_gets_traffic(vertex_api, gcs_folder, graph_only_model, tmp_path):

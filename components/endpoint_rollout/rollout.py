@@ -116,8 +116,15 @@ def traffic_split(share: int, current: Dict[str, int], kept: Sequence[str], othe
 def _endpoint(display_name: str, labels: Dict[str, str]):
   """The endpoint of that display name, as TFX's pusher finds it (the first listed), or a new one."""
   from google.cloud import aiplatform
-  found = aiplatform.Endpoint.list(filter=f'display_name="{display_name}"')
+  found = aiplatform.Endpoint.list(filter=f"display_name={filter_literal(display_name)}")
   return found[0] if found else aiplatform.Endpoint.create(display_name=display_name, labels=labels)
+
+
+def filter_literal(text: str) -> str:
+  """`text` as a string literal of a Vertex AI list filter (AIP-160): a quote or backslash in a
+  display name would otherwise end the literal early or make the filter invalid.
+  """
+  return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _deployed_order(deployed) -> tuple:
