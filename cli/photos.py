@@ -10,6 +10,7 @@ import sys
 import click
 
 from cli import options
+from imaging import tree
 from serving import photo_settings
 
 
@@ -61,7 +62,7 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runne
     _check_model_dir(model_dir)
     planned = photos_lib.plan(inputs, output_dir)
     for path, reason in planned.passed_over:
-      click.echo(f"passed over {path}: {reason}", err=True)
+      click.echo(tree.printable(f"passed over {path}: {reason}"), err=True)
     if not planned.jobs:
       raise photos_lib.UsageError(f"no photos in {', '.join(map(str, inputs))}")
     writer = photos_lib.Writer(planned.jobs, overwrite)
@@ -99,7 +100,7 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runne
         break
       except (photos_lib.PhotoError, OSError) as e:
         failed += 1
-        tqdm.write(f"skipped {job.source}: {e}", file=sys.stderr)
+        tqdm.write(tree.printable(f"skipped {job.source}: {e}"), file=sys.stderr)
       progress.update()
   except endpoint_lib.EndpointError as e:  # the endpoint cannot be used: say how far it got
     raise click.ClickException(f"{e}\n{written} of {len(todo)} photo(s) were colorized into {output_dir} before") from e
@@ -171,7 +172,7 @@ def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, run
             for result in (archive.COLORIZED, archive.KEPT, archive.SKIPPED, archive.PASSED_OVER)}
   for r in rows:
     if r["result"] == archive.SKIPPED:
-      click.echo(f"skipped {r['input']}: {r['reason']}", err=True)
+      click.echo(tree.printable(f"skipped {r['input']}: {r['reason']}"), err=True)
   click.echo(f"Colorized {counts[archive.COLORIZED]} photo(s) into {output_dir}; kept {counts[archive.KEPT]} that "
              f"existed already; skipped {counts[archive.SKIPPED]}; passed over {counts[archive.PASSED_OVER]} other "
              f"file(s); the list: {output_dir.rstrip('/')}/{archive.MANIFEST}")

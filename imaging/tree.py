@@ -44,6 +44,13 @@ class Decision:
   error: Optional[OSError] = None         # BROKEN, LOOP, UNREADABLE
 
 
+def printable(text: str) -> str:
+  """Text naming paths as one line: escaped (as ascii() does) if it holds a line break, another
+  control character or a byte that is not UTF-8 (a surrogate escape), all of which names may.
+  """
+  return text if text.isprintable() else ascii(text)[1:-1]
+
+
 def inside(real: str, root_real: str) -> bool:
   """Whether a resolved, absolute path is the resolved root or lies below it."""
   return real == root_real or real.startswith(root_real.rstrip("/") + "/")

@@ -19,6 +19,7 @@ from components import embed
 from components import ingest
 from components import model_card
 from components import report as report_lib
+from imaging import tree
 from pipelines import config as config_lib
 from schemas import gates
 
@@ -221,17 +222,12 @@ def _ignored_lines(props) -> List[str]:
   if ingest.IGNORED_PROPERTY not in props:
     return []
   shown = json.loads(props[ingest.IGNORED_PROPERTY].string_value)
-  lines = [f"  not ingested, no snapshot: {_printable(name)} ({reason})" for name, reason in shown.items()]
+  lines = [f"  not ingested, no snapshot: {tree.printable(name)} ({reason})" for name, reason in shown.items()]
   more = props[ingest.IGNORED_COUNT_PROPERTY].int_value - len(shown)
   if more > 0:
     report = props["skip_report"].string_value if "skip_report" in props else "the skip report"
     lines.append(f"  \u2026 and {more} more, all in {report}")
   return lines
-
-
-def _printable(name: str) -> str:
-  """A file name as one line of text: escaped if it holds line breaks, other controls or bytes that are not UTF-8."""
-  return name if name.isprintable() else ascii(name)[1:-1]
 
 
 def _push_line(executions, steps, inputs, outputs, kind, stopped_gates) -> str:

@@ -236,6 +236,7 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
   passed = {"notes.txt": "not a photo by its name", "pipe.jpg": "named pipe (FIFO)",
             "escape.jpg": "link leads outside", "broken.png": "broken link"}
   (inputs / "notes.txt").write_text("not a photo")
+  (inputs / "two\nlines.txt").write_text("not a photo, and a name that would print as two lines")
   os.mkfifo(inputs / "pipe.jpg")
   (inputs / "escape.jpg").symlink_to(historical / "Detroit_circa_1915.jpg")
   (inputs / "broken.png").symlink_to(inputs / "gone.png")
@@ -267,6 +268,7 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
     assert (colorized.format, colorized.size) == (fmt, photo.size), relative
   for name, reason in passed.items():
     assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
+  assert "two\\nlines.txt: not a photo by its name" in result.output  # one line, the break shown escaped
 
 
 def test_a_photo_replaced_by_a_fifo_after_the_listing_is_skipped_at_once(serving_model, historical, tmp_path):

@@ -108,6 +108,7 @@ def test_driver_fingerprint_sees_files_at_any_depth_and_never_trips_on_links_or_
     (["span-1", "span-old"], "span-{SPAN}", -1, r"span-old looks like a snapshot but does not match .*span-\{SPAN\}"),
     (["span-1", "span--2"], "span-{SPAN}", -1, r"span--2 looks like a snapshot"),
     (["span-1", "span-\u0663"], "span-{SPAN}", -1, "looks like a snapshot"),  # an Arabic-Indic 3: not a span
+    (["span-1", "span-2\nold"], "span-{SPAN}", -1, r"span-2\\nold looks like a snapshot"),  # shown escaped
     (["span-1", "span-01"], "span-{SPAN}", -1, r"span-01 and .*span-1 both name span 1"),
     (["span-1/v1", "span-1/v01"], "span-{SPAN}/v{VERSION}", -1, "both name span 1 version 1"),
     (["span-1", "span-2"], "span-{SPAN}", 7, r"span 7 is not under .*; spans found: 1, 2"),

@@ -14,11 +14,18 @@ import os
 import posixpath
 from typing import Tuple
 
+from imaging import tree
+
 GCS_TIMEOUT = (5.0, 15.0)  # connect, read (seconds), per request
 
 
 class SourceError(ValueError):
-  """The input cannot be listed (missing, empty, no access, bad annotations or filter); the message names the path."""
+  """The input cannot be listed (missing, empty, no access, bad annotations or filter); the message names the
+  path, on one line whatever the names in it hold.
+  """
+
+  def __str__(self) -> str:
+    return tree.printable(super().__str__())
 
 
 def strip(root: str) -> str:
