@@ -145,7 +145,8 @@ def test_coco_ingest_is_a_file_based_example_gen_over_one_snapshot():
   assert json.loads(properties.pop("input_config")) == {"splits": [{"name": "photos", "pattern": "span-{SPAN}/*/*"}]}
   assert json.loads(properties.pop("range_config")) == {"static_range": {"start_span_number": 4, "end_span_number": 4}}
   assert properties == {"input_base": "/data/coco", "max_images": 7, "categories": "dog,cat", "test_fraction": 0.2,
-                        "eval_fraction": 0.1, "keep_grayscale": 1, "feature_spec": features.spec_fingerprint()}
+                        "eval_fraction": 0.1, "keep_grayscale": 1, "feature_spec": features.spec_fingerprint(),
+                        "snapshot_pattern": "span-{SPAN}"}
   assert ingest.outputs["examples"].type == standard_artifacts.Examples
   assert ingest.inputs == {}
   assert ingest.executor_spec.executor_class is ingest_executor.Executor

@@ -176,8 +176,10 @@ def test_weekly_spans_newest_ingested_cached_until_a_photo_changes_with_a_fixed_
       f"{folder}{name}": reason for folder in ("", "train2017/")
       for name, reason in (("loop.jpg", "broken_link"), ("broken.jpg", "broken_link"), ("escape.jpg", "outside_root"),
                            ("pipe.jpg", "not_a_file"))}
+  (bucket / "README.txt").write_text("one more entry that is no span")
   again, stored = run()
-  assert again.id == second.id and len(stored) == 2  # unchanged: the cache hands back span 2's Examples
+  # Unchanged photos, one more ignored entry: the cache hands back span 2's Examples.
+  assert again.id == second.id and len(stored) == 2
   photo = bucket / "span-2" / "train2017" / f"{ids[30]:012d}.jpg"
   shutil.copy(coco128 / "train2017" / f"{ids[41]:012d}.jpg", photo)  # another real photo, same name
   changed, stored = run()

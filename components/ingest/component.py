@@ -51,6 +51,7 @@ class CocoIngestSpec(types.ComponentSpec):
       "keep_grayscale": ExecutionParameter(type=int),
       # The executor does not read it: it is in the cache key, so Examples of another spec are made again.
       FEATURE_SPEC_KEY: ExecutionParameter(type=str),
+      snapshot.PATTERN_KEY: ExecutionParameter(type=str),
   }
   INPUTS = {}
   OUTPUTS = {EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
@@ -107,4 +108,5 @@ class CocoIngest(example_gen_component.FileBasedExampleGen):
         # An int, not a bool: every orchestrator's IR carries ints.
         keep_grayscale=int(bool(keep_grayscale)),
         feature_spec=features.spec_fingerprint(),
+        snapshot_pattern=snapshot_pattern,
         examples=types.Channel(type=standard_artifacts.Examples)))

@@ -9,15 +9,13 @@ project's listing ran. Here the snapshot is chosen by snapshot.resolve (every fo
 the data root gets a decision) and fingerprinted by its own listing
 (sources.input_fingerprint: every file list_photos draws on, at any depth, by name,
 size and modification time, by the tree rule, without reading a file). Entries of the
-data root that are no snapshot reach the executor (snapshot.IGNORED_KEY) with the reason: its skip report
-lists them all, the Examples artifact (and so the run summary) the first few.
+data root that are no snapshot are left to the executor (snapshot.PATTERN_KEY says why).
 
 On Vertex AI / Kubeflow V2 the compiler runs TFX's own resolution as the step's
 pre-cache check (tfx/orchestration/kubeflow/v2/file_based_example_gen/driver.py),
 because CocoIngest is a FileBasedExampleGen; Cloud Storage has no links or special
 files for its glob to trip on.
 """
-import json
 from typing import Any, Dict
 
 from tfx.components.example_gen import driver as example_gen_driver
@@ -55,7 +53,6 @@ class Driver(example_gen_driver.FileBasedDriver):
     exec_properties[utils.SPAN_PROPERTY_NAME] = resolved.span
     exec_properties[utils.VERSION_PROPERTY_NAME] = resolved.version
     exec_properties[utils.FINGERPRINT_PROPERTY_NAME] = "snapshot:" + fingerprint
-    exec_properties[snapshot.IGNORED_KEY] = json.dumps([list(entry) for entry in resolved.ignored])
     return exec_properties
 
 

@@ -100,11 +100,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     split_uris = {name: artifact_utils.get_split_uri([examples], name) for name in features.SPLITS}
     report_path = posixpath.join(examples.uri, SKIP_REPORT_FILE)
 
-    ignored_folders = json.loads(exec_properties.get(snapshot.IGNORED_KEY) or "[]")
+    span = exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME)
+    ignored_folders = [list(entry) for entry in snapshot.resolve(
+        input_base, exec_properties.get(snapshot.PATTERN_KEY) or "", snapshot.NEWEST if span is None else span).ignored]
     listing = sources.list_photos(root, categories, int(exec_properties["max_images"]))
     logging.info("Ingesting %d photos from %s (%s layout)", len(listing.photos), root, listing.layout)
     settings = {
-        "input_base": input_base, "snapshot": root, "span": exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME),
+        "input_base": input_base, "snapshot": root, "span": span,
         "version": exec_properties.get(example_gen_utils.VERSION_PROPERTY_NAME),
         "layout": listing.layout, "annotations": listing.annotations,
         "categories": categories, "max_images": int(exec_properties["max_images"]),

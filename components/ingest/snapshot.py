@@ -44,9 +44,11 @@ _VERSION = re.compile(r"\{VERSION\}|\{VERSION:(?P<width>.*?)\}")
 _DATE_SPECS = ("{YYYY}", "{MM}", "{DD}")
 _WIDTH = re.compile(r":[1-9][0-9]?")
 _EPOCH = datetime.date(1970, 1, 1)
-# The execution property (a JSON list of [name, reason]) by which the driver hands the executor the entries
-# `resolve` ignored.
-IGNORED_KEY = "ignored_folders"
+# CocoIngest's parameter holding the snapshot pattern as configured: the executor resolves it again
+# to list the entries of the data root that are no snapshot. Not the driver: what it returns is
+# part of TFX's cache key, and a README added to the data root would make an unchanged span
+# ingest again.
+PATTERN_KEY = "snapshot_pattern"
 
 
 def pattern(snapshot: str, files: str) -> str:
