@@ -500,6 +500,26 @@ def test_the_readme_dataflow_command_builds_dataflow_options_with_the_project_im
   assert (direct.direct_num_workers, direct.direct_running_mode) == (2, "multi_processing")
 
 
+def test_direct_runner_workers_split_the_cores_between_their_tensorflows(monkeypatch):
+  from apache_beam.options import pipeline_options
+  monkeypatch.setattr(os, "cpu_count", lambda: 8)
+  for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    monkeypatch.delenv(name, raising=False)
+
+  def threads(*args):
+    with archive._cores_shared(pipeline_options.PipelineOptions(["--runner=DirectRunner", *args])):
+      return os.environ.get("TF_NUM_INTRAOP_THREADS"), os.environ.get("TF_NUM_INTEROP_THREADS")
+
+  two = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+  assert threads(*two) == ("4", "4")  # what the worker processes inherit while the pipeline runs
+  assert threads("--direct_running_mode=multi_processing", "--direct_num_workers=0") == ("1", "1")  # one a core
+  assert threads() == threads("--direct_num_workers=2") == (None, None)  # one process: TensorFlow's own choice
+  assert "TF_NUM_INTRAOP_THREADS" not in os.environ  # and nothing is left behind
+  monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")  # the user's own setting wins
+  assert threads(*two) == ("3", "4")
+  assert os.environ["TF_NUM_INTRAOP_THREADS"] == "3" and "TF_NUM_INTEROP_THREADS" not in os.environ
+
+
 def test_dataflow_reads_only_cloud_storage(tmp_path):
   vertex = str(ROOT / "configs" / "vertex.yaml")
   result = _invoke(tmp_path, "-o", "gs://b/out", "--model", "gs://b/model/1", "--runner", "DataflowRunner",
