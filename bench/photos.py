@@ -15,8 +15,9 @@ cost does not depend on them):
    oneDNN read at start-up), each against the first process's "before".
 2. `colorize photos` (one process, batched) vs `colorize photos --runner DirectRunner` with
    2 worker processes, on BEAM_PHOTOS small photos: CPU seconds of the whole command
-   (children included: start-up and model loads too), alternated BEAM_ROUNDS times (A B A B),
-   the median ratio.
+   (children included: start-up and model loads too), alternated BEAM_ROUNDS times (A B C A B C),
+   the median ratio; C is Beam with a TensorFlow thread per core in each worker (the workers'
+   share of the cores overridden), the cost of not splitting them.
 3. Peak resident memory of `colorize photos` on MEMORY_SCANS large scans (one at the
    model's 100-megapixel limit), in one process and per Beam worker, against the stated bound
    (serving/colorizer.py).
@@ -195,20 +196,26 @@ def _batched_vs_before(model_dir: str, work: pathlib.Path) -> dict:
 
 def _beam_vs_one_process(model_dir: str, work: pathlib.Path) -> dict:
   folder = _make(work / "beam_in", BEAM_PHOTOS, BEAM_SIZE)
-  cases = {"one process, batched": [],
-           "Beam DirectRunner, 2 workers": ["--runner", "DirectRunner", "--beam-arg=--direct_num_workers=2",
-                                            "--beam-arg=--direct_running_mode=multi_processing"]}
-  rows, ratios = [], []
+  beam = ["--runner", "DirectRunner", "--beam-arg=--direct_num_workers=2",
+          "--beam-arg=--direct_running_mode=multi_processing"]
+  # The last: each worker's TensorFlow with a thread per core, as before the workers split the cores.
+  cores = str(os.cpu_count())
+  cases = {"one process, batched": ([], {}),
+           "Beam DirectRunner, 2 workers": (beam, {}),
+           "Beam DirectRunner, 2 workers, a TF thread per core each": (
+               beam, {"TF_NUM_INTRAOP_THREADS": cores, "TF_NUM_INTEROP_THREADS": cores})}
+  rows, ratios, unsplit = [], [], []
   for round_ in range(BEAM_ROUNDS):
     rates = {}
-    for name, extra in cases.items():
+    for name, (extra, env) in cases.items():
       out = work / f"beam_out_{len(rows)}"
-      cpu, wall, _ = _command([folder, "-o", out, "--model", model_dir, *extra], _env())
+      cpu, wall, _ = _command([folder, "-o", out, "--model", model_dir, *extra], _env(**env))
       rates[name] = BEAM_PHOTOS / cpu
       rows.append({"round": round_ + 1, "path": name, "photos": BEAM_PHOTOS, "cpu_s": cpu, "wall_s": wall,
                    "photos_per_cpu_s": rates[name], "load_avg": os.getloadavg()[0]})
     ratios.append(rates["Beam DirectRunner, 2 workers"] / rates["one process, batched"])
-  return {"rows": rows, "ratios": ratios, "median": statistics.median(ratios)}
+    unsplit.append(rates["Beam DirectRunner, 2 workers, a TF thread per core each"] / rates["one process, batched"])
+  return {"rows": rows, "ratios": ratios, "median": statistics.median(ratios), "unsplit": unsplit}
 
 
 def _memory(model_dir: str, work: pathlib.Path) -> dict:
@@ -271,6 +278,7 @@ def run() -> dict:
       result[f"{BEAM_PHOTOS} photos of {BEAM_SIZE[0]}x{BEAM_SIZE[1]}, whole command, alternated"] = beam["rows"]
       result["Beam 2 workers / one process, per round"] = [round(r, 3) for r in beam["ratios"]]
       result["Beam 2 workers / one process, median"] = beam["median"]
+      result["the same, a TF thread per core in each worker, per round"] = [round(r, 3) for r in beam["unsplit"]]
     if "memory" in parts:
       memory = _progress(_memory(model_dir, work))
       result["peak memory, colorize photos (batch 8)"] = memory["rows"]
