@@ -123,6 +123,15 @@ def _too_large(limit: int) -> RefusedFileError:
   return RefusedFileError(errno.EFBIG, f"larger than the {limit / 1e6:.0f} MB a photo file can be")
 
 
+def unreachable_reason(path: str, error: OSError) -> str:
+  """Why an entry whose stat failed is passed over: a link loop, a broken link, or the error."""
+  if error.errno == errno.ELOOP:
+    return "link loop"
+  if error.errno == errno.ENOENT and os.path.islink(path):
+    return f"broken link (to {os.readlink(path)})"
+  return f"cannot be read: {error.strerror}"
+
+
 def special_file_reason(mode: int) -> Optional[str]:
   """Why a file of this st_mode is not read, or None for a regular file."""
   if stat.S_ISREG(mode):
@@ -167,12 +176,8 @@ def _walk(path: str, relative: str, root: str, ancestors: Set[Tuple[int, int]], 
     return
   for entry in entries:
     decision = classify(entry, root)
-    if decision.kind is Kind.LOOP:
-      listing.passed_over.append((entry.path, "link loop"))
-    elif decision.kind is Kind.BROKEN and decision.is_link:
-      listing.passed_over.append((entry.path, f"broken link (to {os.readlink(entry.path)})"))
-    elif decision.error is not None:
-      listing.passed_over.append((entry.path, f"cannot be read: {decision.error.strerror}"))
+    if decision.error is not None:
+      listing.passed_over.append((entry.path, unreachable_reason(entry.path, decision.error)))
     elif decision.kind is Kind.OUTSIDE:
       listing.passed_over.append((entry.path, f"link leads outside {root} (to {decision.real})"))
     elif decision.kind is Kind.FOLDER:

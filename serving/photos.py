@@ -125,7 +125,10 @@ def find_photos(inputs: Iterable[pathlib.Path], output_real: Optional[str]
           continue
         found.append((pathlib.Path(entry.path), os.path.normpath(os.path.join(prefix, entry.relative))))
     else:
-      reason = tree.special_file_reason(os.stat(path).st_mode)
+      try:
+        reason = tree.special_file_reason(os.stat(path).st_mode)
+      except OSError as e:  # a link loop or a broken link given by name
+        reason = tree.unreachable_reason(str(path), e)
       if reason:
         passed_over.append((str(path), reason))
       else:

@@ -292,6 +292,19 @@ def test_a_photo_replaced_by_a_fifo_after_the_listing_is_skipped_at_once(serving
   assert reasons == ["not a regular file: a named pipe (FIFO)"] * 3
 
 
+def test_links_given_by_name_that_lead_nowhere_are_passed_over(serving_model, historical, tmp_path):
+  photo = tmp_path / "photo.jpg"
+  shutil.copy(historical / "Detroit_circa_1915.jpg", photo)
+  (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+  (tmp_path / "broken.jpg").symlink_to(tmp_path / "gone.jpg")
+  result = _invoke(tmp_path / "loop.jpg", tmp_path / "broken.jpg", photo, "-o", tmp_path / "out",
+                   "--model", serving_model[1])
+  assert result.exit_code == 0, result.output
+  assert f"passed over {tmp_path / 'loop.jpg'}: link loop" in result.output
+  assert f"passed over {tmp_path / 'broken.jpg'}: broken link (to {tmp_path / 'gone.jpg'})" in result.output
+  assert _files(tmp_path / "out") == ["photo.jpg"]
+
+
 def _killed_after_two_outputs(*args):
   """Runs `colorize photos ARGS` in a process killed (SIGKILL) once two outputs exist; -> their names."""
   out = args[args.index("-o") + 1]
