@@ -164,10 +164,14 @@ def _max_pixels(saved_model: str) -> Optional[int]:
   return colorizer.read_max_pixels(saved_model)
 
 
-def _prepare(item, saved_model: str):
-  """(input, output) -> ((input, output), NetworkInputs), or a manifest row (tagged 'skipped')."""
+def _prepare(item: str, saved_model: str):
+  """(input, output) as a JSON line -> (that line, NetworkInputs), or a manifest row (tagged 'skipped').
+
+  The pair travels as its JSON line (ASCII): a name that is not UTF-8 (surrogate escapes) cannot be
+  an element, as Beam's coders encode every str as strict UTF-8, even to sample its size.
+  """
   import apache_beam as beam
-  source, target = item
+  source, target = json.loads(item)
   max_pixels = _max_pixels(saved_model)
   try:
     yield item, colorizer.network_inputs(colorizer.read_photo(source, max_pixels), max_pixels)
@@ -176,8 +180,9 @@ def _prepare(item, saved_model: str):
 
 
 def _finish(keyed, overwrite: bool, saved_model: str) -> str:
-  """((input, output), a*b*) -> the output written (or kept); its manifest row."""
-  (source, target), ab = keyed
+  """((input, output) as a JSON line, a*b*) -> the output written (or kept); its manifest row."""
+  item, ab = keyed
+  source, target = json.loads(item)
   max_pixels = _max_pixels(saved_model)
   try:
     data = colorizer.recombine(colorizer.read_photo(source, max_pixels), ab,
@@ -226,7 +231,6 @@ def run(plan_: ArchivePlan, saved_model: str, output: str, overwrite: bool, batc
     with _cores_shared(options), beam.Pipeline(options=options) as pipeline:
       prepared = (pipeline
                   | "Photos" >> beam.io.ReadFromText(todo)
-                  | "Parse" >> beam.Map(lambda line: tuple(json.loads(line)))
                   | "Spread" >> beam.Reshuffle()
                   | "NetworkInputs" >> beam.FlatMap(_prepare, saved_model).with_outputs(SKIPPED, main="ready"))
       done = (prepared.ready
