@@ -14,10 +14,12 @@ takes a YAML mapping.
 import dataclasses
 import errno
 import os
+import stat
 from typing import Any, Dict, Iterator, Tuple
 
 import click
 
+from imaging import tree
 from pipelines import cloud_config
 from pipelines import config as config_lib
 from schemas import config_fields
@@ -180,8 +182,17 @@ class OutputPath(click.Path):
       self.fail("an empty path names nothing to write", param, ctx)
     if path.startswith("gs://"):
       return value
-    if os.path.lexists(path) and not os.path.exists(path):
-      self.fail(f"cannot write {path!r}: it is a broken link", param, ctx)
+    try:
+      mode = os.stat(path).st_mode
+    except OSError as e:
+      if os.path.lexists(path):  # a broken link or a link loop
+        reason = tree.unreachable_reason(path, e)
+        self.fail(f"cannot write {path!r}: {'it is a ' if e.errno in (errno.ENOENT, errno.ELOOP) else ''}{reason}",
+                  param, ctx)
+      mode = None
+    if mode is not None and not (stat.S_ISDIR(mode) if self.folder else stat.S_ISREG(mode)):
+      # A FIFO would block the write until someone reads it; a device is no place for output.
+      self.fail(f"cannot write {path!r}: it is {tree.kind(mode)}", param, ctx)
     writable = path
     if not os.path.exists(path):
       writable = os.path.dirname(os.path.abspath(path))

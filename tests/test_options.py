@@ -174,6 +174,8 @@ def test_every_output_option_is_checked_before_any_work(tmp_path):
     assert isinstance(param.type, options.OutputPath), f"{path} {param.opts[0]}"
   (tmp_path / "a_file").write_text("")
   os.symlink("nowhere", tmp_path / "broken")
+  os.symlink("loop", tmp_path / "loop")
+  os.mkfifo(tmp_path / "pipe")
   missing, under_file = str(tmp_path / "missing" / "x.json"), str(tmp_path / "a_file" / "x")
   for args, message in [
       (["lineage", "--output", missing], f"cannot write {missing!r}: {tmp_path / 'missing'} does not exist"),
@@ -182,6 +184,10 @@ def test_every_output_option_is_checked_before_any_work(tmp_path):
       (["download-coco", "--dest", str(tmp_path / "a_file" / "coco" / "x")], f"{tmp_path / 'a_file'} is not a folder"),
       (["photos", str(tmp_path), "-o", str(tmp_path / "broken"), "--model", str(tmp_path)], "it is a broken link"),
       (["lineage", "--output", ""], "an empty path names nothing to write"),
+      (["lineage", "--output", str(tmp_path / "loop")], "it is a link loop"),
+      # Writing into a FIFO would wait for a reader; a folder that is one cannot hold anything.
+      (["compile", "--output", str(tmp_path / "pipe")], "it is a named pipe (FIFO)"),
+      (["rehearse", str(tmp_path / "a_file"), "--workdir", str(tmp_path / "pipe")], "it is a named pipe (FIFO)"),
   ]:
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 2 and message in result.output.splitlines()[-1], (args, result.output)

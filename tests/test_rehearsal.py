@@ -6,6 +6,7 @@ Tiny settings: a few real coco128 photos, random weights, one epoch of two steps
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -151,6 +152,23 @@ def test_parameter_types_and_runtime_parameters_are_checked_before_anything_runs
   with pytest.raises(engine.RehearsalError, match="no runtime parameter \\['epoch'\\]"):
     engine.rehearse(str(template), str(tmp_path / "w"), {"epoch": "3"}, echo=lambda _: None)
   assert not (tmp_path / "w" / "gcs").exists()
+
+
+def test_a_template_file_that_is_no_compiled_pipeline_is_one_line_at_once(tmp_path):
+  os.mkfifo(tmp_path / "pipe.json")  # nobody writes into it: reading must not wait
+  cases = {"pipe.json": "not a regular file: a named pipe (FIFO)",
+           "five.json": "pipelineSpec is not a mapping", "root.json": "pipelineSpec.root is not a mapping",
+           "executors.json": "pipelineSpec.deploymentSpec is not a mapping", "half.json": "cannot read the template"}
+  contents = {"five.json": {"pipelineSpec": 5}, "root.json": {"pipelineSpec": {"root": 5}},
+              "executors.json": {"pipelineSpec": {"root": {"dag": {"tasks": {}}}, "components": {},
+                                                  "deploymentSpec": []}}}
+  for name, content in contents.items():
+    (tmp_path / name).write_text(json.dumps(content))
+  (tmp_path / "half.json").write_text('{"pipelineSpec": {"ro')
+  for name, message in cases.items():
+    with pytest.raises(engine.RehearsalError, match=re.escape(message)):
+      engine.rehearse(str(tmp_path / name), str(tmp_path / "w"), echo=lambda _: None)
+  assert not (tmp_path / "w").exists()
 
 
 def test_filters_and_placeholders_the_rehearsal_cannot_read_fail(template, tmp_path):

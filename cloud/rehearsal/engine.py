@@ -29,6 +29,7 @@ import yaml
 
 from cloud import vertex_jobs
 from cloud.rehearsal import image as image_lib
+from imaging import tree
 from schemas.config_fields import ConfigError
 
 RECORD = "rehearsals.json"
@@ -68,6 +69,9 @@ NOT_REHEARSED = (
 )
 
 
+_TEMPLATE_LIMIT = 64_000_000  # bytes
+
+
 class RehearsalError(RuntimeError):
   """The template would not run on Vertex AI (or the rehearsal cannot run it); the message says why."""
 
@@ -89,13 +93,28 @@ class Rehearsal:
 
 def load_template(path: str) -> Dict[str, Any]:
   try:
-    with open(path) as f:
-      job = json.load(f)
+    # Read without blocking (a FIFO would wait for a writer) and bounded: compiled templates are ~100 kB.
+    job = json.loads(tree.read_file(path, _TEMPLATE_LIMIT))
   except (OSError, ValueError) as e:
     raise RehearsalError(f"cannot read the template {path}: {e}") from e
   if not isinstance(job, dict) or "pipelineSpec" not in job:
     raise RehearsalError(f"{path} is not a Vertex AI PipelineJob (no pipelineSpec); compile it with --target vertex")
+  spec = job["pipelineSpec"]
+  shape = (("pipelineSpec", spec), ("pipelineSpec.root", _get(spec, "root")),
+           ("pipelineSpec.root.dag", _get(_get(spec, "root"), "dag")),
+           ("pipelineSpec.root.dag.tasks", _get(_get(_get(spec, "root"), "dag"), "tasks")),
+           ("pipelineSpec.components", _get(spec, "components")),
+           ("pipelineSpec.deploymentSpec", _get(spec, "deploymentSpec")),
+           ("pipelineSpec.deploymentSpec.executors", _get(_get(spec, "deploymentSpec"), "executors")),
+           ("runtimeConfig", job.get("runtimeConfig", {})))
+  wrong = [name for name, value in shape if not isinstance(value, dict)]
+  if wrong:
+    raise RehearsalError(f"{path} is not a PipelineJob as `colorize compile` writes it: {wrong[0]} is not a mapping")
   return job
+
+
+def _get(mapping: Any, key: str) -> Any:
+  return mapping.get(key) if isinstance(mapping, dict) else None
 
 
 def runtime_parameters(job: Dict[str, Any], given: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
