@@ -9,6 +9,7 @@ import tempfile
 
 import click
 
+from cli import credentials as credentials_lib
 from cli import options
 from pipelines import config as config_lib
 
@@ -84,6 +85,8 @@ def _job_for(cfg, template, params, dry_run, job_id=None):
     _compile_to(cfg, "vertex", template)
   # A dry run sends nothing, so it needs no login.
   credentials = auth_credentials.AnonymousCredentials() if dry_run else None
+  if not dry_run:
+    credentials_lib.check()
   try:
     return vertex_jobs.pipeline_job(cfg, template, values, job_id=job_id, credentials=credentials)
   except config_lib.ConfigError as e:
@@ -159,6 +162,7 @@ def rehearse_command(template, workdir, params, no_cache):
 def _operate_schedules(call):
   from google.api_core import exceptions as api_exceptions
   import google.auth
+  credentials_lib.check()
   try:
     return call()
   except google.auth.exceptions.DefaultCredentialsError as e:
@@ -205,6 +209,7 @@ def upload_command(local_dir, destination, workers):
   import google.auth.exceptions
 
   from cloud import gcs_upload
+  credentials_lib.check()
   try:
     result = gcs_upload.upload(local_dir, destination, workers=workers)
   except gcs_upload.UploadError as e:

@@ -10,6 +10,7 @@ import json
 
 import click
 
+from cli import credentials as credentials_lib
 from cli import options
 from pipelines import config as config_lib
 
@@ -57,6 +58,7 @@ def lineage(ctx, config_path, output_root, pipeline_name, metadata_file, mysql_h
     if metadata_file or mysql_host:
       raise click.UsageError("--vertex-job reads Vertex ML Metadata: leave out --metadata-file and --mysql-host")
     from lineage import vertex
+    credentials_lib.check()
     ctx.obj.vertex = vertex.Client(_read(lambda: vertex.job_name(vertex_job, getattr(cfg, "cloud", None))))
   if ctx.invoked_subcommand is None:
     ctx.invoke(model)

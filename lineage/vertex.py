@@ -97,8 +97,8 @@ class Client:
       from google.auth.transport import requests as auth_requests
       try:
         credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-      except google.auth.exceptions.DefaultCredentialsError as e:
-        raise graph_lib.UserError(LOGIN) from e
+      except (google.auth.exceptions.DefaultCredentialsError, OSError, ValueError) as e:  # a key path that is no key
+        raise graph_lib.UserError(f"{LOGIN} ({' '.join(str(e).split())[:300]})") from e
       self._session = auth_requests.AuthorizedSession(credentials)
     return self._session
 

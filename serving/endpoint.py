@@ -100,7 +100,7 @@ def connect(target: str, credentials=None, api_root: Optional[str] = None) -> En
   if credentials is None:
     try:
       credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
-    except google.auth.exceptions.DefaultCredentialsError as e:
+    except (google.auth.exceptions.DefaultCredentialsError, OSError, ValueError) as e:  # a key path that is no key
       raise EndpointError(f"no Google Cloud credentials for {target}: run `gcloud auth application-default login` "
                           f"(or set GOOGLE_APPLICATION_CREDENTIALS). ({e})") from e
   root = api_root or f"https://{match.group(2)}-aiplatform.googleapis.com"

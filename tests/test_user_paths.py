@@ -64,3 +64,24 @@ def test_an_unexpected_error_is_one_line_and_a_traceback_file(historical, tmp_pa
   assert report.name.startswith(crash.PREFIX) and "in broken_plan" in report.read_text()
   shutil.rmtree(no_crash_reports)  # seen: the fixture checks that no other command crashed
   no_crash_reports.mkdir()
+
+
+@pytest.mark.parametrize("key, message", [
+    ("folder", "names no readable key file (not a regular file: a folder)"),
+    ("missing.json", "names no readable key file ([Errno 2] No such file or directory"),
+    ("junk.json", "names no readable key file (Expecting value"),
+    ("other.json", "is JSON but no Google credentials file"),
+])
+def test_a_credentials_variable_naming_no_key_file_is_one_line(historical, tmp_path, monkeypatch, key, message):
+  (tmp_path / "folder").mkdir()
+  (tmp_path / "junk.json").write_text("not json")
+  (tmp_path / "other.json").write_text('{"name": "not a key"}')
+  monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / key))
+  job = "projects/p/locations/us-central1/pipelineJobs/colorize-1"
+  for args in (["lineage", "--vertex-job", job, "runs"], ["upload", historical, "gs://bucket/coco"]):
+    error = _one_line_error(args, 1)
+    assert f"GOOGLE_APPLICATION_CREDENTIALS={str(tmp_path / key)!r} {message}" in error, (args, error)
+  # The endpoint client, used without the CLI's check too (the rollout's probe), says why.
+  from serving import endpoint
+  with pytest.raises(endpoint.EndpointError, match="no Google Cloud credentials"):
+    endpoint.connect("projects/p/locations/us-central1/endpoints/1")
