@@ -165,6 +165,8 @@ def _operate_schedules(call):
   credentials_lib.check()
   try:
     return call()
+  except config_lib.ConfigError as e:
+    raise click.UsageError(str(e)) from e
   except google.auth.exceptions.DefaultCredentialsError as e:
     raise click.ClickException(f"no Google Cloud credentials: run `gcloud auth application-default login` ({e})") from e
   except api_exceptions.GoogleAPICallError as e:

@@ -6,6 +6,7 @@ a dry run stops just before the API call and returns the request that call would
 """
 import json
 import math
+import re
 from typing import Any, Dict, List, Optional
 
 from google.protobuf import json_format
@@ -38,7 +39,10 @@ def typed_value(name: str, value: Any, ptype: str) -> Any:
     if ptype == "INT":
       if isinstance(value, float) and not value.is_integer():
         raise ValueError(value)
-      return int(value)
+      number = int(value)
+      if not -2**63 <= number < 2**63:  # the PipelineJob's values are 64-bit
+        raise ValueError(value)
+      return number
     if ptype == "DOUBLE":
       number = float(value)
       if not math.isfinite(number):
@@ -118,6 +122,12 @@ def change_schedule(cfg: config_lib.PipelineConfig, schedule_id: str, action: st
   if action not in SCHEDULE_ACTIONS:
     raise ValueError(f"action must be one of {SCHEDULE_ACTIONS}, got {action!r}")
   cloud = cloud_config.require(cfg)
+  named = re.fullmatch(r"projects/([^/]+)/locations/([^/]+)/schedules/([^/]+)", schedule_id)
+  if "/" in schedule_id and not named:
+    raise config_lib.ConfigError(f"{schedule_id!r} is neither a schedule id nor projects/P/locations/L/schedules/ID")
+  if named and named.group(2) != cloud.region:
+    raise config_lib.ConfigError(f"schedule {schedule_id} is in {named.group(2)}, not in cloud.region "
+                                 f"{cloud.region}: give --region {named.group(2)}")
   _init(cloud, **client)
   from google.cloud import aiplatform
   schedule_ = aiplatform.PipelineJobSchedule.get(schedule_id, project=cloud.project, location=cloud.region)

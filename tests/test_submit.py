@@ -6,6 +6,7 @@ API and the Cloud Storage calls aiplatform makes before submitting). No network.
 """
 import http.server
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -196,6 +197,7 @@ def test_schedule_sends_what_the_dry_run_printed(template, loopback_api, config_
     (["submit", "--param", "epoch=3", "--dry-run"], "the pipeline has no runtime parameter ['epoch']"),
     (["submit", "--param", "epochs=three", "--dry-run"], "runtime parameter epochs must be an integer"),
     (["submit", "--param", "epochs", "--dry-run"], "must be NAME=VALUE"),
+    (["submit", "--param", "epochs=99999999999999999999999", "--dry-run"], "epochs must be an integer"),  # > 64 bits
     (["schedule", "--cron", "0 3 * *", "--dry-run"], "--cron must have 5 fields"),
     (["schedule", "--cron", "0 3 * * 1", "--max-concurrent-runs", "0", "--dry-run"], "must be >= 1"),
 ])
@@ -266,6 +268,11 @@ def test_schedules_are_listed_paused_resumed_and_deleted():
     assert vertex_jobs.change_schedule(_cfg(), f"{parent}/11", "resume", **client)["state"] == "ACTIVE"
     assert vertex_jobs.change_schedule(_cfg(), "12", "delete", **client)["state"] == "DELETED"
     assert list(schedules) == [f"{parent}/11"]
+    # Another region's schedule, or a name of another shape: one line, nothing sent.
+    for name, message in ((f"{parent}/11".replace("europe-west4", "us-central1"), "give --region us-central1"),
+                          ("projects/x/locations/europe-west4/schedules/../../z", "neither a schedule id")):
+      with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+        vertex_jobs.change_schedule(_cfg(), name, "delete", **client)
     verbs = [(r["method"], r["path"]) for r in handler.requests if r["method"] != "GET"]
     assert verbs == [("POST", f"/v1/{parent}/11:pause"), ("POST", f"/v1/{parent}/11:resume"),
                      ("DELETE", f"/v1/{parent}/12")]
