@@ -24,6 +24,12 @@ def _load(config_path, overrides):
   return cfg
 
 
+_ALLOW_DEFAULT_SERVICE_ACCOUNT = click.option(
+    "--allow-default-service-account", is_flag=True,
+    help="Compile the pipeline even without --service-account: it then runs as the Compute Engine default "
+         "service account (Editor on the project).")
+
+
 def _compile_to(cfg, target, output, allow_default_service_account=False):
   from pipelines import vertex_runner
   try:
@@ -41,9 +47,7 @@ def _compile_to(cfg, target, output, allow_default_service_account=False):
                    "Pipelines v2.")
 @click.option("--output", type=options.OutputPath(), default="pipeline.json", show_default=True,
               help="The JSON file to write.")
-@click.option("--allow-default-service-account", is_flag=True,
-              help="Write the pipeline even without --service-account: it then runs as the Compute Engine default "
-                   "service account (Editor on the project).")
+@_ALLOW_DEFAULT_SERVICE_ACCOUNT
 def compile_command(config_path, target, output, allow_default_service_account, **overrides):
   """Compile the pipeline to JSON for Vertex AI Pipelines or Kubeflow Pipelines v2 (offline)."""
   cfg = _load(config_path, overrides)
@@ -58,6 +62,7 @@ def _job_options(f):
       click.option("--param", "params", multiple=True,
                    help="NAME=VALUE for a runtime parameter the compiled pipeline declares (repeatable)."),
       click.option("--dry-run", is_flag=True, help="Print the request that would be sent and send nothing."),
+      _ALLOW_DEFAULT_SERVICE_ACCOUNT,
   ]):
     f = option(f)
   return f
@@ -74,7 +79,7 @@ def _parameter_values(params):
   return values
 
 
-def _job_for(cfg, template, params, dry_run, job_id=None):
+def _job_for(cfg, template, params, dry_run, allow_default_service_account, job_id=None):
   import google.auth
   from google.auth import credentials as auth_credentials
 
@@ -82,7 +87,7 @@ def _job_for(cfg, template, params, dry_run, job_id=None):
   values = _parameter_values(params)
   if template is None:
     template = os.path.join(tempfile.mkdtemp(prefix="colorize-"), "pipeline.json")
-    _compile_to(cfg, "vertex", template)
+    _compile_to(cfg, "vertex", template, allow_default_service_account)
   # A dry run sends nothing, so it needs no login.
   credentials = auth_credentials.AnonymousCredentials() if dry_run else None
   if not dry_run:
@@ -101,11 +106,11 @@ def _job_for(cfg, template, params, dry_run, job_id=None):
 @options.config_options(options.CLOUD)
 @_job_options
 @click.option("--job-id", help="Vertex AI job id (default: <pipeline name>-<timestamp>).")
-def submit_command(config_path, template, params, dry_run, job_id, **overrides):
+def submit_command(config_path, template, params, dry_run, allow_default_service_account, job_id, **overrides):
   """Run the pipeline once on Vertex AI Pipelines."""
   from cloud import vertex_jobs
   cfg = _load(config_path, overrides)
-  job = _job_for(cfg, template, params, dry_run, job_id)
+  job = _job_for(cfg, template, params, dry_run, allow_default_service_account, job_id)
   click.echo(json.dumps(vertex_jobs.submit(job, cfg, dry_run=dry_run), indent=2, sort_keys=True))
 
 
@@ -118,8 +123,8 @@ def submit_command(config_path, template, params, dry_run, job_id, **overrides):
 @click.option("--max-concurrent-runs", type=int, default=1, show_default=True,
               help="Most runs of this schedule at once.")
 @click.pass_context
-def schedule_command(ctx, config_path, template, params, dry_run, cron, schedule_name, max_concurrent_runs,
-                     **overrides):
+def schedule_command(ctx, config_path, template, params, dry_run, allow_default_service_account, cron, schedule_name,
+                     max_concurrent_runs, **overrides):
   """Run the pipeline on a cron schedule on Vertex AI Pipelines (`schedule list|pause|resume|delete`: operate them)."""
   if ctx.invoked_subcommand:
     return
@@ -132,7 +137,7 @@ def schedule_command(ctx, config_path, template, params, dry_run, cron, schedule
     vertex_jobs.check_cron(cron)
   except config_lib.ConfigError as e:
     raise click.UsageError(str(e)) from e
-  job = _job_for(cfg, template, params, dry_run)
+  job = _job_for(cfg, template, params, dry_run, allow_default_service_account)
   try:
     request = vertex_jobs.schedule(job, cfg, cron, schedule_name or f"{cfg.pipeline_name}-schedule",
                                    max_concurrent_runs=max_concurrent_runs, dry_run=dry_run)

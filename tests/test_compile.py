@@ -577,6 +577,13 @@ def test_compile_refuses_the_default_service_account_unless_allowed(tmp_path):
   assert "Compute Engine default service account" in result.output
   assert "--allow-default-service-account" in result.output
   assert not (tmp_path / "p.json").exists()
+  # submit and schedule compile too: they refuse alike, and take the flag the refusal names.
+  for command in (["submit", "--dry-run"], ["schedule", "--cron", "0 3 * * 1", "--dry-run"]):
+    args = [*command, "--config", str(tmp_path / "config.yaml")]
+    refused = CliRunner().invoke(cli.main, args)
+    assert refused.exit_code == 2 and "--allow-default-service-account" in refused.output, refused.output
+    allowed = CliRunner().invoke(cli.main, [*args, "--allow-default-service-account"])
+    assert allowed.exit_code == 0 and "serviceAccount" not in allowed.output, allowed.output
 
 
 def test_the_production_profile_is_a_complete_cloud_config_for_coco_on_an_l4():
