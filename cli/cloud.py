@@ -14,11 +14,12 @@ from cli import options
 from pipelines import config as config_lib
 
 
-def _load(config_path, overrides):
+def _load(config_path, overrides, builds=True):
+  """The config, checked for a cloud run (`builds`) or only for talking to the project (schedule list, ...)."""
   cfg = options.load_config(config_path, overrides)
   from pipelines import cloud_config
   try:
-    cloud_config.require(cfg)
+    (cloud_config.require if builds else cloud_config.require_project)(cfg)
   except config_lib.ConfigError as e:
     raise click.UsageError(str(e)) from e
   return cfg
@@ -183,7 +184,7 @@ def _operate_schedules(call):
 def schedule_list_command(config_path, **overrides):
   """List the pipeline schedules of the project in the region (newest first)."""
   from cloud import vertex_jobs
-  cfg = _load(config_path, overrides)
+  cfg = _load(config_path, overrides, builds=False)
   click.echo(json.dumps(_operate_schedules(lambda: vertex_jobs.list_schedules(cfg)), indent=2, sort_keys=True))
 
 
@@ -193,7 +194,7 @@ def _schedule_action_command(action, summary):
   @options.config_options(options.CLOUD)
   def command(schedule_id, config_path, **overrides):
     from cloud import vertex_jobs
-    cfg = _load(config_path, overrides)
+    cfg = _load(config_path, overrides, builds=False)
     result = _operate_schedules(lambda: vertex_jobs.change_schedule(cfg, schedule_id, action))
     click.echo(json.dumps(result, indent=2, sort_keys=True))
   return command

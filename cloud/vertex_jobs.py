@@ -107,7 +107,7 @@ SCHEDULE_ACTIONS = ("pause", "resume", "delete")
 
 def list_schedules(cfg: config_lib.PipelineConfig, **client) -> List[Dict[str, Any]]:
   """The pipeline schedules of cloud.project in cloud.region, newest first."""
-  cloud = cloud_config.require(cfg)
+  cloud = cloud_config.require_project(cfg)
   _init(cloud, **client)
   from google.cloud import aiplatform
   found = aiplatform.PipelineJobSchedule.list(order_by="create_time desc", project=cloud.project,
@@ -121,7 +121,7 @@ def change_schedule(cfg: config_lib.PipelineConfig, schedule_id: str, action: st
   """
   if action not in SCHEDULE_ACTIONS:
     raise ValueError(f"action must be one of {SCHEDULE_ACTIONS}, got {action!r}")
-  cloud = cloud_config.require(cfg)
+  cloud = cloud_config.require_project(cfg)
   named = re.fullmatch(r"projects/([^/]+)/locations/([^/]+)/schedules/([^/]+)", schedule_id)
   if "/" in schedule_id and not named:
     raise config_lib.ConfigError(f"{schedule_id!r} is neither a schedule id nor projects/P/locations/L/schedules/ID")

@@ -235,13 +235,21 @@ def from_dict(values: Dict[str, Any]) -> CloudConfig:
   return config_fields.build(CloudConfig, values, "cloud", nested=nested).validate()
 
 
-def require(cfg) -> CloudConfig:
-  """The cloud section of `cfg` (a PipelineConfig), checked against the rest of it for a cloud run."""
+def require_project(cfg) -> CloudConfig:
+  """The cloud section of `cfg`, checked only for what talking to the project needs (project, region):
+  listing or operating what already runs there builds nothing.
+  """
   cloud = getattr(cfg, "cloud", None)
   if cloud is None:
     raise ConfigError("running in the cloud needs a `cloud:` section in the config file "
                       "(project, region, image) or the --project/--image flags")
   _check(bool(cloud.project), "cloud.project must be set (the GCP project id)")
+  return cloud
+
+
+def require(cfg) -> CloudConfig:
+  """The cloud section of `cfg` (a PipelineConfig), checked against the rest of it for a cloud run."""
+  cloud = require_project(cfg)
   _check(bool(cloud.image), "cloud.image must be set: the project image built from the Dockerfile and pushed "
          "to Artifact Registry, e.g. us-central1-docker.pkg.dev/PROJECT/colorize/colorize:0.1.0")
   _check(cfg.output_root.startswith("gs://"),

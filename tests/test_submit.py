@@ -262,6 +262,9 @@ def test_schedules_are_listed_paused_resumed_and_deleted():
             "api_transport": "rest"}
   try:
     listed = vertex_jobs.list_schedules(_cfg(), **client)
+    # Listing builds nothing: the project and region are all it needs (no image, no gs:// output root).
+    bare = config_lib.from_dict({"cloud": {"project": "colorize-test", "region": "europe-west4"}})
+    assert vertex_jobs.list_schedules(bare, **client) == listed
     assert [(s["name"], s["state"], s["cron"], s["started_runs"]) for s in listed] == [
         (f"{parent}/11", "ACTIVE", "0 3 * * 1", 4), (f"{parent}/12", "ACTIVE", "0 3 * * 1", 4)]
     assert vertex_jobs.change_schedule(_cfg(), "11", "pause", **client)["state"] == "PAUSED"
