@@ -54,6 +54,22 @@ def typed_value(name: str, value: Any, ptype: str) -> Any:
   return str(value)
 
 
+def _check_with_config(cfg: config_lib.PipelineConfig, values: Dict[str, Any]) -> None:
+  """Runtime parameter values hold to the rules their config keys hold to (ranges, choices, a gs://
+  data root): a value the config would refuse fails the job only after it has started.
+  """
+  from components import run_parameters
+  keys = {"data_root": "ingest", **dict.fromkeys(run_parameters.TYPES, "train")}
+  given = cfg.to_dict()
+  for name, value in values.items():
+    if name in keys:
+      given[keys[name]][name] = value
+  try:
+    cloud_config.require(config_lib.from_dict(given))
+  except config_lib.ConfigError as e:
+    raise config_lib.ConfigError(f"--param {', '.join(sorted(values))}: {e}") from e
+
+
 def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
                  parameter_values: Optional[Dict[str, Any]] = None, job_id: Optional[str] = None,
                  credentials=None, api_endpoint: Optional[str] = None, api_transport: Optional[str] = None):
@@ -67,6 +83,7 @@ def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
         f"the pipeline has no runtime parameter {unknown}; it declares {sorted(declared) or 'none'}")
   parameter_values = {name: typed_value(name, value, parameter_type(name, declared[name]))
                       for name, value in parameter_values.items()}
+  _check_with_config(cfg, parameter_values)
   from google.cloud import aiplatform
 
   _init(cloud, credentials, api_endpoint, api_transport)

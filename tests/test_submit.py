@@ -198,6 +198,11 @@ def test_schedule_sends_what_the_dry_run_printed(template, loopback_api, config_
     (["submit", "--param", "epochs=three", "--dry-run"], "runtime parameter epochs must be an integer"),
     (["submit", "--param", "epochs", "--dry-run"], "must be NAME=VALUE"),
     (["submit", "--param", "epochs=99999999999999999999999", "--dry-run"], "epochs must be an integer"),  # > 64 bits
+    # What the config refuses, a runtime parameter may not set either.
+    (["submit", "--param", "epochs=-1", "--dry-run"], "--param epochs: train.epochs must be"),
+    (["submit", "--param", "learning_rate=-5", "--dry-run"], "--param learning_rate: train.learning_rate"),
+    (["submit", "--param", "weights=bogus", "--dry-run"], "--param weights: train.weights"),
+    (["submit", "--param", "data_root=/home/me/coco", "--dry-run"], "ingest.data_root must be a gs:// COCO root"),
     (["schedule", "--cron", "0 3 * *", "--dry-run"], "--cron must have 5 fields"),
     (["schedule", "--cron", "0 3 * * 1", "--max-concurrent-runs", "0", "--dry-run"], "must be >= 1"),
 ])
