@@ -144,6 +144,7 @@ def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, run
     if endpoint is not None or model_dir is None:
       raise photos_lib.UsageError("--runner runs a --model DIR (a deployed --endpoint serves photos itself)")
     beam_args = pipeline_args(runner, inputs, output_dir, model_dir, config_path, beam_args)
+    _check_beam_args(beam_args)
     if not archive.is_gcs(inputs[0]):
       _local_paths(inputs)
     if archive.is_gcs(model_dir):
@@ -178,6 +179,25 @@ def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, run
              f"file(s); the list: {output_dir.rstrip('/')}/{archive.MANIFEST}")
   if counts[archive.SKIPPED]:
     sys.exit(1)
+
+
+def _check_beam_args(beam_args) -> None:
+  """Beam's option values parsed now, before anything is written: Beam parses them when the pipeline
+  starts, and a bad one prints its whole usage text and exits.
+  """
+  import contextlib
+  import io
+
+  from apache_beam.options import pipeline_options
+
+  from serving import photos as photos_lib
+  said = io.StringIO()
+  try:
+    with contextlib.redirect_stderr(said):
+      pipeline_options.PipelineOptions(list(beam_args)).get_all_options()
+  except SystemExit as e:
+    lines = said.getvalue().strip().splitlines() or [f"exit {e.code}"]
+    raise photos_lib.UsageError(f"--beam-arg: {lines[-1].split(': error: ', 1)[-1]}") from e
 
 
 def pipeline_args(runner, inputs, output_dir, model_dir, config_path, beam_args):

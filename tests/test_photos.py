@@ -123,6 +123,13 @@ def test_bad_invocations_are_usage_errors(serving_model, historical, tmp_path):
   shutil.copy(historical / "Detroit_circa_1915.jpg", inputs)
   result = runner.invoke(cli.main, ["photos", str(inputs), "-o", str(inputs), "--model", str(serving_model[1])])
   assert result.exit_code == 2 and "is the input folder" in result.output
+  # A Beam option Beam cannot parse: one line (not Beam's usage text), before the output folder is made.
+  result = runner.invoke(cli.main, ["photos", str(inputs), "-o", str(tmp_path / "beam"), "--model",
+                                    str(serving_model[1]), "--runner", "DirectRunner",
+                                    "--beam-arg=--direct_num_workers=abc"])
+  assert result.exit_code == 2 and result.output.splitlines()[-1] == (
+      "Error: --beam-arg: argument --direct_num_workers: invalid int value: 'abc'"), result.output
+  assert "usage:" not in result.output and not (tmp_path / "beam").exists()
 
 
 def test_upright_passes_native_photos_through_untouched(historical):
