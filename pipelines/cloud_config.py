@@ -27,7 +27,11 @@ _GPUS_BY_MACHINE_FAMILY = {
     "g2": ("NVIDIA_L4",),
     "a2": ("NVIDIA_TESLA_A100", "NVIDIA_A100_80GB"),
     "a3": ("NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB"),
+    # General-purpose families without GPUs.
+    "e2": (), "n2": (), "n2d": (), "c2": (), "c3": (), "t2d": (),
 }
+# A Compute Engine machine type: family-kind[-size], e.g. n1-standard-4, a2-highgpu-1g, n1-custom-4-16384.
+_MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
 # Where the Dockerfile puts the project inside the image (WORKDIR); tests/test_dockerfile.py
 # pins the two together.
 IMAGE_PROJECT_ROOT = "/pipeline"
@@ -175,23 +179,25 @@ class CloudConfig:
            f"cloud.dataflow.temp_location must be a gs:// path, got {d.temp_location!r}")
     _check(d.max_workers >= 1, f"cloud.dataflow.max_workers must be >= 1, got {d.max_workers}")
     _check(d.disk_size_gb >= 0, f"cloud.dataflow.disk_size_gb must be >= 0, got {d.disk_size_gb}")
-    _check(bool(d.machine_type), "cloud.dataflow.machine_type must be set")
+    _check(bool(_MACHINE_TYPE.match(d.machine_type)), f"cloud.dataflow.machine_type must be a machine type like n1-standard-4, got {d.machine_type!r}")
     if d.embed_accelerator:
       _check(bool(_ACCELERATOR.match(d.embed_accelerator)),
              f"cloud.dataflow.embed_accelerator must be a Dataflow GPU type like nvidia-tesla-t4, got "
              f"{d.embed_accelerator!r}")
       _check(d.embed_accelerator_count >= 1,
              f"cloud.dataflow.embed_accelerator_count must be >= 1, got {d.embed_accelerator_count}")
-      _check(bool(d.embed_machine_type), "cloud.dataflow.embed_machine_type must be set with embed_accelerator")
-    _check(bool(t.machine_type), "cloud.training.machine_type must be set")
+      _check(bool(_MACHINE_TYPE.match(d.embed_machine_type)),
+             f"cloud.dataflow.embed_machine_type must be a machine type like n1-standard-4 with embed_accelerator, "
+             f"got {d.embed_machine_type!r}")
+    _check(bool(_MACHINE_TYPE.match(t.machine_type)), f"cloud.training.machine_type must be a machine type like n1-standard-4, got {t.machine_type!r}")
     _check(t.replica_count >= 1, f"cloud.training.replica_count must be >= 1, got {t.replica_count}")
     if t.accelerator_type:
       _check(t.accelerator_count >= 1,
              f"cloud.training.accelerator_count must be >= 1 with accelerator_type {t.accelerator_type}")
     p = self.deploy
-    _check(bool(_DISPLAY_NAME.match(p.endpoint_name)),
+    _check(bool(_DISPLAY_NAME.match(p.endpoint_name)) and bool(p.endpoint_name.strip()),
            f"cloud.deploy.endpoint_name must be 1-128 printable characters, got {p.endpoint_name!r}")
-    _check(bool(p.machine_type), "cloud.deploy.machine_type must be set")
+    _check(bool(_MACHINE_TYPE.match(p.machine_type)), f"cloud.deploy.machine_type must be a machine type like n1-standard-4, got {p.machine_type!r}")
     if p.accelerator_type:
       _check(p.accelerator_count >= 1,
              f"cloud.deploy.accelerator_count must be >= 1 with accelerator_type {p.accelerator_type}")
@@ -448,7 +454,7 @@ def _check_gpu(section: str, machine_type: str, accelerator_type: str) -> None:
   allowed = _GPUS_BY_MACHINE_FAMILY.get(family)
   _check(allowed is None or accelerator_type in allowed,
          f"{section}: {accelerator_type} cannot be attached to {machine_type}; "
-         f"{family}-* machines take {', '.join(allowed or ())}")
+         f"{family}-* machines take {', '.join(allowed) if allowed else 'no GPU'}")
 
 
 def _label_value(text: str) -> str:
