@@ -57,6 +57,9 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runne
       raise photos_lib.UsageError("give either --model DIR or --endpoint URL|RESOURCE")
     if any(archive.is_gcs(p) for p in (*inputs, output_dir, model_dir or "")):
       raise photos_lib.UsageError("gs:// inputs, output or model need --runner DirectRunner|DataflowRunner")
+    if beam_args:
+      raise photos_lib.UsageError("--beam-arg sets an option of a Beam pipeline: give --runner DirectRunner|"
+                                  "DataflowRunner too")
     inputs = _local_paths(inputs)
     output_dir = pathlib.Path(output_dir)
     _check_model_dir(model_dir)
@@ -103,7 +106,8 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runne
         tqdm.write(tree.printable(f"skipped {job.source}: {e}"), file=sys.stderr)
       progress.update()
   except endpoint_lib.EndpointError as e:  # the endpoint cannot be used: say how far it got
-    raise click.ClickException(f"{e}\n{written} of {len(todo)} photo(s) were colorized into {output_dir} before") from e
+    raise click.ClickException(f"{e}\n{written} of {len(todo)} photo(s) were colorized into {output_dir} before "
+                               "that; run the same command again to do the rest") from e
   finally:
     progress.close()
   summary = [f"Colorized {written} photo(s) into {output_dir}"]

@@ -84,7 +84,9 @@ def open_image(data: bytes, max_pixels: Optional[int]):
       image = Image.open(io.BytesIO(data))
   except Image.DecompressionBombError as e:  # over twice PIL's limit: it will not even open it
     raise PhotoError(f"too large to open ({e})") from e
-  except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+  except UnidentifiedImageError as e:  # its message names the BytesIO object, nothing of the file
+    raise PhotoError("not a readable image (no format PIL reads)") from e
+  except (OSError, ValueError, SyntaxError) as e:
     raise PhotoError(f"not a readable image ({e})") from e
   width, height = image.size
   if max_pixels is not None and width * height > max_pixels:

@@ -67,7 +67,8 @@ def test_every_readable_photo_is_colorized_at_its_resolution(colorized_historica
 def test_unreadable_files_are_skipped_with_a_message_and_exit_code_1(colorized_historical, historical):
   _, out, result = colorized_historical
   assert result.exit_code == 1, result.output
-  assert "truncated.jpg" in result.output and "notes.png" in result.output
+  assert "truncated.jpg" in result.output
+  assert "notes.png: not a readable image (no format PIL reads)" in result.output  # no BytesIO object named
   assert f"Colorized {len(list(historical.iterdir()))} photo(s)" in result.output
   assert "skipped 2 (listed above)" in result.output
   assert not (out / "truncated.jpg").exists() and not (out / "notes.png").exists()
@@ -130,6 +131,9 @@ def test_bad_invocations_are_usage_errors(serving_model, historical, tmp_path):
   assert result.exit_code == 2 and result.output.splitlines()[-1] == (
       "Error: --beam-arg: argument --direct_num_workers: invalid int value: 'abc'"), result.output
   assert "usage:" not in result.output and not (tmp_path / "beam").exists()
+  result = runner.invoke(cli.main, ["photos", str(inputs), "-o", str(tmp_path / "o2"), "--model",
+                                    str(serving_model[1]), "--beam-arg=--direct_num_workers=2"])
+  assert result.exit_code == 2 and "give --runner DirectRunner|DataflowRunner too" in result.output, result.output
 
 
 def test_upright_passes_native_photos_through_untouched(historical):
