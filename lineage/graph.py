@@ -80,7 +80,7 @@ class Store:
       try:
         return metadata_store.MetadataStore(connection)
       except (mlmd_errors.StatusError, RuntimeError) as e:
-        raise LineageError(f"cannot open the ML Metadata store at {self.where}: {e}") from e
+        raise LineageError(f"cannot open the ML Metadata store at {self.where}: {_store_error(e)}") from e
     if not os.path.isfile(self.metadata_path):
       raise LineageError(
           f"no ML Metadata store at {self.metadata_path}: run `colorize run` first, "
@@ -88,7 +88,14 @@ class Store:
     try:
       return summary.open_store(self.metadata_path)
     except (mlmd_errors.StatusError, RuntimeError) as e:
-      raise LineageError(f"cannot open the ML Metadata store at {self.metadata_path}: {e}") from e
+      raise LineageError(f"cannot open the ML Metadata store at {self.metadata_path}: {_store_error(e)} "
+                         "(is it a store `colorize run` wrote?)") from e
+
+
+def _store_error(e: Exception) -> str:
+  """ML Metadata's reason without the SQL it appends (a CREATE TABLE statement for a file that is no store)."""
+  text = " ".join(str(e).split()).removeprefix("Error when executing query: ")
+  return text.split(" query: ")[0]
 
 
 def pipeline_runs(store: metadata_store.MetadataStore, may_be_running: bool = False) -> List[Dict[str, Any]]:

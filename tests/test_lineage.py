@@ -35,7 +35,11 @@ def test_not_a_store_is_reported_not_raised(tmp_path):
   path.write_bytes(b"not a database")
   result = _lineage("--metadata-file", str(path), "runs")
   assert result.exit_code == 1 and "cannot open the ML Metadata store" in result.output
+  assert "file is not a database" in result.output and "CREATE TABLE" not in result.output  # no SQL dumped
   assert path.read_bytes() == b"not a database"  # read-only: never rewritten
+  (tmp_path / "empty.db").touch()
+  result = _lineage("--metadata-file", str(tmp_path / "empty.db"), "runs")
+  assert result.exit_code == 1 and "CREATE TABLE" not in result.output and len(result.output.splitlines()) == 1
 
 
 def test_empty_store_has_no_runs_and_no_pushed_model(tmp_path):
