@@ -4,6 +4,7 @@ A config file is JSON or YAML with the same nested keys as these dataclasses
 (`{"ingest": {"max_images": 500}, "train": {"epochs": 3}}`); flags override it.
 Every value is validated here, so a bad config fails before any component runs.
 """
+import collections.abc
 import dataclasses
 import errno
 import json
@@ -192,6 +193,36 @@ def from_dict(values: Dict[str, Any]) -> PipelineConfig:
   return cfg
 
 
+def _unique_keys(pairs) -> Dict[str, Any]:
+  """A JSON object whose keys are all different: with a key twice, one value would silently win."""
+  values: Dict[str, Any] = {}
+  for key, value in pairs:
+    if key in values:
+      raise ValueError(f"key {key!r} appears twice in one mapping")
+    values[key] = value
+  return values
+
+
+def _unique_keys_loader():
+  """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+  import yaml
+
+  class UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+      seen = set()
+      for key_node, _ in node.value:
+        key = self.construct_object(key_node, deep=deep)
+        if not isinstance(key, collections.abc.Hashable):
+          continue  # PyYAML's own error follows
+        if key in seen:
+          raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping",
+                                                  key_node.start_mark)
+        seen.add(key)
+      return super().construct_mapping(node, deep=deep)
+
+  return UniqueKeyLoader
+
+
 def load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> PipelineConfig:
   """Reads a JSON/YAML config file (if any; a BUNDLED_CONFIGS name is one of CONFIGS_DIR) and applies
   flag overrides on top.
@@ -205,11 +236,11 @@ def load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> Pip
       if path.endswith((".yaml", ".yml")):
         import yaml
         try:
-          values = yaml.safe_load(text) or {}
+          values = yaml.load(text, Loader=_unique_keys_loader()) or {}
         except yaml.YAMLError as e:
           raise ValueError(str(e)) from e
       else:
-        values = json.loads(text)
+        values = json.loads(text, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as e:  # syntax errors; nesting deeper than the parser goes
       raise ConfigError(f"cannot parse config file {path}: {' '.join(str(e).split())[:300]}") from e
     if not isinstance(values, dict):

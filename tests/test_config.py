@@ -119,6 +119,9 @@ def test_an_empty_section_means_its_defaults(tmp_path):
     ("ingest: {categories: caf\u00e9}\n".encode("latin-1"), "is not UTF-8 text (byte 0xe9 at offset 24)"),
     (b"\xef\xbb\xbftrain: {epochs: 0}\n", "train.epochs must be from 1"),  # a UTF-8 BOM is fine
     (b"x" * 1_000_001, "is over 1000 kB"),
+    # A key twice: PyYAML would keep the last silently.
+    ("train:\n  epochs: 3\n  epochs: 5\n", "key 'epochs' appears twice in one mapping"),
+    ("? {a: 1}\n: 2\n", "found unhashable key"),
 ])
 def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, text, message):
   path = tmp_path / "c.yaml"
