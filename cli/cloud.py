@@ -159,6 +159,10 @@ def rehearse_command(template, workdir, params, no_cache):
   """Run a compiled Vertex AI pipeline JSON on this machine, task by task, as Vertex AI would."""
   from cloud.rehearsal import engine
   values = _parameter_values(params)
+  try:  # what was given (the template, --param) is checked first: a usage error, as compile's
+    engine.runtime_parameters(engine.load_template(template), values)
+  except engine.RehearsalError as e:
+    raise click.UsageError(str(e)) from e
   try:
     engine.rehearse(template, workdir, values, enable_cache=not no_cache, echo=click.echo)
   except engine.RehearsalError as e:

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 
+from click.testing import CliRunner
 from cloud_fixtures import REPO
 from cloud_fixtures import offline_command
 import image_files
@@ -17,6 +18,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from cli import main as cli
 from cloud.rehearsal import engine
 from cloud.rehearsal import image as image_lib
 from schemas import features
@@ -168,6 +170,9 @@ def test_a_template_file_that_is_no_compiled_pipeline_is_one_line_at_once(tmp_pa
   for name, message in cases.items():
     with pytest.raises(engine.RehearsalError, match=re.escape(message)):
       engine.rehearse(str(tmp_path / name), str(tmp_path / "w"), echo=lambda _: None)
+    # Through the command: what the user gave is wrong, a usage error (exit code 2) in one line.
+    result = CliRunner().invoke(cli.main, ["rehearse", str(tmp_path / name), "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 2 and message in result.output.splitlines()[-1], result.output
   assert not (tmp_path / "w").exists()
 
 
