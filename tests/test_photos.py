@@ -295,7 +295,7 @@ def test_a_photo_replaced_by_a_fifo_after_the_listing_is_skipped_at_once(serving
   signal.alarm(30)
   try:
     answers = [*photos.local_results(network, [job]), *photos.endpoint_results(unused, [job])]
-    beam_rows = [json.loads(tagged.value) for tagged in archive._prepare((str(photo), str(job.target)),
+    beam_rows = [json.loads(tagged.value) for tagged in archive._prepare(json.dumps([str(photo), str(job.target)]),
                                                                        str(serving_model[1]))]
   finally:
     signal.alarm(0)
@@ -425,7 +425,7 @@ def test_the_manifest_lists_every_input_and_matches_the_files(archive_runs, serv
   by_result = {}
   for row in rows:
     by_result.setdefault(row["result"], []).append(row)
-  assert {k: len(v) for k, v in by_result.items()} == {"colorized": 5, "kept": 2, "skipped": 1, "passed over": 1}
+  assert {k: len(v) for k, v in by_result.items()} == {"colorized": 6, "kept": 2, "skipped": 1, "passed over": 1}
   outputs = sorted(os.path.relpath(r["output"], beam) for r in by_result["colorized"] + by_result["kept"])
   assert outputs == sorted(set(_files(beam)) - {archive.MANIFEST})
   assert sorted(os.path.relpath(r["output"], beam) for r in by_result["kept"]) == sorted(before)

@@ -202,7 +202,8 @@ def test_no_credentials_says_how_to_log_in(tmp_path):
   env.update(CLOUDSDK_CONFIG=str(tmp_path), NO_GCE_CHECK="true", HOME=str(tmp_path))
   result = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
   assert result.returncode == 2, result.stderr
-  assert result.stderr.strip().splitlines()[-1] == f"Error: {vertex.LOGIN}"
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"Error: {vertex.LOGIN} (") and "credentials were not found" in last, last  # and why
 
 
 def test_the_docs_commands_read_a_jobs_lineage(api, tmp_path, monkeypatch):
