@@ -70,6 +70,10 @@ NOT_REHEARSED = (
 
 
 _TEMPLATE_LIMIT = 64_000_000  # bytes
+# What the rehearsal walks, outermost first; runtimeConfig may be absent.
+_MAPPINGS = ("pipelineSpec", "pipelineSpec.root", "pipelineSpec.root.dag", "pipelineSpec.root.dag.tasks",
+             "pipelineSpec.components", "pipelineSpec.deploymentSpec", "pipelineSpec.deploymentSpec.executors",
+             "runtimeConfig")
 
 
 class RehearsalError(RuntimeError):
@@ -99,22 +103,13 @@ def load_template(path: str) -> Dict[str, Any]:
     raise RehearsalError(f"cannot read the template {path}: {e}") from e
   if not isinstance(job, dict) or "pipelineSpec" not in job:
     raise RehearsalError(f"{path} is not a Vertex AI PipelineJob (no pipelineSpec); compile it with --target vertex")
-  spec = job["pipelineSpec"]
-  shape = (("pipelineSpec", spec), ("pipelineSpec.root", _get(spec, "root")),
-           ("pipelineSpec.root.dag", _get(_get(spec, "root"), "dag")),
-           ("pipelineSpec.root.dag.tasks", _get(_get(_get(spec, "root"), "dag"), "tasks")),
-           ("pipelineSpec.components", _get(spec, "components")),
-           ("pipelineSpec.deploymentSpec", _get(spec, "deploymentSpec")),
-           ("pipelineSpec.deploymentSpec.executors", _get(_get(spec, "deploymentSpec"), "executors")),
-           ("runtimeConfig", job.get("runtimeConfig", {})))
-  wrong = [name for name, value in shape if not isinstance(value, dict)]
-  if wrong:
-    raise RehearsalError(f"{path} is not a PipelineJob as `colorize compile` writes it: {wrong[0]} is not a mapping")
+  for dotted in _MAPPINGS:
+    node: Any = job
+    for key in dotted.split("."):
+      node = node.get(key, {} if dotted == "runtimeConfig" else None) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+      raise RehearsalError(f"{path} is not a PipelineJob as `colorize compile` writes it: {dotted} is not a mapping")
   return job
-
-
-def _get(mapping: Any, key: str) -> Any:
-  return mapping.get(key) if isinstance(mapping, dict) else None
 
 
 def runtime_parameters(job: Dict[str, Any], given: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
