@@ -176,21 +176,43 @@ def rgb8_to_l(rgb: np.ndarray) -> np.ndarray:
   return np.take(L_OF_Y, y, mode="clip")
 
 
-def lab_to_rgb8_keep_lightness(l_star: np.ndarray, ab: np.ndarray, out: np.ndarray) -> np.ndarray:
-  """L* [...] and a*b* [..., 2] -> uint8 sRGB written into `out` [..., 3]; an out-of-gamut colour
-  is desaturated towards the grey of its luminance until it fits, so L* is kept
-  (tf_color.lab_to_rgb8_keep_lightness's twin, the same float32 steps).
+def lab_to_rgb8_keep_lightness(l_star: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+  """L*, a*, b* planes [...] -> uint8 sRGB written into `out` [..., 3]; an out-of-gamut colour is
+  desaturated towards the grey of its luminance until it fits, so L* is kept
+  (tf_color.lab_to_rgb8_keep_lightness's twin: the same float32 steps in the same order, here
+  written in place to make fewer passes over memory).
   """
   f32 = np.float32
-  fy = (l_star + f32(16.0)) / f32(116.0)
-  x = _f_inverse32(fy + ab[..., 0] / f32(500.0)) * f32(D65_WHITE[0])
+  fy = l_star + f32(16.0)
+  fy *= f32(1.0 / 116.0)
+  x = _f_inverse32(fy + a * f32(1.0 / 500.0))
+  x *= f32(D65_WHITE[0])
   y = _f_inverse32(fy)
-  z = _f_inverse32(np.maximum(fy - ab[..., 1] / f32(200.0), f32(0.0))) * f32(D65_WHITE[2])
-  rgb = [f32(m[0]) * x + f32(m[1]) * y + f32(m[2]) * z for m in XYZ_TO_SRGB]
-  high = np.maximum(np.maximum(rgb[0], rgb[1]), rgb[2]) - y
-  low = y - np.minimum(np.minimum(rgb[0], rgb[1]), rgb[2])
-  weight = np.minimum(np.minimum((f32(1.0) - y) / np.maximum(high, f32(1e-12)), y / np.maximum(low, f32(1e-12))),
-                      f32(1.0))
+  z = b * f32(1.0 / 200.0)
+  np.subtract(fy, z, out=z)
+  np.maximum(z, f32(0.0), out=z)
+  z = _f_inverse32(z)
+  z *= f32(D65_WHITE[2])
+  rgb = []
+  for m in XYZ_TO_SRGB:  # m[0] x + m[1] y + m[2] z
+    plane = x * f32(m[0])
+    plane += y * f32(m[1])
+    plane += z * f32(m[2])
+    rgb.append(plane)
+  high = np.maximum(rgb[0], rgb[1])
+  np.maximum(high, rgb[2], out=high)
+  high -= y
+  low = np.minimum(rgb[0], rgb[1])
+  np.minimum(low, rgb[2], out=low)
+  np.subtract(y, low, out=low)
+  # The largest mix weight keeping every channel in [0, 1]: min((1 - y) / high, y / low, 1).
+  np.maximum(high, f32(1e-12), out=high)
+  weight = f32(1.0) - y
+  weight /= high
+  np.maximum(low, f32(1e-12), out=low)
+  np.divide(y, low, out=low)
+  np.minimum(weight, low, out=weight)
+  np.minimum(weight, f32(1.0), out=weight)
   for c, plane in enumerate(rgb):
     # In place, as y + weight * (plane - y) clipped to [0, 1], then the table index.
     np.subtract(plane, y, out=plane)
@@ -204,5 +226,10 @@ def lab_to_rgb8_keep_lightness(l_star: np.ndarray, ab: np.ndarray, out: np.ndarr
 
 
 def _f_inverse32(f: np.ndarray) -> np.ndarray:
-  cube = f * f * f
-  return np.where(cube > np.float32(LAB_EPSILON), cube, (f - np.float32(LAB_OFFSET)) / np.float32(LAB_SLOPE))
+  """f^3, or the linear segment where that is at most LAB_EPSILON (near black)."""
+  cube = f * f
+  cube *= f
+  linear = f - np.float32(LAB_OFFSET)
+  linear *= np.float32(1.0 / LAB_SLOPE)
+  np.copyto(cube, linear, where=cube <= np.float32(LAB_EPSILON))
+  return cube

@@ -54,8 +54,9 @@ JPEG_QUALITY = 95
 # file cannot hold a photo within the pixel limit, and is refused before it is read.
 MAX_BYTES_PER_PIXEL = 8
 METADATA_BYTES = 64_000_000
-# Pixels per strip of the full-resolution colour math (~50 bytes of float32 temporaries each).
-STRIP_PIXELS = 1 << 20
+# Pixels per strip of the full-resolution colour math (~50 bytes of float32 temporaries each):
+# 3 MB, so they stay in a core's L2 cache; strips of 1 << 20 made it 1.6x slower (bench.photos).
+STRIP_PIXELS = 1 << 16
 _SAVE_OPTIONS = {"JPEG": {"quality": JPEG_QUALITY, "subsampling": 0}, "WEBP": {"quality": 95},
                  "TIFF": {"compression": "tiff_deflate"}}
 
@@ -165,17 +166,18 @@ def encode(image, output: str) -> bytes:
 def _with_ab(rgb8: np.ndarray, ab: np.ndarray) -> None:
   """Replaces rgb8 [H, W, 3] by its L with `ab` upsampled to H x W, in strips of STRIP_PIXELS."""
   height, width = rgb8.shape[:2]
+  # a* and b* apart, [2, 224, 224], contiguous: every step below runs along whole rows.
+  planes = np.ascontiguousarray(np.moveaxis(ab, -1, 0))
   lower, upper, weight = _bilinear_taps(width, ab.shape[1])
-  weight = weight[None, :, None]
-  ab_columns = ab[:, lower] * (1.0 - weight) + ab[:, upper] * weight  # [224, W, 2]: small
+  ab_columns = planes[:, :, lower] * (1.0 - weight) + planes[:, :, upper] * weight  # [2, 224, W]: small
   rows = _bilinear_taps(height, ab.shape[0])
   strip_rows = max(1, STRIP_PIXELS // width)
   for start in range(0, height, strip_rows):
     lower, upper, weight = (taps[start:start + strip_rows] for taps in rows)
-    weight = weight[:, None, None]
-    ab_strip = ab_columns[lower] * (1.0 - weight) + ab_columns[upper] * weight
+    weight = weight[:, None]
+    a, b = ab_columns[:, lower] * (1.0 - weight) + ab_columns[:, upper] * weight
     strip = rgb8[start:start + strip_rows]
-    color.lab_to_rgb8_keep_lightness(color.rgb8_to_l(strip), ab_strip, out=strip)
+    color.lab_to_rgb8_keep_lightness(color.rgb8_to_l(strip), a, b, out=strip)
 
 
 def _bilinear_taps(out_size: int, in_size: int):

@@ -107,5 +107,22 @@ def test_numpy_recombination_twin_gives_the_same_bytes_as_the_tf_one(real_photos
     np.testing.assert_array_equal(color.rgb8_to_l(rgb), tf_color.rgb8_to_l(rgb).numpy()[..., 0], err_msg=name)
     lab = (color.rgb_to_lab(rgb) * np.array([1.0, 1.5, 1.5])).astype(np.float32)  # some out of gamut
     out = np.empty(rgb.shape, np.uint8)
-    color.lab_to_rgb8_keep_lightness(lab[..., 0], lab[..., 1:], out)
+    color.lab_to_rgb8_keep_lightness(lab[..., 0], lab[..., 1], lab[..., 2], out)
     np.testing.assert_array_equal(out, tf_color.lab_to_rgb8_keep_lightness(lab).numpy(), err_msg=name)
+
+
+def test_host_upsampling_and_recombination_give_the_signatures_bytes(real_photos, monkeypatch):
+  # serving/colorizer.py's strips (host) against trainer/export.py's (the image signature), whole photos:
+  # the same ab upsampling and colour math, whatever the strip sizes (a short last strip on each side).
+  import tensorflow as tf
+
+  from serving import colorizer
+  from trainer import export
+  monkeypatch.setattr(colorizer, "STRIP_PIXELS", 1000 * 23)
+  monkeypatch.setattr(export, "STRIP_PIXELS", 1000 * 37)
+  signature_with_ab = tf.function(export._with_ab)
+  for i, (name, rgb) in enumerate(real_photos):
+    ab = np.random.default_rng(i).uniform(-90, 90, (224, 224, 2)).astype(np.float32)  # some out of gamut
+    host = rgb.copy()
+    colorizer._with_ab(host, ab)
+    np.testing.assert_array_equal(host, signature_with_ab(tf.constant(rgb), tf.constant(ab)).numpy(), err_msg=name)

@@ -39,7 +39,7 @@ def _f(t):
 
 def _f_inverse(f):
   cube = f * f * f
-  return tf.where(cube > _EPSILON, cube, (f - _OFFSET) / _KAPPA)
+  return tf.where(cube > _EPSILON, cube, (f - _OFFSET) * (1.0 / _KAPPA))
 
 
 def rgb_to_lab(rgb):
@@ -104,10 +104,12 @@ def _fit_gamut(lab):
   (no strided channel ops, no reductions over a size-3 axis).
   """
   lab = tf.convert_to_tensor(lab, tf.float32)
-  fy = (lab[..., 0] + 16.0) / 116.0
-  x = _f_inverse(fy + lab[..., 1] / 500.0) * _WHITE[0]
+  # Multiplied by reciprocals, never divided by a constant: in a tf.function TensorFlow rewrites
+  # x / c as x * (1 / c), which rounds differently (1 ulp) from eager TF and from the numpy twin.
+  fy = (lab[..., 0] + 16.0) * (1.0 / 116.0)
+  x = _f_inverse(fy + lab[..., 1] * (1.0 / 500.0)) * _WHITE[0]
   y = _f_inverse(fy)
-  z = _f_inverse(tf.maximum(fy - lab[..., 2] / 200.0, 0.0)) * _WHITE[2]
+  z = _f_inverse(tf.maximum(fy - lab[..., 2] * (1.0 / 200.0), 0.0)) * _WHITE[2]
   rgb = [m[0] * x + m[1] * y + m[2] * z for m in _XYZ_TO_RGB]
   high = tf.maximum(tf.maximum(rgb[0], rgb[1]), rgb[2]) - y
   low = y - tf.minimum(tf.minimum(rgb[0], rgb[1]), rgb[2])
