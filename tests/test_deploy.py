@@ -19,6 +19,7 @@ import re
 import shutil
 import socket
 import threading
+import time
 
 from cloud_fixtures import CONFIG
 from cloud_fixtures import JsonApi
@@ -34,6 +35,10 @@ PROJECT, REGION = "colorize-test", "europe-west4"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
 ENDPOINT, PROBE = "endpoints/100", "endpoints/101"
 PUSHED_URI = "gs://colorize-bucket/runs/pipeline/colorize-nightly/EndpointPusher/pushed_model/7"
+
+
+def _timestamp(seconds):
+  return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
 
 
 def _error(code, status, message):
@@ -91,14 +96,31 @@ class _VertexApi(JsonApi, http.server.BaseHTTPRequestHandler):
       return self._reply(200, models[path.split("@")[0]])
     return self._reply(404, _error(404, "NOT_FOUND", f"{path} not found"))
 
+  def do_DELETE(self):
+    request = self._record()
+    path = request["path"][len("/v1/"):]
+    endpoint = self.state["endpoints"].get(path)
+    if endpoint is None:
+      return self._reply(404, _error(404, "NOT_FOUND", f"{path} not found"))
+    if endpoint["deployedModels"]:
+      return self._reply(400, _error(400, "FAILED_PRECONDITION", f"endpoint {path} has deployed models"))
+    self.state["operations"] += 1
+    operation = {"name": f"{PARENT}/operations/{self.state['operations']}", "done": True}
+    if self.state["fail"].get("delete"):
+      return self._reply(200, dict(operation, error={"code": 8, "message": self.state["fail"]["delete"]}))
+    del self.state["endpoints"][path]
+    return self._reply(200, dict(operation, response={"@type": "type.googleapis.com/google.protobuf.Empty"}))
+
   def do_POST(self):
     request = self._record()
     path, body = request["path"][len("/v1/"):], request["body"]
     target, _, method = path.rpartition(":")
     endpoint = self.state["endpoints"].get(target)
     if path == f"{PARENT}/endpoints":
-      name = f"{PARENT}/endpoints/{100 + len(self.state['endpoints'])}"
-      self.state["endpoints"][name] = dict(body, name=name, trafficSplit={}, deployedModels=[])
+      self.state["created"] += 1
+      name = f"{PARENT}/endpoints/{99 + self.state['created']}"
+      self.state["endpoints"][name] = dict(body, name=name, trafficSplit={}, deployedModels=[],
+                                           createTime=_timestamp(time.time()))
       return self._reply(200, self._operation("Endpoint", self.state["endpoints"][name]))
     if path == f"{PARENT}/models:upload":
       name = f"{PARENT}/models/{200 + sum(m.get('versionId') == '1' for m in self.state['models'].values())}"
@@ -138,8 +160,11 @@ class _VertexApi(JsonApi, http.server.BaseHTTPRequestHandler):
     if method == "predict":
       if not endpoint["trafficSplit"]:
         return self._reply(400, _error(400, "FAILED_PRECONDITION", f"endpoint {target} has no traffic split"))
+      if self.state["barrier"] and endpoint["displayName"].endswith("-probe"):
+        self.state["barrier"].wait(timeout=120)  # every push in the test is probing now
       served_id = max(endpoint["trafficSplit"], key=endpoint["trafficSplit"].get)
       served = next(d for d in endpoint["deployedModels"] if d["id"] == served_id)
+      self.state["answered"].append((target, served["model"].split("@")[0]))
       answer = self.state["answers"].get(served["model"].split("@")[0], "colorize")
       if answer == "error":
         return self._reply(500, _error(500, "INTERNAL", "Internal error encountered."))
@@ -165,7 +190,8 @@ def vertex_api():
   for message in (endpoint.Endpoint, model_service.UploadModelResponse, endpoint_service.DeployModelResponse,
                   endpoint_service.UndeployModelResponse):
     symbol_database.Default().RegisterMessage(message.pb())
-  state = {"requests": [], "endpoints": {}, "models": {}, "operations": 0, "deployed": 0, "answers": {}, "fail": {}}
+  state = {"requests": [], "endpoints": {}, "models": {}, "operations": 0, "deployed": 0, "created": 0,
+           "answers": {}, "fail": {}, "barrier": None, "answered": []}
   handler = type("Api", (_VertexApi,), {"state": state, "requests": state["requests"]})
   server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
   threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -216,7 +242,7 @@ def graph_only_model(serving_model, tmp_path_factory):
   return None, folder
 
 
-def _push(cfg, serving_model, tmp_path, blessed=True):
+def _push(cfg, serving_model, tmp_path, blessed=True, pushed_uri=PUSHED_URI):
   """Runs the compiled pipeline's EndpointPusher executor on a Model and a ModelBlessing."""
   from tfx.types import standard_artifacts
 
@@ -232,7 +258,7 @@ def _push(cfg, serving_model, tmp_path, blessed=True):
   blessing.uri = str(tmp_path / "blessing")
   blessing.set_int_custom_property("blessed", int(blessed))
   pushed = standard_artifacts.PushedModel()
-  pushed.uri = PUSHED_URI
+  pushed.uri = pushed_uri
   executor = component.executor_spec.executor_class()
   executor.Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
               dict(component.exec_properties))
@@ -263,15 +289,17 @@ def test_first_push_probes_the_model_alone_then_deploys_it(vertex_api, gcs_folde
   pushed = _push(_cfg(), serving_model, tmp_path)
   posts = _posts(state)
   assert [path for path, _ in posts] == [
-      "endpoints", "endpoints", "models:upload", f"{PROBE}:deployModel", f"{PROBE}:predict",
+      "endpoints", "models:upload", "endpoints", f"{PROBE}:deployModel", f"{PROBE}:predict",
       f"{PROBE}:undeployModel", f"{ENDPOINT}:deployModel"]
-  (_, create), (_, create_probe), (_, upload), (_, probe_deploy), (_, predict), _, (_, deploy) = posts
-  # The endpoint is looked up by its display name first, and created because it is missing; so is the
-  # probe endpoint beside it.
+  (_, create), (_, upload), (_, create_probe), (_, probe_deploy), (_, predict), _, (_, deploy) = posts
+  # The endpoint is looked up by its display name first, created because it is missing, and looked up
+  # again (another push may have created one at the same time). Probe endpoints left by killed pushes
+  # are looked for; this push creates its own, and deletes it after.
   lookups = [r for r in state["requests"] if r["method"] == "GET" and r["path"] == f"/v1/{PARENT}/endpoints"]
-  assert [r["query"]["filter"] for r in lookups[:2]] == [['display_name="colorize-nightly"'],
-                                                         ['display_name="colorize-nightly-probe"']]
+  assert [r["query"]["filter"] for r in lookups] == [['display_name="colorize-nightly"']] * 2 + [
+      ['display_name="colorize-nightly-probe"']]
   assert (create["displayName"], create_probe["displayName"]) == ("colorize-nightly", "colorize-nightly-probe")
+  assert [r["path"] for r in state["requests"] if r["method"] == "DELETE"] == [f"/v1/{PARENT}/{PROBE}"]
   assert {"team": "vision", "env": "test"}.items() <= create["labels"].items()
   # The model uploaded is the pushed copy in the pipeline root, served by TF 2.16's GPU image, and
   # labelled as this pipeline's.
@@ -300,7 +328,7 @@ def test_first_push_probes_the_model_alone_then_deploys_it(vertex_api, gcs_folde
   assert deployed["serviceAccount"] == "pipelines@colorize-test.iam.gserviceaccount.com"
   assert deploy["trafficSplit"] == {"0": 100}
   assert _serving(state) == {"301": ("200@1", 100)}
-  assert _serving(state, PROBE) == {}
+  assert sorted(state["endpoints"]) == [f"{PARENT}/{ENDPOINT}"]
   assert pushed.get_int_custom_property("pushed") == 1
   assert pushed.get_string_custom_property("pushed_destination") == f"{PARENT}/models/200"
 
@@ -332,7 +360,7 @@ def test_next_pushes_split_traffic_and_keep_only_the_newest_models(vertex_api, g
   # keep_models: 1 keeps the new model only; the other's model keeps the rest of the split.
   _push(_cfg(keep_models=1, traffic_percentage=60), graph_only_model, tmp_path)
   assert _serving(state) == {"299": ("999@1", 40), "307": ("203@1", 60)}
-  assert _serving(state, PROBE) == {}
+  assert sorted(state["endpoints"]) == [f"{PARENT}/{ENDPOINT}"]
 
 
 def test_an_endpoint_name_with_quotes_and_backslashes_is_found_again(vertex_api, gcs_folder, graph_only_model,
@@ -341,9 +369,11 @@ def test_an_endpoint_name_with_quotes_and_backslashes_is_found_again(vertex_api,
   name = 'Tom\'s "best" \\ colorizer'
   for _ in range(2):
     _push(_cfg(endpoint_name=name), graph_only_model, tmp_path)
-  # One endpoint and one probe endpoint of that name, the second push found them (no third, no fourth).
-  assert sorted(e["displayName"] for e in state["endpoints"].values()) == [name, f"{name}-probe"]
+  # One endpoint of that name, the second push found it; each push's probe endpoint was found by the
+  # orphan lookup's filter (the loopback API refuses one it cannot parse) and deleted.
+  assert [e["displayName"] for e in state["endpoints"].values()] == [name]
   assert len(_serving(state)) == 2
+  assert [r["method"] for r in state["requests"]].count("DELETE") == 2
 
 
 def test_a_new_model_that_answers_wrong_never_gets_traffic(vertex_api, gcs_folder, graph_only_model, tmp_path):
@@ -357,38 +387,92 @@ def test_a_new_model_that_answers_wrong_never_gets_traffic(vertex_api, gcs_folde
     state["answers"][f"{PARENT}/models/{number}"] = answer
     state["requests"].clear()
     message = _one_line_failure(_cfg(traffic_percentage=50), graph_only_model, tmp_path)
-    assert message.startswith(f"the new model {PARENT}/models/{number} did not answer correctly on probe endpoint")
-    assert "it was undeployed and endpoint 'colorize-nightly''s traffic is unchanged" in message
+    probe = f"endpoints/{number - 99}"  # each push's own: the first push's endpoints were 100 and 101
+    assert message.startswith(f"the new model {PARENT}/models/{number} did not answer correctly on probe endpoint "
+                              f"{PARENT}/{probe}")
+    assert "so that was deleted and endpoint 'colorize-nightly''s traffic is unchanged" in message
     assert why in message, answer
     # The old model keeps serving all requests; the new one is deployed nowhere.
     assert _serving(state) == {"301": ("200@1", 100)}
-    assert _serving(state, PROBE) == {}
+    assert sorted(state["endpoints"]) == [f"{PARENT}/{ENDPOINT}"]
     assert [path for path, _ in _posts(state)] == [
-        "models:upload", f"{PROBE}:deployModel", f"{PROBE}:predict", f"{PROBE}:undeployModel"]
+        "models:upload", "endpoints", f"{probe}:deployModel", f"{probe}:predict", f"{probe}:undeployModel"]
 
 
-def test_a_failed_deploy_operation_and_an_unreachable_api_are_one_line(vertex_api, gcs_folder, graph_only_model,
+def test_a_failed_probe_deploy_is_one_line_and_its_probe_endpoint_deleted(vertex_api, gcs_folder, graph_only_model,
                                                                          tmp_path):
   state = vertex_api
   _push(_cfg(), graph_only_model, tmp_path)
   state["fail"]["deployModel"] = "The following quota metrics exceed quota limits: custom_model_serving_nvidia_t4_gpus"
   message = _one_line_failure(_cfg(), graph_only_model, tmp_path)
-  assert message.startswith(f"Vertex AI: deploying {PARENT}/models/201 to probe endpoint {PARENT}/{PROBE} failed")
+  assert message.startswith(f"Vertex AI: deploying {PARENT}/models/201 to probe endpoint {PARENT}/endpoints/102 failed")
   assert "quota limits" in message and message.endswith("endpoint 'colorize-nightly''s traffic is unchanged")
   assert _serving(state) == {"301": ("200@1", 100)}
-  # A leftover on the probe endpoint (a push killed while probing) is cleared by the next push.
-  del state["fail"]["deployModel"]
-  state["endpoints"][f"{PARENT}/{PROBE}"]["deployedModels"].append({"id": "298", "model": f"{PARENT}/models/200@1"})
-  state["endpoints"][f"{PARENT}/{PROBE}"]["trafficSplit"] = {"298": 100}
+  assert sorted(state["endpoints"]) == [f"{PARENT}/{ENDPOINT}"]  # its probe endpoint deleted all the same
+  # When that deletion fails too, the failure reported is still the one that stopped the push.
+  state["fail"]["delete"] = "The service is currently unavailable."
+  message = _one_line_failure(_cfg(), graph_only_model, tmp_path)
+  assert message.startswith(f"Vertex AI: deploying {PARENT}/models/202 to probe endpoint {PARENT}/endpoints/103 failed")
+  del state["fail"]["deployModel"], state["fail"]["delete"]
+  assert sorted(state["endpoints"]) == [f"{PARENT}/{ENDPOINT}", f"{PARENT}/endpoints/103"]
+
+
+def test_probe_endpoints_left_by_killed_pushes_are_deleted_and_live_ones_left(vertex_api, gcs_folder,
+                                                                               graph_only_model, tmp_path):
+  state = vertex_api
   _push(_cfg(), graph_only_model, tmp_path)
-  assert _serving(state, PROBE) == {}
+  from components.endpoint_rollout import rollout
+  # Two probe endpoints with a model on each: one of a push killed 7 hours ago (its machines still
+  # running), one created a minute ago by a push that is probing now.
+  for number, age in ((150, rollout.PROBE_ORPHAN_SECONDS + 3600), (151, 60)):
+    state["endpoints"][f"{PARENT}/endpoints/{number}"] = {
+        "name": f"{PARENT}/endpoints/{number}", "displayName": "colorize-nightly-probe",
+        "createTime": _timestamp(time.time() - age), "trafficSplit": {f"2{number}": 100},
+        "deployedModels": [{"id": f"2{number}", "model": f"{PARENT}/models/200@1"}]}
+  _push(_cfg(), graph_only_model, tmp_path)
+  assert sorted(state["endpoints"]) == [f"{PARENT}/{ENDPOINT}", f"{PARENT}/endpoints/151"]
+  assert _serving(state, "endpoints/151") == {"2151": ("200@1", 100)}
+  assert f"{PARENT}/endpoints/150:undeployModel" in [r["path"][len("/v1/"):] for r in state["requests"]]
+
+
+def test_two_pushes_at_once_each_probe_their_own_model(vertex_api, gcs_folder, graph_only_model, tmp_path):
+  # A schedule's run and a manual one, pushing to the same endpoint: both probe at the same moment.
+  state = vertex_api
+  state["barrier"] = threading.Barrier(2)
+  pushed, failed = [], []
+
+  def push(i):
+    try:
+      pushed.append(_push(_cfg(), graph_only_model, tmp_path / f"run{i}", pushed_uri=f"{PUSHED_URI}{i}"))
+    except Exception as e:  # reported by the assertion below
+      failed.append(e)
+
+  for i in range(2):
+    (tmp_path / f"run{i}").mkdir()
+  threads = [threading.Thread(target=push, args=(i,)) for i in range(2)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join(timeout=300)
+  assert not failed and len(pushed) == 2, failed
+  # Each probe endpoint was answered by the one model its push uploaded, and both are gone now.
+  probes = {path: body["deployedModel"]["model"].split("@")[0] for path, body in _posts(state)
+            if path.endswith(":deployModel") and not path.startswith(ENDPOINT)}
+  assert len(probes) == 2
+  assert sorted(state["answered"]) == sorted((f"{PARENT}/{path.split(':')[0]}", model)
+                                             for path, model in probes.items())
+  assert sorted(state["endpoints"]) == [f"{PARENT}/{ENDPOINT}"]
+  assert sorted(p.get_string_custom_property("pushed_destination") for p in pushed) == sorted(probes.values())
+
+
+def test_an_unreachable_api_is_one_line(vertex_api, gcs_folder, graph_only_model, tmp_path):
   from google.cloud import aiplatform
   with socket.socket() as closed:
     closed.bind(("127.0.0.1", 0))
     aiplatform.init(api_endpoint=f"http://127.0.0.1:{closed.getsockname()[1]}")
     message = _one_line_failure(_cfg(), graph_only_model, tmp_path)
-  assert message.startswith("Vertex AI: finding or creating endpoint 'colorize-nightly' and 'colorize-nightly-probe' "
-                            "failed (ConnectionError: "), message
+  assert message.startswith("Vertex AI: finding or creating endpoint 'colorize-nightly' failed (ConnectionError: "), \
+      message
 
 
 def test_keep_models_counts_the_new_one():

@@ -14,6 +14,13 @@ only a model that answered is deployed to the endpoint, with the configured shar
 deployModel call (its trafficSplit): user traffic moves once, to a model that answered. The
 probe costs one more deployment's start-up (minutes) per push; an empty endpoint costs nothing.
 
+Each push creates its own probe endpoint and deletes it after the probe: two pushes to the same
+endpoint at once (a schedule's run and a manual one) each probe their own model. A shared probe
+endpoint let the second push undeploy the first one's model while it was being probed, or answer
+its probe with the second model. A push killed while probing leaves its probe endpoint (and its
+machines); the next push deletes every probe endpoint of this endpoint older than
+PROBE_ORPHAN_SECONDS, which no live push reaches, and leaves younger ones to their push.
+
 Which deployed models are this pipeline's: those whose Model carries OWNER_LABEL with this
 pipeline's value (every Model this pusher uploads does). Models deployed by anyone else, and
 those of TFX's stock pusher (no label), are never undeployed; they keep their share of the
@@ -30,6 +37,9 @@ from components import serving_gate
 
 _NOT_DEPLOY_ARGUMENTS = ("endpoint_name", "project", "regions", "labels", "traffic_percentage")
 _DISPLAY_NAME_LIMIT = 128
+# Longer than a push's probe can take (a deployment's start-up, minutes; Vertex AI's deploy times out
+# within an hour or two): a probe endpoint this old belongs to a push that is no longer running.
+PROBE_ORPHAN_SECONDS = 6 * 3600
 
 
 class RolloutError(RuntimeError):
@@ -49,27 +59,32 @@ def roll_out(serving_args: Dict[str, Any], region: str, image: str, model_uri: s
   labels = {**serving_args.get("labels", {}), **job_labels}
   deploy_args = {k: v for k, v in serving_args.items() if k not in _NOT_DEPLOY_ARGUMENTS}
   unchanged = f"endpoint {name!r}'s traffic is unchanged"
-  with _api(f"finding or creating endpoint {name!r} and {probe_endpoint_name(name)!r}", unchanged):
+  probe_name = probe_endpoint_name(name)
+  with _api(f"finding or creating endpoint {name!r}", unchanged):
     aiplatform.init(project=serving_args["project"], location=region)
     endpoint = _endpoint(name, labels)
-    probe_endpoint = _endpoint(probe_endpoint_name(name), labels)
-  with _api(f"clearing probe endpoint {probe_endpoint.resource_name}", unchanged):
-    # A push killed while probing left its model there (and its machines running).
-    if probe_endpoint.list_models():
-      probe_endpoint.undeploy_all()
+  with _api(f"deleting probe endpoints {probe_name!r} left by killed pushes", unchanged):
+    _delete_orphaned_probes(probe_name)
   with _api(f"uploading {model_uri}", unchanged):
     model = aiplatform.Model.upload(display_name=f"{owner}-v{int(time.time())}", artifact_uri=model_uri,
                                     serving_container_image_uri=image, labels={endpoint_rollout.OWNER_LABEL: owner})
-  with _api(f"deploying {model.resource_name} to probe endpoint {probe_endpoint.resource_name}", unchanged):
-    model.deploy(endpoint=probe_endpoint, deployed_model_display_name=model.display_name,
-                 traffic_split={"0": 100}, **deploy_args)
-  problem = _probe(probe_endpoint.resource_name)
-  with _api(f"undeploying {model.resource_name} from probe endpoint {probe_endpoint.resource_name}",
+  with _api(f"creating probe endpoint {probe_name!r}", unchanged):
+    probe_endpoint = aiplatform.Endpoint.create(display_name=probe_name, labels=labels)
+  try:
+    with _api(f"deploying {model.resource_name} to probe endpoint {probe_endpoint.resource_name}", unchanged):
+      model.deploy(endpoint=probe_endpoint, deployed_model_display_name=model.display_name,
+                   traffic_split={"0": 100}, **deploy_args)
+    problem = _probe(probe_endpoint.resource_name)
+  except BaseException:
+    _delete_probe_after_failure(probe_endpoint)
+    raise
+  # force: its deployment is undeployed first, so no machines keep running.
+  with _api(f"deleting probe endpoint {probe_endpoint.resource_name}",
             unchanged if problem is None else f"{unchanged}; the model did not answer correctly: {problem}"):
-    probe_endpoint.undeploy_all()
+    probe_endpoint.delete(force=True)
   if problem is not None:
     raise RolloutError(f"the new model {model.resource_name} did not answer correctly on probe endpoint "
-                       f"{probe_endpoint.resource_name}, so it was undeployed and {unchanged}: {problem}")
+                       f"{probe_endpoint.resource_name}, so that was deleted and {unchanged}: {problem}")
   with _api(f"reading endpoint {endpoint.resource_name}", unchanged):
     endpoint = aiplatform.Endpoint(endpoint.resource_name)
     deployed = endpoint.list_models()
@@ -114,10 +129,56 @@ def traffic_split(share: int, current: Dict[str, int], kept: Sequence[str], othe
 
 
 def _endpoint(display_name: str, labels: Dict[str, str]):
-  """The endpoint of that display name, as TFX's pusher finds it (the first listed), or a new one."""
+  """The oldest endpoint of that display name, or a new one.
+
+  Two first pushes at once both find none and create one each: each then takes the oldest of those
+  listed with its own, and deletes its own when that is not the oldest (it is still empty), so both
+  deploy to one endpoint.
+  """
   from google.cloud import aiplatform
-  found = aiplatform.Endpoint.list(filter=f"display_name={filter_literal(display_name)}")
-  return found[0] if found else aiplatform.Endpoint.create(display_name=display_name, labels=labels)
+  found = _by_display_name(display_name)
+  if found:
+    return found[0]
+  created = aiplatform.Endpoint.create(display_name=display_name, labels=labels)
+  # With the new one added in case the listing does not show it yet.
+  oldest = min([*_by_display_name(display_name), created], key=_created_order)
+  if oldest.resource_name != created.resource_name:
+    logging.info("Endpoint %s was created at the same time as %s; using the older one", created.resource_name,
+                 oldest.resource_name)
+    created.delete()
+  return oldest
+
+
+def _by_display_name(display_name: str) -> list:
+  from google.cloud import aiplatform
+  return sorted(aiplatform.Endpoint.list(filter=f"display_name={filter_literal(display_name)}"), key=_created_order)
+
+
+def _created_order(endpoint) -> tuple:
+  return endpoint.create_time.timestamp(), endpoint.resource_name
+
+
+def _delete_probe_after_failure(probe_endpoint) -> None:
+  """Deletes the probe endpoint of a push that failed; a failure here is logged, not raised, so the
+  error that stopped the push is the one reported (a later push deletes the endpoint when it is old).
+  """
+  try:
+    with _api(f"deleting probe endpoint {probe_endpoint.resource_name}", "it is left for a later push to delete"):
+      probe_endpoint.delete(force=True)
+  except RolloutError as e:
+    logging.warning("%s", e)
+
+
+def _delete_orphaned_probes(probe_name: str) -> None:
+  """Deletes the probe endpoints of that display name older than PROBE_ORPHAN_SECONDS (see the module doc)."""
+  for probe in _by_display_name(probe_name):
+    age = time.time() - probe.create_time.timestamp()
+    if age < PROBE_ORPHAN_SECONDS:
+      logging.info("Probe endpoint %s was created %.0f s ago: another push is probing there; left to it",
+                   probe.resource_name, age)
+      continue
+    logging.info("Deleting probe endpoint %s, left by a push killed %.0f s ago", probe.resource_name, age)
+    probe.delete(force=True)
 
 
 def filter_literal(text: str) -> str:
