@@ -4,6 +4,7 @@ Without --runner, in this process (serving/photos.py); with it, as a Beam pipeli
 (serving/archive.py) for archives: the same per-photo work, the same bytes written. One
 command for both, so an archive is colorized with the flags, names and guarantees users know.
 """
+import os
 import pathlib
 import sys
 
@@ -28,7 +29,8 @@ from serving import photo_settings
 @click.option("--overwrite", is_flag=True,
               help="Replace outputs that exist already (by default they are kept). An input is never replaced.")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=photo_settings.DEFAULT_BATCH_SIZE, show_default=True,
-              help="Photos the network colorizes at once (a local --model). Memory grows by ~140 kB a photo.")
+              help="Photos the network colorizes at once (a local --model). Memory grows by ~17 MB a photo "
+                   "(the network's working memory).")
 @click.option("--runner", type=click.Choice(photo_settings.RUNNERS),
               help="Run as a Beam pipeline (archives; gs:// inputs and outputs): DirectRunner on this machine, "
                    "DataflowRunner on Google Cloud with the project image (needs --config with a cloud: section). "
@@ -127,10 +129,17 @@ def photos(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runne
 
 
 def _local_paths(inputs):
+  """The inputs as paths; one that does not exist is a usage error. One that cannot be reached
+  (a folder on the way that may not be entered) is the listing's to pass over with its reason.
+  """
   from serving import photos as photos_lib
   for path in inputs:
-    if not pathlib.Path(path).exists() and not pathlib.Path(path).is_symlink():
-      raise photos_lib.UsageError(f"Path {path!r} does not exist.")
+    try:
+      os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+      raise photos_lib.UsageError(f"Path {path!r} does not exist.") from None
+    except OSError:
+      pass
   return [pathlib.Path(p) for p in inputs]
 
 
@@ -143,6 +152,7 @@ def _check_model_dir(model_dir):
 def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, runner, beam_args, config_path):
   """`colorize photos --runner`: serving/archive.py's pipeline; the counts, and exit code 1 if any was skipped."""
   from serving import archive  # Beam, numpy, PIL: not for `--help`
+  from serving import colorizer
   from serving import photos as photos_lib
   try:
     if endpoint is not None or model_dir is None:
@@ -156,6 +166,7 @@ def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, run
     else:
       _check_model_dir(model_dir)
       saved_model = str(photos_lib.resolve_model_dir(pathlib.Path(model_dir)))
+      photos_lib.check_readable(pathlib.Path(saved_model))
     planned = archive.plan(inputs, output_dir, overwrite)
     if not planned.todo and not planned.count(archive.KEPT):
       raise photos_lib.UsageError(f"no photos in {', '.join(map(str, inputs))}")
@@ -170,6 +181,8 @@ def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, run
       rows = archive.run(planned, saved_model, output_dir, overwrite, batch_size, beam_args)
     except photos_lib.OutputFullError as e:
       raise click.ClickException(f"stopped: the output folder takes no more files ({e.strerror})") from e
+    except colorizer.ModelError as e:  # as without --runner, where the model is loaded before any photo
+      raise click.UsageError(str(e)) from e
   else:
     rows = planned.rows
     archive.write_manifest(output_dir, rows)

@@ -70,5 +70,10 @@ MAX_PIXELS = "max_pixels"  # the SavedModel's variable holding the limit in pixe
 # Width, height, megapixels, the limit in megapixels (str.format and tf.strings.format alike; no
 # quote marks, which TensorFlow's assertion message would escape).
 TOO_LARGE_MESSAGE = "image is {}x{} pixels ({} megapixels): over the limit of this model, {} megapixels (set at export)"
+# The longest side a photo may have, JPEG's own limit. Recombination upsamples a*b* to the photo's
+# width before its rows (~1.8 kB a column, several copies), so a 1x20,000,000 PNG of 82 kB, within
+# the pixel limit, would take tens of GB; at this limit it takes ~120 MB.
+MAX_SIDE = 65535
+TOO_LONG_MESSAGE = "image is {}x{} pixels: a side over {} pixels, the longest a JPEG can have"
 TOO_MANY_FRAMES_MESSAGE = ("GIF of {} frames of {}x{} pixels ({} megapixels decoded in all): over the limit of this "
                            "model, {} megapixels (set at export)")

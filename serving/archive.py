@@ -30,6 +30,7 @@ import json
 import os
 import pathlib
 import posixpath
+import re
 import secrets
 import shutil
 import tempfile
@@ -240,6 +241,12 @@ def run(plan_: ArchivePlan, saved_model: str, output: str, overwrite: bool, batc
            | "Rows" >> beam.Flatten()
            | "Manifest" >> beam.io.WriteToText(posixpath.join(parts, _MANIFEST_PARTS)))
     rows = plan_.rows + _read_rows(parts)
+  except Exception as e:
+    # A worker that cannot load the model fails the job; Beam reports it with every worker's traceback.
+    why = re.search(r"ModelError: (.*?)(?: \[while running [^\n]*)?$", str(e), re.MULTILINE)
+    if why:
+      raise colorizer.ModelError(why.group(1)) from None
+    raise
   finally:
     if local_parts:
       shutil.rmtree(local_parts, ignore_errors=True)

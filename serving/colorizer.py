@@ -18,10 +18,12 @@ signature derives grey from the 224 L, and only the examples signature takes bot
 
 Memory: a batch holds only its network inputs (~140 kB a photo); a photo is decoded at full
 resolution only in recombine, one at a time per thread, and recombined in strips of
-STRIP_PIXELS. So a worker's peak is ~ the model + batch x 140 kB + threads x (the largest
-photo allowed x ~10 bytes per pixel: PIL's 4-byte pixels and the 3-byte array side by side,
-twice (decode, encode), plus the encoded input and output), independent of how many photos
-there are (README, "Colorize an archive", measured by bench/photos.py).
+STRIP_PIXELS. So a worker's peak is ~ the model + the network's working memory at the batch
+size (~17 MB a photo) + threads x (the largest photo allowed x ~10 bytes per pixel: PIL's
+4-byte pixels and the 3-byte array side by side, twice (decode, encode), plus the encoded
+input and output), independent of how many photos there are (README, "Colorize an archive",
+measured by bench/photos.py). The a*b* upsampled to the photo's width (~1.8 kB a column) is
+bounded by signatures.MAX_SIDE.
 
 Not the image signature's bytes (what an endpoint, or `colorize photos` before batching,
 returns), by choice: the signature shrinks the photo for the network with tf.image.resize
@@ -65,6 +67,10 @@ class PhotoError(Exception):
   """A photo cannot be read; the message says why."""
 
 
+class ModelError(ValueError):
+  """The SavedModel cannot be loaded or read; the message (one line) says why."""
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkInputs:
   """One photo's network inputs in their stored byte form (schemas/features.py)."""
@@ -90,6 +96,8 @@ def open_image(data: bytes, max_pixels: Optional[int]):
   except (OSError, ValueError, SyntaxError) as e:
     raise PhotoError(f"not a readable image ({e})") from e
   width, height = image.size
+  if max(width, height) > signatures.MAX_SIDE:
+    raise PhotoError(signatures.TOO_LONG_MESSAGE.format(width, height, signatures.MAX_SIDE))
   if max_pixels is not None and width * height > max_pixels:
     raise PhotoError(signatures.TOO_LARGE_MESSAGE.format(width, height, width * height // 1_000_000,
                                                          max_pixels // 1_000_000))
@@ -202,6 +210,8 @@ def read_max_pixels(saved_model: str) -> Optional[int]:
                                       f"{signatures.MAX_PIXELS}/.ATTRIBUTES/VARIABLE_VALUE"))
   except (tf.errors.NotFoundError, ValueError):
     return None
+  except tf.errors.OpError as e:  # e.g. variables that may not be read
+    raise ModelError(f"{saved_model} holds no SavedModel that loads ({' '.join(str(e).split())[:200]})") from e
 
 
 class Network:
@@ -214,9 +224,9 @@ class Network:
         warnings.simplefilter("ignore", RuntimeWarning)  # protobuf on a junk file, before the error said below
         loaded = tf.saved_model.load(saved_model)
     except (OSError, ValueError, tf.errors.OpError) as e:  # a junk or foreign saved_model.pb, missing variables
-      raise ValueError(f"{saved_model} holds no SavedModel that loads ({' '.join(str(e).split())[:200]})") from e
+      raise ModelError(f"{saved_model} holds no SavedModel that loads ({' '.join(str(e).split())[:200]})") from e
     if signatures.EXAMPLES_SIGNATURE not in loaded.signatures:
-      raise ValueError(f"{saved_model} has no {signatures.EXAMPLES_SIGNATURE!r} signature "
+      raise ModelError(f"{saved_model} has no {signatures.EXAMPLES_SIGNATURE!r} signature "
                        f"(it has {sorted(loaded.signatures)}); export it with trainer/export.py")
     self._loaded = loaded  # the signature holds its variables only weakly
     self._predict = loaded.signatures[signatures.EXAMPLES_SIGNATURE]

@@ -105,12 +105,14 @@ def find_photos(inputs: Iterable[pathlib.Path], output_real: Optional[str]
   the output is not local) is never read.
   """
   inputs = [pathlib.Path(os.path.abspath(p)) for p in inputs]
-  anchors = [str(p) if p.is_dir() else str(p.parent) for p in inputs]
+  # os.path.isdir, not Path.is_dir: that raises for a path under a folder that may not be entered,
+  # which is passed over below with its reason.
+  anchors = [str(p) if os.path.isdir(p) else str(p.parent) for p in inputs]
   base = os.path.commonpath(anchors)
   found: List[Tuple[pathlib.Path, str]] = []
   passed_over: List[Tuple[str, str]] = []
   for path in inputs:
-    if path.is_dir():
+    if os.path.isdir(path):
       if os.path.realpath(path) == output_real:
         raise UsageError(f"the output folder {output_real} is the input folder {path}: choose a new folder")
       listing = tree.walk(str(path), exclude=output_real)
@@ -232,7 +234,8 @@ def remove_stale_temporaries(folder: pathlib.Path) -> None:
   """Deletes this module's temporary files in `folder` whose writing process is gone."""
   for entry in os.scandir(folder):
     if entry.name.startswith(TEMP_PREFIX) and not _alive(entry.name[len(TEMP_PREFIX):].split("-")[0]):
-      with contextlib.suppress(FileNotFoundError):
+      # Another user's, in a shared (sticky) folder, may not be ours to delete: listings skip it anyway.
+      with contextlib.suppress(FileNotFoundError, PermissionError):
         os.unlink(entry.path)
 
 
@@ -294,7 +297,8 @@ class Writer:
     except OSError as e:
       if e.errno in _DISK_FULL:
         raise OutputFullError(e.errno, f"{target.parent}: {e.strerror}") from e
-      raise
+      # The output's name and the cause; not the temporary file's name, which OSError's text holds.
+      raise PhotoError(f"cannot write {target}: {e.strerror}") from e
     finally:
       with contextlib.suppress(FileNotFoundError):
         os.unlink(temporary)
@@ -320,16 +324,38 @@ def _create(temporary: pathlib.Path, target: pathlib.Path) -> bool:
 
 def resolve_model_dir(path: pathlib.Path) -> pathlib.Path:
   """A SavedModel directory; a Trainer Model artifact (Format-Serving/); or a Pusher base
-  directory of numbered versions, of which the newest.
+  directory of numbered versions, of which the newest. Raises UsageError, also when a folder
+  on the way cannot be read.
   """
-  for candidate in (path, path / "Format-Serving"):
-    if (candidate / SAVED_MODEL_FILE).is_file():
-      return candidate
-  versions = [p for p in path.iterdir() if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file()]
+  try:
+    for candidate in (path, path / "Format-Serving"):
+      if (candidate / SAVED_MODEL_FILE).is_file():
+        return candidate
+    versions = [p for p in path.iterdir() if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file()]
+  except OSError as e:  # pathlib's is_file() raises on a folder it may not enter (EACCES)
+    raise UsageError(f"--model {tree.printable(str(path))} cannot be read: {e.strerror} "
+                     f"({tree.printable(str(e.filename))})") from e
   if not versions:
     raise UsageError(f"no SavedModel in {path} (expected {SAVED_MODEL_FILE}, Format-Serving/ "
                      "or numbered version folders)")
   return max(versions, key=lambda p: int(p.name))
+
+
+def check_readable(saved_model: pathlib.Path) -> None:
+  """Raises UsageError when a file or folder of the SavedModel cannot be read: what workers that
+  load it themselves (Beam) would each fail on, with their tracebacks, after the job started.
+  """
+  def refuse(e: OSError):
+    raise UsageError(f"--model {tree.printable(str(saved_model))} cannot be read: {e.strerror} "
+                     f"({tree.printable(str(e.filename))})") from e
+
+  for folder, _, files in os.walk(saved_model, onerror=refuse):
+    for name in files:
+      try:
+        with open(os.path.join(folder, name), "rb"):
+          pass
+      except OSError as e:
+        refuse(e)
 
 
 def load_network(saved_model: pathlib.Path) -> colorizer.Network:

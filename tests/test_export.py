@@ -186,6 +186,16 @@ def test_an_image_over_the_export_limit_is_refused_from_its_header(loaded, histo
   assert loaded.max_pixels.numpy() == signatures.MAX_MEGAPIXELS * 1e6  # recorded in the SavedModel
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "BMP"])  # JPEG and GIF headers cannot state a side this long
+def test_an_image_with_a_side_over_jpegs_limit_is_refused_from_its_header(loaded, historical, fmt):
+  # 7 megapixels, within the pixel limit; its width alone would make the a*b* upsampling huge.
+  photo = Image.open(historical / "Detroit_circa_1915.jpg")
+  data = image_files.claiming_size(image_files.encode(photo, fmt), 70000, 100)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="image is 70000x100 pixels: a side over 65535 pixels, the longest a JPEG can have"):
+    loaded.signatures[signatures.IMAGE_SIGNATURE](image_bytes=tf.constant(data))
+
+
 def test_l_signature_refuses_non_finite_input(loaded, test_examples):
   l = features.parse_examples(test_examples)[features.L_KEY][:1].numpy()
   for bad in (np.nan, np.inf, -np.inf):

@@ -256,6 +256,9 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
   (inputs / "huge.jpg").write_bytes(image_files.claiming_size(data, 12000, 10000))
   # Over twice PIL's own limit (179 megapixels): PIL refuses to open it.
   (inputs / "huger.jpg").write_bytes(image_files.claiming_size(data, 20000, 10000))
+  # 7 megapixels on a side longer than JPEG's limit: refused by its header too.
+  (inputs / "long.png").write_bytes(image_files.claiming_size(image_files.encode(Image.open(
+      historical / "Detroit_circa_1915.jpg"), "PNG"), 70000, 100))
   # A file no photo within the limit can fill (sparse: nothing is allocated): refused unread.
   with open(inputs / "scan.tif", "wb") as f:
     f.truncate(4 << 30)
@@ -268,12 +271,13 @@ def test_folder_mode_reads_every_format_and_lists_what_it_passes_over_or_refuses
   assert ("huge.jpg: image is 12000x10000 pixels (120 megapixels): over the limit of this model, 100 megapixels"
           in result.output)
   assert "huger.jpg: too large to open (Image size (200000000 pixels) exceeds limit" in result.output
+  assert "long.png: image is 70000x100 pixels: a side over 65535 pixels, the longest a JPEG can have" in result.output
   assert "scan.tif: larger than the 864 MB a photo file can be" in result.output  # 100 megapixels x 8 bytes + 64 MB
   expected = {"again.jpg": "JPEG", "p.jpg": "JPEG", "p.gif": "GIF", "p.bmp": "BMP", "p.webp": "WEBP",
               "scans/p.tiff": "TIFF"}
   assert _files(out) == sorted(expected)
   assert f"Colorized {len(expected)} photo(s)" in result.output and "photo/s" in result.output  # progress rate
-  assert "skipped 3 (listed above)" in result.output
+  assert "skipped 4 (listed above)" in result.output
   for relative, fmt in expected.items():
     colorized = Image.open(out / relative)
     assert (colorized.format, colorized.size) == (fmt, photo.size), relative

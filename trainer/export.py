@@ -187,7 +187,9 @@ def _decode(image_bytes, max_pixels):
   too_many_frames = tf.debugging.Assert((frames == 1) | (pixels * frames <= max_pixels), [tf.strings.format(
       signatures.TOO_MANY_FRAMES_MESSAGE, (frames, width, height, pixels * frames // 1_000_000,
                                            max_pixels // 1_000_000))])
-  with tf.control_dependencies([too_large, too_many_frames]):
+  too_long = tf.debugging.Assert(tf.maximum(height, width) <= signatures.MAX_SIDE, [tf.strings.format(
+      signatures.TOO_LONG_MESSAGE, (width, height, signatures.MAX_SIDE))])
+  with tf.control_dependencies([too_large, too_many_frames, too_long]):
     return tf.case([
         (is_jpeg, lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")),
         (is_gif, lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False)),
