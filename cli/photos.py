@@ -179,21 +179,26 @@ def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, run
     click.echo(f"Colorizing {len(planned.todo)} photo(s) with {saved_model} on Beam's {runner}", err=True)
     try:
       rows = archive.run(planned, saved_model, output_dir, overwrite, batch_size, beam_args)
-    except photos_lib.OutputFullError as e:
-      raise click.ClickException(f"stopped: the output folder takes no more files ({e.strerror})") from e
     except colorizer.ModelError as e:  # as without --runner, where the model is loaded before any photo
       raise click.UsageError(str(e)) from e
   else:
     rows = planned.rows
-    archive.write_manifest(output_dir, rows)
   counts = {result: sum(r["result"] == result for r in rows)
             for result in (archive.COLORIZED, archive.KEPT, archive.SKIPPED, archive.PASSED_OVER)}
   for r in rows:
     if r["result"] == archive.SKIPPED:
       click.echo(tree.printable(f"skipped {r['input']}: {r['reason']}"), err=True)
-  click.echo(f"Colorized {counts[archive.COLORIZED]} photo(s) into {output_dir}; kept {counts[archive.KEPT]} that "
+  summary = (f"Colorized {counts[archive.COLORIZED]} photo(s) into {output_dir}; kept {counts[archive.KEPT]} that "
              f"existed already; skipped {counts[archive.SKIPPED]}; passed over {counts[archive.PASSED_OVER]} other "
-             f"file(s); the list: {output_dir.rstrip('/')}/{archive.MANIFEST}")
+             "file(s)")
+  manifest = f"{output_dir.rstrip('/')}/{archive.MANIFEST}"
+  try:
+    archive.write_manifest(output_dir, rows)
+  except (photos_lib.PhotoError, OSError) as e:  # a full disk, another user's list in a shared folder
+    click.echo(summary)
+    raise click.ClickException(f"the list could not be written ({e.strerror if isinstance(e, OSError) else e}); "
+                               "what the job did is counted above") from e
+  click.echo(f"{summary}; the list: {manifest}")
   if counts[archive.SKIPPED]:
     sys.exit(1)
 

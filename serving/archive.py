@@ -211,7 +211,7 @@ def _write(target: str, data: bytes, overwrite: bool) -> bool:
 
 def run(plan_: ArchivePlan, saved_model: str, output: str, overwrite: bool, batch_size: int,
         beam_args: Sequence[str]) -> List[Dict[str, str]]:
-  """Colorizes plan_.todo on Beam and writes the MANIFEST; returns its rows."""
+  """Colorizes plan_.todo on Beam; returns the rows of the MANIFEST (write_manifest writes it)."""
   import apache_beam as beam
   from apache_beam.ml.inference import base as inference
   from apache_beam.options import pipeline_options
@@ -252,7 +252,6 @@ def run(plan_: ArchivePlan, saved_model: str, output: str, overwrite: bool, batc
       shutil.rmtree(local_parts, ignore_errors=True)
     else:
       _delete(parts)
-  write_manifest(output, rows)
   return rows
 
 

@@ -440,6 +440,25 @@ def test_the_manifest_lists_every_input_and_matches_the_files(archive_runs, serv
   assert passed["input"] == str(inputs / "notes.txt") and "not a photo by its name" in passed["reason"]
 
 
+def test_a_list_that_cannot_be_written_leaves_the_counts_and_one_line(archive_runs, serving_model, tmp_path):
+  # A rerun with nothing left to do (no Beam job), where the list must go a folder stands: as when the disk
+  # is full or the list is another user's in a shared folder, what the job did is still counted.
+  inputs, _, _, beam, _, _ = archive_runs
+  done = [p.name for p in sorted(inputs.glob("*.jpg")) if (beam / p.name).is_file()]
+  again, out = tmp_path / "in", tmp_path / "out"
+  again.mkdir()
+  out.mkdir()
+  for name in done:
+    shutil.copy(inputs / name, again / name)
+    shutil.copy(beam / name, out / name)
+  (out / archive.MANIFEST).mkdir()
+  result = _beam(again, "-o", out, "--model", serving_model[1])
+  assert result.exit_code == 1, result.output
+  assert f"kept {len(done)} that existed already; skipped 0; passed over 0 other file(s)\n" in result.output
+  assert (f"Error: the list could not be written (cannot write {out / archive.MANIFEST}: Is a directory); "
+          "what the job did is counted above") in result.output
+
+
 @pytest.fixture
 def gcs(monkeypatch):
   """gcp-storage-emulator (tests/gcs_fixtures.py) as Beam's Cloud Storage, with no login."""
