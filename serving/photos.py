@@ -191,10 +191,12 @@ def prepare_output(output_dir: pathlib.Path, jobs: List[Job], todo: List[Job]) -
   the folder takes the outputs of `todo` (those to write): a test file is written, and the
   free space must exceed a conservative estimate of their size. Raises UsageError otherwise.
   """
+  folder = output_dir  # the one named when something fails: a sub-folder of the outputs, or the output folder
   try:
     for folder in sorted({output_dir} | {job.target.parent for job in jobs}):
       folder.mkdir(parents=True, exist_ok=True)
       remove_stale_temporaries(folder)
+    folder = output_dir
     probe = _temporary(output_dir)
     try:
       with open(probe, "xb") as f:
@@ -205,7 +207,7 @@ def prepare_output(output_dir: pathlib.Path, jobs: List[Job], todo: List[Job]) -
       with contextlib.suppress(FileNotFoundError):
         os.unlink(probe)
   except OSError as e:
-    raise UsageError(f"cannot write into {output_dir}: {e.strerror or e}") from e
+    raise UsageError(f"cannot write into {folder}: {e.strerror or e}") from e
   needed = sum(estimated_output_bytes(job) for job in todo)
   free = shutil.disk_usage(output_dir).free
   if needed > free:
