@@ -7,12 +7,17 @@ other warning still shows.
 """
 import logging
 import os
+import re
 import warnings
 
+# google-api-core, once per client package: Python 3.10 is what TFX 1.16 requires. By the start of
+# the message, so that child processes (Beam's worker processes: fresh interpreters) get them too,
+# through PYTHONWARNINGS, whose entries match a message's start.
+_HARMLESS_EVERYWHERE = (
+    (FutureWarning, "You are using a non-supported Python version"),
+    (FutureWarning, "You are using a Python version"),  # (3.10.x) past its end of life
+)
 _HARMLESS = (
-    # google-api-core: Python 3.10 is what TFX 1.16 requires.
-    (FutureWarning, r".*non-supported Python version.*"),
-    (FutureWarning, r".*Python version .* past its end of life.*"),
     # google-cloud-aiplatform: TFX 1.16's dependency set holds google-cloud-storage at 2.x.
     (FutureWarning, r".*google-cloud-storage < 3.0.0.*"),
     # protobuf 3.20 / absl / pkg_resources noise from TFX's own imports.
@@ -54,6 +59,11 @@ def install() -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   for category, message in _HARMLESS:
     warnings.filterwarnings("ignore", message=message, category=category)
+  for category, start in _HARMLESS_EVERYWHERE:
+    warnings.filterwarnings("ignore", message=re.escape(start), category=category)
+  inherited = [os.environ.get("PYTHONWARNINGS", "")]
+  inherited += [f"ignore:{start}:{category.__name__}" for category, start in _HARMLESS_EVERYWHERE]
+  os.environ["PYTHONWARNINGS"] = ",".join(filter(None, dict.fromkeys(inherited)))
   # Imported here, not for `--help`, and before its filter is set: numpy installs an "always"
   # filter for RankWarning when it is imported.
   import numpy as np

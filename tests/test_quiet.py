@@ -12,6 +12,8 @@ quiet.install()
 import tensorflow
 logging.warning("Resource module is not available for current platform, memory usage cannot be fetched.")
 logging.warning("a warning nobody filtered")
+import subprocess, sys
+subprocess.run([sys.executable, "-c", "import google.cloud.storage, google.cloud.aiplatform"], check=True)
 """
 
 
@@ -22,3 +24,5 @@ def test_harmless_start_up_and_beam_messages_are_dropped_and_other_warnings_kept
   assert "a warning nobody filtered" in result.stderr
   assert "Resource module" not in result.stderr
   assert "Unable to register" not in result.stderr, result.stderr
+  # Not in a child process either (Beam's worker processes), which knows nothing of cli/quiet.py.
+  assert "Python version" not in result.stderr, result.stderr
