@@ -23,7 +23,6 @@ per input: {"input", "output", "result": colorized | kept | skipped | passed ove
 Its rows are written by the workers under a temporary folder (the job's temp_location on
 Dataflow) and gathered by the launcher when the job has finished.
 """
-import contextlib
 import dataclasses
 import functools
 import json
@@ -34,8 +33,9 @@ import re
 import secrets
 import shutil
 import tempfile
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from serving import beam_workers
 from serving import colorizer
 from serving import photos as photos_lib
 from serving.photo_settings import MANIFEST
@@ -44,7 +44,6 @@ COLORIZED, KEPT, SKIPPED, PASSED_OVER = "colorized", "kept", "skipped", "passed 
 GCS = "gs://"
 METRICS_NAMESPACE = "colorize_photos"
 _MANIFEST_PARTS = "manifest-part"
-_TF_THREADS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
 @dataclasses.dataclass
@@ -229,7 +228,7 @@ def run(plan_: ArchivePlan, saved_model: str, output: str, overwrite: bool, batc
   todo = posixpath.join(parts, "todo.jsonl")
   _write_text(todo, "".join(json.dumps(item) + "\n" for item in plan_.todo))
   try:
-    with _cores_shared(options), beam.Pipeline(options=options) as pipeline:
+    with beam_workers.cores_shared(options), beam.Pipeline(options=options) as pipeline:
       prepared = (pipeline
                   | "Photos" >> beam.io.ReadFromText(todo)
                   | "Spread" >> beam.Reshuffle()
@@ -253,31 +252,6 @@ def run(plan_: ArchivePlan, saved_model: str, output: str, overwrite: bool, batc
     else:
       _delete(parts)
   return rows
-
-
-@contextlib.contextmanager
-def _cores_shared(options) -> Iterator[None]:
-  """While the pipeline runs: DirectRunner worker processes share this machine's cores between
-  their TensorFlows (TF_NUM_INTRAOP_THREADS and TF_NUM_INTEROP_THREADS, which the workers inherit
-  and a user's own values override). Each TensorFlow would otherwise start a thread per core, and
-  the workers' threads would contend for the same cores: 2 workers on 2 cores took 6% more CPU
-  a photo with them (bench/photos.py).
-  """
-  from apache_beam.options import pipeline_options
-  direct = options.view_as(pipeline_options.DirectOptions)
-  runner = options.view_as(pipeline_options.StandardOptions).runner or "DirectRunner"
-  workers = direct.direct_num_workers or os.cpu_count() or 1  # Beam's 0: one a core
-  if runner != "DirectRunner" or direct.direct_running_mode != "multi_processing" or workers < 2:
-    yield
-    return
-  threads = str(max(1, (os.cpu_count() or 1) // workers))
-  added = [name for name in _TF_THREADS if name not in os.environ]
-  os.environ.update(dict.fromkeys(added, threads))
-  try:
-    yield
-  finally:
-    for name in added:
-      os.environ.pop(name, None)
 
 
 def _read_rows(parts: str) -> List[Dict[str, str]]:

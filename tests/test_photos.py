@@ -27,6 +27,7 @@ from skimage import color as skcolor
 
 from cli import main as cli
 from serving import archive
+from serving import beam_workers
 from serving import photos
 
 pytest_plugins = ("trainer_fixtures",)
@@ -556,7 +557,7 @@ def test_direct_runner_workers_split_the_cores_between_their_tensorflows(monkeyp
     monkeypatch.delenv(name, raising=False)
 
   def threads(*args):
-    with archive._cores_shared(pipeline_options.PipelineOptions(["--runner=DirectRunner", *args])):
+    with beam_workers.cores_shared(pipeline_options.PipelineOptions(["--runner=DirectRunner", *args])):
       return os.environ.get("TF_NUM_INTRAOP_THREADS"), os.environ.get("TF_NUM_INTEROP_THREADS")
 
   two = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")

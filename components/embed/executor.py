@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Sequence
 from absl import logging
 import apache_beam as beam
 from apache_beam.ml.inference import base as inference
+from apache_beam.options import pipeline_options
 import numpy as np
 import tensorflow as tf
 from tfx import types
@@ -42,6 +43,7 @@ from components.ingest import tfrecord_gzip
 from schemas import artifact_files
 from schemas import embedding_info
 from schemas import features
+from serving import beam_workers
 
 GZIP = beam.io.filesystem.CompressionTypes.GZIP
 EXAMPLES_KEY = "examples"
@@ -130,7 +132,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       if not tf.io.gfile.glob(pattern):
         raise EmbeddingError(f"split {split!r} of {source.uri} holds no files")
 
-    with self._make_beam_pipeline() as pipeline:
+    options = pipeline_options.PipelineOptions(list(self._beam_pipeline_args or []))
+    with beam_workers.cores_shared(options), self._make_beam_pipeline() as pipeline:
       # One RunInference: the model is loaded once per worker, not once per split.
       embedded_splits = (
           [pipeline
