@@ -157,11 +157,13 @@ def schedule_command(ctx, config_path, template, params, dry_run, allow_default_
 @click.option("--no-cache", is_flag=True, help="Run every task even when an earlier rehearsal ran it the same way.")
 def rehearse_command(template, workdir, params, no_cache):
   """Run a compiled Vertex AI pipeline JSON on this machine, task by task, as Vertex AI would."""
+  from cloud import vertex_jobs
   from cloud.rehearsal import engine
   values = _parameter_values(params)
   try:  # what was given (the template, --param) is checked first: a usage error, as compile's
-    engine.runtime_parameters(engine.load_template(template), values)
-  except engine.RehearsalError as e:
+    parameters = engine.runtime_parameters(engine.load_template(template), values)
+    vertex_jobs.check_run_parameters({name: engine.plain_value(value) for name, value in parameters.items()})
+  except (engine.RehearsalError, config_lib.ConfigError) as e:
     raise click.UsageError(str(e)) from e
   try:
     engine.rehearse(template, workdir, values, enable_cache=not no_cache, echo=click.echo)

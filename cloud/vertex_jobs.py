@@ -70,6 +70,19 @@ def _check_with_config(cfg: config_lib.PipelineConfig, values: Dict[str, Any]) -
     raise config_lib.ConfigError(f"--param {', '.join(sorted(values))}: {e}") from e
 
 
+def check_run_parameters(values: Dict[str, Any]) -> None:
+  """The Trainer's runtime parameters among `values` hold to their rules (trainer/settings.py) when
+  no config is at hand (a rehearsal): otherwise a bad one fails only when its step runs.
+  """
+  from components import run_parameters
+  from trainer import settings
+  train = {name: values[name] for name in run_parameters.TYPES if name in values}
+  try:
+    settings.from_dict(train)
+  except config_lib.ConfigError as e:
+    raise config_lib.ConfigError(f"runtime parameters {', '.join(sorted(train))}: {e}") from e
+
+
 def pipeline_job(cfg: config_lib.PipelineConfig, template_path: str,
                  parameter_values: Optional[Dict[str, Any]] = None, job_id: Optional[str] = None,
                  credentials=None, api_endpoint: Optional[str] = None, api_transport: Optional[str] = None):

@@ -154,6 +154,13 @@ def test_parameter_types_and_runtime_parameters_are_checked_before_anything_runs
   with pytest.raises(engine.RehearsalError, match="no runtime parameter \\['epoch'\\]"):
     engine.rehearse(str(template), str(tmp_path / "w"), {"epoch": "3"}, echo=lambda _: None)
   assert not (tmp_path / "w" / "gcs").exists()
+  # Through the command, a Trainer setting the step would refuse is refused now, as submit refuses it.
+  for param, message in (("epochs=0", "train.epochs must be from 1"), ("learning_rate=-5", "train.learning_rate must"),
+                         ("weights=bogus", "train.weights must be 'imagenet', 'none'")):
+    result = CliRunner().invoke(cli.main, ["rehearse", str(template), "--workdir", str(tmp_path / "w2"),
+                                           "--param", param])
+    assert result.exit_code == 2 and message in result.output.splitlines()[-1], result.output
+  assert not (tmp_path / "w2").exists()
 
 
 def test_a_template_file_that_is_no_compiled_pipeline_is_one_line_at_once(tmp_path):

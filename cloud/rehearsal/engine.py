@@ -135,6 +135,12 @@ def runtime_parameters(job: Dict[str, Any], given: Dict[str, str]) -> Dict[str, 
   return values
 
 
+def plain_value(value: Dict[str, Any]) -> Any:
+  """A runtime parameter's Value (as runtime_parameters gives it) as a Python int, float or str."""
+  (field, held), = value.items()
+  return int(held) if field == _VALUE_FIELD["INT"] else held
+
+
 def rehearse(template_path: str, workdir: str, params: Optional[Dict[str, str]] = None,
              enable_cache: bool = True, echo: Callable[[str], None] = print) -> Rehearsal:
   """Runs every task of the template at `template_path` in dependency order; see the module doc."""
