@@ -89,7 +89,7 @@ class RefusedFileError(OSError):
 
 
 def read_file(path: str, limit: Optional[int] = None) -> bytes:
-  """The bytes of the regular file at `path`, or RefusedFileError (other OSErrors pass through).
+  """The bytes of the regular file at `path`, or RefusedFileError saying why not.
 
   A listed file may be replaced before it is read: it is opened without blocking (opening a FIFO
   would wait for a writer for ever) and refused unless it is still a regular file. One larger
@@ -103,7 +103,10 @@ def read_file(path: str, limit: Optional[int] = None) -> bytes:
 
 def open_regular(path: str):
   """The regular file at `path` opened for binary reading, or RefusedFileError; see read_file."""
-  fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+  try:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+  except OSError as e:  # the listing's own words, not OSError's text (which repeats the path, escaped)
+    raise RefusedFileError(e.errno, unreachable_reason(path, e)) from e
   reason = special_file_reason(os.fstat(fd).st_mode)
   if reason:
     os.close(fd)

@@ -78,6 +78,12 @@ def test_a_listed_file_replaced_by_a_fifo_is_refused_at_once(historical, tmp_pat
       assert str(refused.value) == "not a regular file: a named pipe (FIFO)"
 
 
+def test_a_file_gone_after_the_listing_is_refused_with_the_listings_words(tmp_path):
+  with pytest.raises(tree.RefusedFileError) as refused:
+    tree.read_file(str(tmp_path / "gone\nphoto.jpg"))
+  assert refused.value.errno == errno.ENOENT and str(refused.value) == "cannot be read: No such file or directory"
+
+
 def test_a_file_over_the_limit_is_refused_unread(tmp_path):
   path = tmp_path / "scan.tif"
   path.write_bytes(b"x" * 1000)

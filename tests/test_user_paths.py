@@ -68,7 +68,7 @@ def test_an_unexpected_error_is_one_line_and_a_traceback_file(historical, tmp_pa
 
 @pytest.mark.parametrize("key, message", [
     ("folder", "names no readable key file (not a regular file: a folder)"),
-    ("missing.json", "names no readable key file ([Errno 2] No such file or directory"),
+    ("missing.json", "names no readable key file (cannot be read: No such file or directory)"),
     ("junk.json", "names no readable key file (Expecting value"),
     ("other.json", "is JSON but no Google credentials file"),
 ])
