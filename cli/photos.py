@@ -168,6 +168,9 @@ def _archive(inputs, output_dir, model_dir, endpoint, overwrite, batch_size, run
       saved_model = str(photos_lib.resolve_model_dir(pathlib.Path(model_dir)))
       photos_lib.check_readable(pathlib.Path(saved_model))
     planned = archive.plan(inputs, output_dir, overwrite)
+    for r in planned.rows:  # as without --runner: before the job, and in the list too
+      if r["result"] == archive.PASSED_OVER:
+        click.echo(tree.printable(f"passed over {r['input']}: {r['reason']}"), err=True)
     if not planned.todo and not planned.count(archive.KEPT):
       raise photos_lib.UsageError(f"no photos in {', '.join(map(str, inputs))}")
     if not archive.is_gcs(output_dir):

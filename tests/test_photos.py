@@ -439,6 +439,7 @@ def test_the_manifest_lists_every_input_and_matches_the_files(archive_runs, serv
   assert f"skipped {inputs / 'truncated.jpg'}: not a readable image" in beam_result.output
   passed, = by_result["passed over"]
   assert passed["input"] == str(inputs / "notes.txt") and "not a photo by its name" in passed["reason"]
+  assert f"passed over {inputs / 'notes.txt'}: not a photo by its name" in beam_result.output
 
 
 def test_a_list_that_cannot_be_written_leaves_the_counts_and_one_line(archive_runs, serving_model, tmp_path):
