@@ -179,17 +179,15 @@ class CloudConfig:
            f"cloud.dataflow.temp_location must be a gs:// path, got {d.temp_location!r}")
     _check(d.max_workers >= 1, f"cloud.dataflow.max_workers must be >= 1, got {d.max_workers}")
     _check(d.disk_size_gb >= 0, f"cloud.dataflow.disk_size_gb must be >= 0, got {d.disk_size_gb}")
-    _check(bool(_MACHINE_TYPE.match(d.machine_type)), f"cloud.dataflow.machine_type must be a machine type like n1-standard-4, got {d.machine_type!r}")
+    _check_machine_type("cloud.dataflow.machine_type", d.machine_type)
     if d.embed_accelerator:
       _check(bool(_ACCELERATOR.match(d.embed_accelerator)),
              f"cloud.dataflow.embed_accelerator must be a Dataflow GPU type like nvidia-tesla-t4, got "
              f"{d.embed_accelerator!r}")
       _check(d.embed_accelerator_count >= 1,
              f"cloud.dataflow.embed_accelerator_count must be >= 1, got {d.embed_accelerator_count}")
-      _check(bool(_MACHINE_TYPE.match(d.embed_machine_type)),
-             f"cloud.dataflow.embed_machine_type must be a machine type like n1-standard-4 with embed_accelerator, "
-             f"got {d.embed_machine_type!r}")
-    _check(bool(_MACHINE_TYPE.match(t.machine_type)), f"cloud.training.machine_type must be a machine type like n1-standard-4, got {t.machine_type!r}")
+      _check_machine_type("cloud.dataflow.embed_machine_type", d.embed_machine_type, " with embed_accelerator")
+    _check_machine_type("cloud.training.machine_type", t.machine_type)
     _check(t.replica_count >= 1, f"cloud.training.replica_count must be >= 1, got {t.replica_count}")
     if t.accelerator_type:
       _check(t.accelerator_count >= 1,
@@ -197,7 +195,7 @@ class CloudConfig:
     p = self.deploy
     _check(bool(_DISPLAY_NAME.match(p.endpoint_name)) and bool(p.endpoint_name.strip()),
            f"cloud.deploy.endpoint_name must be 1-128 printable characters, got {p.endpoint_name!r}")
-    _check(bool(_MACHINE_TYPE.match(p.machine_type)), f"cloud.deploy.machine_type must be a machine type like n1-standard-4, got {p.machine_type!r}")
+    _check_machine_type("cloud.deploy.machine_type", p.machine_type)
     if p.accelerator_type:
       _check(p.accelerator_count >= 1,
              f"cloud.deploy.accelerator_count must be >= 1 with accelerator_type {p.accelerator_type}")
@@ -455,6 +453,10 @@ def _check_gpu(section: str, machine_type: str, accelerator_type: str) -> None:
   _check(allowed is None or accelerator_type in allowed,
          f"{section}: {accelerator_type} cannot be attached to {machine_type}; "
          f"{family}-* machines take {', '.join(allowed) if allowed else 'no GPU'}")
+
+
+def _check_machine_type(key: str, value: str, needed_for: str = "") -> None:
+  _check(bool(_MACHINE_TYPE.match(value)), f"{key} must be a machine type like n1-standard-4{needed_for}, got {value!r}")
 
 
 def _label_value(text: str) -> str:

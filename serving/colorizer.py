@@ -211,7 +211,11 @@ def read_max_pixels(saved_model: str) -> Optional[int]:
   except (tf.errors.NotFoundError, ValueError):
     return None
   except tf.errors.OpError as e:  # e.g. variables that may not be read
-    raise ModelError(f"{saved_model} holds no SavedModel that loads ({' '.join(str(e).split())[:200]})") from e
+    raise _not_loadable(saved_model, e) from e
+
+
+def _not_loadable(saved_model: str, e: Exception) -> ModelError:
+  return ModelError(f"{saved_model} holds no SavedModel that loads ({' '.join(str(e).split())[:200]})")
 
 
 class Network:
@@ -224,7 +228,7 @@ class Network:
         warnings.simplefilter("ignore", RuntimeWarning)  # protobuf on a junk file, before the error said below
         loaded = tf.saved_model.load(saved_model)
     except (OSError, ValueError, tf.errors.OpError) as e:  # a junk or foreign saved_model.pb, missing variables
-      raise ModelError(f"{saved_model} holds no SavedModel that loads ({' '.join(str(e).split())[:200]})") from e
+      raise _not_loadable(saved_model, e) from e
     if signatures.EXAMPLES_SIGNATURE not in loaded.signatures:
       raise ModelError(f"{saved_model} has no {signatures.EXAMPLES_SIGNATURE!r} signature "
                        f"(it has {sorted(loaded.signatures)}); export it with trainer/export.py")

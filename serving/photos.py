@@ -335,8 +335,7 @@ def resolve_model_dir(path: pathlib.Path) -> pathlib.Path:
         return candidate
     versions = [p for p in path.iterdir() if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file()]
   except OSError as e:  # pathlib's is_file() raises on a folder it may not enter (EACCES)
-    raise UsageError(f"--model {tree.printable(str(path))} cannot be read: {e.strerror} "
-                     f"({tree.printable(str(e.filename))})") from e
+    raise _unreadable_model(path, e) from e
   if not versions:
     raise UsageError(f"no SavedModel in {path} (expected {SAVED_MODEL_FILE}, Format-Serving/ "
                      "or numbered version folders)")
@@ -348,8 +347,7 @@ def check_readable(saved_model: pathlib.Path) -> None:
   load it themselves (Beam) would each fail on, with their tracebacks, after the job started.
   """
   def refuse(e: OSError):
-    raise UsageError(f"--model {tree.printable(str(saved_model))} cannot be read: {e.strerror} "
-                     f"({tree.printable(str(e.filename))})") from e
+    raise _unreadable_model(saved_model, e) from e
 
   for folder, _, files in os.walk(saved_model, onerror=refuse):
     for name in files:
@@ -358,6 +356,11 @@ def check_readable(saved_model: pathlib.Path) -> None:
           pass
       except OSError as e:
         refuse(e)
+
+
+def _unreadable_model(path: pathlib.Path, e: OSError) -> UsageError:
+  return UsageError(f"--model {tree.printable(str(path))} cannot be read: {e.strerror} "
+                    f"({tree.printable(str(e.filename))})")
 
 
 def load_network(saved_model: pathlib.Path) -> colorizer.Network:
